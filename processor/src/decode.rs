@@ -1,0 +1,191 @@
+//! From Lambda's DynamoDB stream records to [`Change`]s the engine can plan with.
+//!
+//! A record that cannot be identified (no table keys, no sequence number) fails the whole batch
+//! before anything is written: it has no stable identity to report or to skip safely. A record
+//! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
+
+use aggregates::keys::{PK, SK};
+use aggregates::{assess, Assessment, KeyOwner};
+use aws_lambda_events::event::dynamodb::EventRecord;
+use serde_dynamo::{AttributeValue, Item};
+
+use crate::sequence::SequenceNumber;
+
+/// A record tally cannot identify. Names the record by position and `eventID`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {index} (eventID `{event_id}`): {problem}")]
+pub struct DecodeError {
+    pub index: usize,
+    pub event_id: String,
+    pub problem: String,
+}
+
+/// The key of a source item in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+/// What a record is, for routing and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An application item: goes through the rules.
+    Source,
+    /// An aggregate item tally wrote; coming back on the stream, it changes nothing.
+    OwnAggregate,
+    /// A ledger or checkpoint tally wrote.
+    OwnBookkeeping,
+    /// Neither image has an entityType SPEC knows.
+    Unknown,
+    /// The record's source ARN names another table.
+    OtherTable,
+}
+
+impl Origin {
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Source => "source",
+            Origin::OwnAggregate => "own_aggregate",
+            Origin::OwnBookkeeping => "own_bookkeeping",
+            Origin::Unknown => "unknown",
+            Origin::OtherTable => "other_table",
+        }
+    }
+}
+
+/// One stream record, decoded and classified.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Position in the batch.
+    pub index: usize,
+    pub event_id: String,
+    pub sequence: SequenceNumber,
+    pub key: ItemKey,
+    pub origin: Origin,
+    pub old: Assessment,
+    pub new: Assessment,
+    /// A deletion by DynamoDB's TTL sweeper.
+    pub ttl_removal: bool,
+}
+
+impl Change {
+    /// The rejections among this record's images, for counting.
+    pub fn rejections(&self) -> impl Iterator<Item = &aggregates::Rejection> {
+        [&self.old, &self.new].into_iter().filter_map(|image| match image {
+            Assessment::Rejected(rejection) => Some(rejection),
+            _ => None,
+        })
+    }
+}
+
+const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
+/// Decodes a whole batch, or fails naming the first record that cannot be identified.
+pub fn decode_batch(records: &[EventRecord], table_name: &str) -> Result<Vec<Change>, DecodeError> {
+    records.iter().enumerate().map(|(index, record)| decode_record(index, record, table_name)).collect()
+}
+
+fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result<Change, DecodeError> {
+    let fail = |problem: String| DecodeError { index, event_id: record.event_id.clone(), problem };
+    let stream = &record.change;
+    let sequence_text = stream.sequence_number.as_deref().ok_or_else(|| fail("missing `dynamodb.SequenceNumber`".into()))?;
+    let sequence = SequenceNumber::parse(sequence_text)
+        .ok_or_else(|| fail(format!("`dynamodb.SequenceNumber` `{sequence_text}` is not a string of digits")))?;
+    // Read the table keys by name: DynamoDB Local mixes GSI keys into `Keys` on TTL deletions.
+    let key_attr = |name: &'static str| match stream.keys.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value.clone()),
+        Some(_) => Err(fail(format!("`dynamodb.Keys.{name}` is not a string"))),
+        None => Err(fail(format!("`dynamodb.Keys.{name}` is missing"))),
+    };
+    let key = ItemKey { pk: key_attr(PK)?, sk: key_attr(SK)? };
+    let image = |item: &Item| (!item.is_empty()).then_some(item.clone());
+    let (old_image, new_image) = (image(&stream.old_image), image(&stream.new_image));
+    let (old, new) = (assess(old_image.as_ref()), assess(new_image.as_ref()));
+    let origin = if !from_table(record.event_source_arn.as_deref(), table_name) {
+        Origin::OtherTable
+    } else {
+        match KeyOwner::of(&key.pk, &key.sk) {
+            KeyOwner::Aggregate => Origin::OwnAggregate,
+            KeyOwner::Bookkeeping => Origin::OwnBookkeeping,
+            KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+            KeyOwner::Application => Origin::Source,
+        }
+    };
+    let ttl_removal = record
+        .user_identity
+        .as_ref()
+        .is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
+    Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_removal })
+}
+
+fn is_unknown(assessment: &Assessment) -> bool {
+    matches!(assessment, Assessment::Unknown | Assessment::Absent)
+}
+
+/// Whether an `eventSourceARN` (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) names
+/// `table_name`. A record without an ARN (a hand-written fixture) is taken as this table's.
+fn from_table(arn: Option<&str>, table_name: &str) -> bool {
+    let Some(arn) = arn else { return true };
+    arn.split_once(":table/")
+        .map(|(_, rest)| rest.split('/').next() == Some(table_name))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(value: serde_json::Value) -> EventRecord {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn base(keys: serde_json::Value, new_image: serde_json::Value) -> serde_json::Value {
+        json!({
+            "eventID": "e1", "eventName": "INSERT", "awsRegion": "eu-west-1",
+            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/university/stream/2026-01-01T00:00:00.000",
+            "dynamodb": { "Keys": keys, "NewImage": new_image, "SequenceNumber": "000111", "SizeBytes": 64, "StreamViewType": "NEW_AND_OLD_IMAGES" }
+        })
+    }
+
+    #[test]
+    fn classifies_by_key_table_and_entity() {
+        let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}});
+        let image = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
+        let change = decode_record(0, &record(base(keys.clone(), image.clone())), "university").unwrap();
+        assert_eq!(change.origin, Origin::Source);
+        assert_eq!(change.sequence.as_str(), "111");
+        assert_eq!(change.old, Assessment::Absent);
+
+        assert_eq!(decode_record(0, &record(base(keys.clone(), image.clone())), "other").unwrap().origin, Origin::OtherTable);
+
+        let stats = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}});
+        assert_eq!(decode_record(0, &record(base(stats.clone(), stats)), "university").unwrap().origin, Origin::OwnAggregate);
+
+        let ledger = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}});
+        assert_eq!(decode_record(0, &record(base(ledger.clone(), ledger)), "university").unwrap().origin, Origin::OwnBookkeeping);
+
+        let unknown = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}});
+        assert_eq!(decode_record(0, &record(base(keys, unknown)), "university").unwrap().origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn ttl_removal_is_recognised_by_the_service_identity() {
+        let mut value = base(json!({"pk": {"S": "session#1"}, "sk": {"S": "session"}}), json!(null));
+        value["eventName"] = json!("REMOVE");
+        value["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+        assert!(decode_record(0, &record(value), "university").unwrap().ttl_removal);
+    }
+
+    #[test]
+    fn unidentifiable_records_name_what_is_missing() {
+        let mut value = base(json!({"pk": {"S": "course#c1"}}), json!(null));
+        let err = decode_record(3, &record(value.clone()), "university").unwrap_err();
+        assert_eq!(err.to_string(), "record 3 (eventID `e1`): `dynamodb.Keys.sk` is missing");
+        value["dynamodb"]["Keys"]["sk"] = json!({"S": "x"});
+        value["dynamodb"]["SequenceNumber"] = json!("12x");
+        let err = decode_record(0, &record(value), "university").unwrap_err();
+        assert!(err.problem.contains("not a string of digits"), "{err}");
+    }
+}

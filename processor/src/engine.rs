@@ -1,0 +1,224 @@
+//! Applying a batch of stream records with exactly-once effect.
+//!
+//! The loop is optimistic concurrency control: read the ledgers and aggregates the batch
+//! touches, [`plan`] absolute new values from that snapshot, and commit each transaction on the
+//! condition that every item is still as read. A failed condition means a concurrent writer or
+//! a redelivery got there first: the cancellation reasons carry the items' current state, the
+//! snapshot is corrected and the rest re-planned. See docs/design.md for why this is exact under
+//! every delivery schedule SPEC lists.
+
+use std::collections::{BTreeMap, HashSet};
+
+use aggregates::AggregateKey;
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::decode::{Change, ItemKey, Origin};
+use crate::plan::{group, needed_keys, plan, ItemChanges, Snapshot, Transaction};
+use crate::retry::RetryBudget;
+use crate::store::codec::{self, ConditionalPut};
+use crate::store::{SdkItem, StoreError, Table, Usage};
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    pub records: usize,
+    /// Records by what happened to them: `applied`, `already_applied`, `no_effect`, and the
+    /// skipped origins (`own_aggregate`, `own_bookkeeping`, `unknown`, `other_table`).
+    pub by_class: BTreeMap<&'static str, u64>,
+    /// Rejected images by reason; the records still count in `by_class`.
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub ttl_removals: u64,
+    /// Commits that found an item changed since it was read, and were re-planned.
+    pub conflicts: u64,
+    /// Waits after a transient failure or a conflict.
+    pub retries: u64,
+    pub transactions: u64,
+    /// Position of the first record not applied. It and every record after it must be delivered
+    /// again; every record before it has been applied or needed nothing.
+    pub failed_from: Option<usize>,
+    pub failure: Option<String>,
+    pub usage: Usage,
+}
+
+impl BatchOutcome {
+    fn count(&mut self, class: &'static str, records: usize) {
+        *self.by_class.entry(class).or_default() += records as u64;
+    }
+}
+
+/// The engine, over any [`Table`].
+#[derive(Debug, Clone)]
+pub struct Engine<T> {
+    table: T,
+}
+
+impl<T: Table> Engine<T> {
+    pub fn new(table: T) -> Self {
+        Engine { table }
+    }
+
+    pub fn table(&self) -> &T {
+        &self.table
+    }
+
+    /// Applies `changes` (one batch, in delivery order), giving up at `deadline`.
+    pub async fn process(&self, changes: &[Change], deadline: Instant) -> BatchOutcome {
+        let usage_before = self.table.usage();
+        let mut outcome = BatchOutcome { records: changes.len(), ..BatchOutcome::default() };
+        for change in changes {
+            if change.origin != Origin::Source {
+                outcome.count(change.origin.label(), 1);
+            }
+            for rejection in change.rejections() {
+                *outcome.rejected.entry(rejection.reason()).or_default() += 1;
+            }
+            outcome.ttl_removals += u64::from(change.ttl_removal);
+        }
+        let items = group(changes);
+        let mut run = Run { items: &items, pending: (0..items.len()).collect(), snapshot: Snapshot::default(), outcome: &mut outcome };
+        if let Err(failure) = run.drive(&self.table, RetryBudget::new(deadline)).await {
+            let failed_from = run.pending.iter().map(|&position| items[position].first_index()).min();
+            run.outcome.failed_from = failed_from;
+            run.outcome.failure = Some(failure);
+        }
+        outcome.usage = self.table.usage() - usage_before;
+        outcome
+    }
+}
+
+/// One batch in progress.
+struct Run<'a> {
+    items: &'a [ItemChanges],
+    /// Positions in `items` not yet applied, in batch order.
+    pending: Vec<usize>,
+    snapshot: Snapshot,
+    outcome: &'a mut BatchOutcome,
+}
+
+impl Run<'_> {
+    async fn drive<T: Table>(&mut self, table: &T, mut budget: RetryBudget) -> Result<(), String> {
+        while !self.pending.is_empty() {
+            if budget.expired() {
+                return Err("deadline reached".into());
+            }
+            let step = match self.read_missing(table).await {
+                Ok(()) => self.commit_plan(table, &mut budget).await,
+                Err(err) => Err(err),
+            };
+            match step {
+                Ok(()) => {}
+                Err(StoreError::Changed(current)) => {
+                    self.outcome.conflicts += 1;
+                    self.absorb(current).map_err(|err| err.to_string())?;
+                    self.wait(&mut budget).await?;
+                }
+                Err(err @ StoreError::Transient { .. }) => {
+                    tracing::warn!(error = %err, "Transient DynamoDB failure; retrying.");
+                    self.wait(&mut budget).await?;
+                }
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&mut self, budget: &mut RetryBudget) -> Result<(), String> {
+        self.outcome.retries += 1;
+        budget.pause().await.map_err(|err| err.to_string())
+    }
+
+    /// Reads whatever the pending items need that the snapshot lacks. A ledger can name
+    /// aggregates the records do not, hence the loop (two rounds at most).
+    async fn read_missing<T: Table>(&mut self, table: &T) -> Result<(), StoreError> {
+        loop {
+            let (ledgers, aggregates) = needed_keys(self.pending.iter().map(|&position| &self.items[position]), &self.snapshot);
+            if ledgers.is_empty() && aggregates.is_empty() {
+                return Ok(());
+            }
+            let mut keys: Vec<ItemKey> = ledgers.iter().map(codec::ledger_key).collect();
+            keys.extend(aggregates.iter().map(codec::aggregate_key));
+            let mut found = table.read(&keys).await?;
+            for item in ledgers {
+                let ledger_key = codec::ledger_key(&item);
+                let ledger = found.remove(&ledger_key).map(|stored| codec::decode_ledger(&ledger_key, &stored)).transpose()?;
+                self.snapshot.ledgers.insert(item, ledger);
+            }
+            for key in aggregates {
+                let stored = found.remove(&codec::aggregate_key(&key)).map(|stored| codec::decode_aggregate(&key, &stored)).transpose()?;
+                self.snapshot.aggregates.insert(key, stored);
+            }
+        }
+    }
+
+    /// Plans the pending items and commits the transactions in order, stopping at the first
+    /// that fails.
+    async fn commit_plan<T: Table>(&mut self, table: &T, budget: &mut RetryBudget) -> Result<(), StoreError> {
+        let plan = plan(self.items, &self.pending, &self.snapshot);
+        let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
+        self.outcome.count("already_applied", records(&plan.already_applied));
+        self.outcome.count("no_effect", records(&plan.unchanged));
+        let settled: HashSet<usize> = plan.already_applied.iter().chain(&plan.unchanged).copied().collect();
+        self.pending.retain(|position| !settled.contains(position));
+        for transaction in &plan.transactions {
+            let puts = encode(transaction);
+            match table.commit(&puts).await {
+                Ok(()) => {
+                    self.outcome.transactions += 1;
+                    self.outcome.count("applied", records(&transaction.items));
+                    self.record_committed(transaction);
+                    budget.reset();
+                }
+                Err(err) => {
+                    if !matches!(err, StoreError::Changed(_)) {
+                        // The commit may have landed with its response lost: read it all again.
+                        self.forget(&puts);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_committed(&mut self, transaction: &Transaction) {
+        let done: HashSet<usize> = transaction.items.iter().copied().collect();
+        self.pending.retain(|position| !done.contains(position));
+        for write in &transaction.ledgers {
+            self.snapshot.ledgers.insert(write.item.clone(), Some(write.ledger.clone()));
+        }
+        for write in &transaction.aggregates {
+            self.snapshot.aggregates.insert(write.key.clone(), Some(write.stored.clone()));
+        }
+    }
+
+    /// Takes the current state of items whose conditions failed into the snapshot.
+    fn absorb(&mut self, current: Vec<(ItemKey, Option<SdkItem>)>) -> Result<(), StoreError> {
+        for (key, item) in current {
+            if let Some(aggregate) = AggregateKey::parse(&key.pk, &key.sk) {
+                let stored = item.map(|item| codec::decode_aggregate(&aggregate, &item)).transpose()?;
+                self.snapshot.aggregates.insert(aggregate, stored);
+            } else if let Some(source) = codec::source_of_ledger(&key) {
+                let ledger = item.map(|item| codec::decode_ledger(&key, &item)).transpose()?;
+                self.snapshot.ledgers.insert(source, ledger);
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, puts: &[ConditionalPut]) {
+        let keys: HashSet<&ItemKey> = puts.iter().map(|put| &put.key).collect();
+        self.snapshot.aggregates.retain(|aggregate, _| !keys.contains(&codec::aggregate_key(aggregate)));
+        self.snapshot.ledgers.retain(|item, _| !keys.contains(&codec::ledger_key(item)));
+    }
+}
+
+fn encode(transaction: &Transaction) -> Vec<ConditionalPut> {
+    let now = Utc::now();
+    transaction
+        .ledgers
+        .iter()
+        .map(|write| codec::encode_ledger(write, now))
+        .chain(transaction.aggregates.iter().map(|write| codec::encode_aggregate(write, now)))
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! The Lambda function: a DynamoDB stream batch in, `batchItemFailures` out.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::LambdaEvent;
+use tokio::time::Instant;
+
+use crate::decode::{decode_batch, DecodeError};
+use crate::engine::{BatchOutcome, Engine};
+use crate::store::Table;
+use crate::telemetry;
+
+/// Time kept back from the invocation's deadline to report failures before Lambda kills us.
+const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Handles one invocation. A record that cannot be identified fails the invocation before
+/// anything is written (Lambda then bisects the batch to isolate it); otherwise every record not
+/// applied, and every record after it, is reported back for redelivery.
+pub async fn handle<T: Table>(engine: &Engine<T>, table_name: &str, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, DecodeError> {
+    let started = std::time::Instant::now();
+    let deadline = deadline_from(event.context.deadline());
+    let records = &event.payload.records;
+    let changes = decode_batch(records, table_name).inspect_err(|err| tracing::error!(error = %err, "Batch rejected: a record cannot be identified."))?;
+    let outcome = engine.process(&changes, deadline).await;
+    log_outcome(&outcome, &event.context.request_id);
+    telemetry::record_batch(&outcome, started.elapsed());
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(failed_from) = outcome.failed_from {
+        response.batch_item_failures = records[failed_from..]
+            .iter()
+            .map(|record| {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                failure
+            })
+            .collect();
+    }
+    Ok(response)
+}
+
+/// The instant to stop retrying: Lambda's deadline less a margin of a fifth of the time left, at
+/// most [`MAX_SAFETY_MARGIN`].
+fn deadline_from(lambda_deadline: SystemTime) -> Instant {
+    let remaining = lambda_deadline.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + remaining - (remaining / 5).min(MAX_SAFETY_MARGIN)
+}
+
+fn log_outcome(outcome: &BatchOutcome, request_id: &str) {
+    let classes = format!("{:?}", outcome.by_class);
+    let rejected = format!("{:?}", outcome.rejected);
+    match (&outcome.failed_from, &outcome.failure) {
+        (Some(failed_from), failure) => tracing::warn!(
+            request_id, records = outcome.records, failed_from, failure = failure.as_deref().unwrap_or_default(),
+            classes, rejected, conflicts = outcome.conflicts, "Batch partly applied; reporting failures."
+        ),
+        (None, _) => tracing::info!(
+            request_id, records = outcome.records, classes, rejected, conflicts = outcome.conflicts,
+            transactions = outcome.transactions, requests = outcome.usage.requests, write_units = outcome.usage.write_units,
+            "Batch applied."
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_margin_before_lambdas_deadline() {
+        let now = Instant::now();
+        let deadline = deadline_from(SystemTime::now() + Duration::from_secs(60));
+        let left = deadline - now;
+        assert!(left > Duration::from_millis(56_900) && left < Duration::from_millis(57_100), "{left:?}");
+        let short = deadline_from(SystemTime::now() + Duration::from_secs(1)) - Instant::now();
+        assert!(short <= Duration::from_millis(800), "{short:?}");
+        assert!(deadline_from(SystemTime::UNIX_EPOCH) <= Instant::now());
+    }
+}

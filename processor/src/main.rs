@@ -1,0 +1,42 @@
+//! `tally`: the Lambda function when run by Lambda, the command-line tool otherwise.
+
+#![recursion_limit = "256"]
+
+use anyhow::Context as _;
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use processor::engine::Engine;
+use processor::store::{connect, DynamoTable};
+use processor::{handler, telemetry};
+
+const DEFAULT_TABLE: &str = "university";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return run_lambda().await;
+    }
+    anyhow::bail!("not running under Lambda (AWS_LAMBDA_RUNTIME_API is unset)")
+}
+
+/// Serves Lambda invocations. The client is built once, at init, and shared by every invocation.
+async fn run_lambda() -> anyhow::Result<()> {
+    telemetry::init_logging(true);
+    let table_name = std::env::var("TABLE_NAME").unwrap_or_else(|_| DEFAULT_TABLE.to_owned());
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(telemetry::NAMESPACE)
+        .with_dimension("TableName", table_name.clone())
+        .init()
+        .map_err(|err| anyhow::anyhow!("installing the metrics recorder: {err}"))?;
+    telemetry::describe();
+    let engine = Engine::new(DynamoTable::new(connect(None, None).await, table_name.clone()));
+    let engine = &engine;
+    let table_name = table_name.as_str();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        let response = handler::handle(engine, table_name, event).await;
+        metrics.flush(std::io::stdout()).context("flushing metrics")?;
+        response.map_err(lambda_runtime::Error::from)
+    }))
+    .await
+    .map_err(|err| anyhow::anyhow!("lambda runtime: {err}"))
+}

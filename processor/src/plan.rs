@@ -1,0 +1,353 @@
+//! Planning a batch: per-item coalescing, then optimistic transactions against a snapshot.
+//!
+//! No I/O happens here. The engine reads a snapshot of the ledgers and aggregates a batch
+//! touches, asks [`plan`] for transactions, and commits them with every read value as a condition,
+//! so a plan computed from a stale snapshot can never commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aggregates::{AggregateKey, AggregateValues, Deltas};
+
+use crate::decode::{Change, ItemKey, Origin};
+use crate::sequence::SequenceNumber;
+
+/// DynamoDB's limit on actions in one `TransactWriteItems`.
+pub const MAX_TRANSACTION_ACTIONS: usize = 100;
+
+/// All of one source item's records in a batch, coalesced.
+#[derive(Debug, Clone)]
+pub struct ItemChanges {
+    pub key: ItemKey,
+    /// `(batch position, sequence number)` in sequence order, redelivered duplicates dropped.
+    pub records: Vec<(usize, SequenceNumber)>,
+    /// Contribution of the first record's old image: what the aggregates hold for this item when
+    /// no ledger says otherwise.
+    pub before: Deltas,
+    /// Contribution of the last record's new image: what they must hold afterwards.
+    pub after: Deltas,
+    /// Whether any image of these records contributes to an aggregate. When none does, the item
+    /// never counted and a redelivery can add nothing, so no ledger is needed.
+    pub touches_aggregates: bool,
+}
+
+impl ItemChanges {
+    pub fn first_index(&self) -> usize {
+        self.records.iter().map(|(index, _)| *index).min().unwrap_or(usize::MAX)
+    }
+
+    pub fn last_sequence(&self) -> &SequenceNumber {
+        &self.records.last().expect("an item has at least one record").1
+    }
+}
+
+/// Groups the source records of a batch by item, in order of each item's first record.
+pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
+    let mut by_item: BTreeMap<&ItemKey, Vec<&Change>> = BTreeMap::new();
+    for change in changes.iter().filter(|change| change.origin == Origin::Source) {
+        by_item.entry(&change.key).or_default().push(change);
+    }
+    let mut items: Vec<ItemChanges> = by_item
+        .into_iter()
+        .map(|(key, mut records)| {
+            // Lambda delivers an item's records in order, but a replayed file need not.
+            records.sort_by(|a, b| a.sequence.cmp(&b.sequence));
+            records.dedup_by(|a, b| a.sequence == b.sequence);
+            let first = records.first().expect("grouped from at least one record");
+            let last = records.last().expect("grouped from at least one record");
+            ItemChanges {
+                key: key.clone(),
+                records: records.iter().map(|change| (change.index, change.sequence.clone())).collect(),
+                before: first.old.contribution(),
+                after: last.new.contribution(),
+                touches_aggregates: records
+                    .iter()
+                    .any(|change| !change.old.contribution().is_empty() || !change.new.contribution().is_empty()),
+            }
+        })
+        .collect();
+    items.sort_by_key(ItemChanges::first_index);
+    items
+}
+
+/// What the ledger remembers of a source item: the last record applied and the contribution the
+/// aggregates hold for the item since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    pub sequence: SequenceNumber,
+    pub contribution: Deltas,
+}
+
+/// An aggregate item as read, with the version its next write must find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAggregate {
+    pub values: AggregateValues,
+    pub version: u64,
+}
+
+/// The ledgers and aggregates a plan is computed from; `None` means the item does not exist.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub ledgers: HashMap<ItemKey, Option<Ledger>>,
+    pub aggregates: HashMap<AggregateKey, Option<StoredAggregate>>,
+}
+
+/// Writes one ledger, if it still holds what was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerWrite {
+    pub item: ItemKey,
+    pub expected: Option<SequenceNumber>,
+    pub ledger: Ledger,
+}
+
+/// Writes one aggregate with absolute values, if it is still at the version that was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateWrite {
+    pub key: AggregateKey,
+    pub expected_version: Option<u64>,
+    pub stored: StoredAggregate,
+}
+
+/// One all-or-nothing commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// Positions in the plan's item list this commit applies.
+    pub items: Vec<usize>,
+    pub ledgers: Vec<LedgerWrite>,
+    pub aggregates: Vec<AggregateWrite>,
+}
+
+impl Transaction {
+    pub fn actions(&self) -> usize {
+        self.ledgers.len() + self.aggregates.len()
+    }
+}
+
+/// What to do with each pending item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Items whose ledger already holds their last record: a redelivery.
+    pub already_applied: Vec<usize>,
+    /// Items that never touch an aggregate (courses, users, sessions, always-invalid images):
+    /// nothing to write.
+    pub unchanged: Vec<usize>,
+    pub transactions: Vec<Transaction>,
+}
+
+/// Keys a plan for `items` needs in its snapshot before [`plan`] can run: every ledger, and every
+/// aggregate either side of each item touches.
+pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapshot: &Snapshot) -> (Vec<ItemKey>, Vec<AggregateKey>) {
+    let mut ledgers = Vec::new();
+    let mut aggregates = BTreeSet::new();
+    for item in items {
+        match snapshot.ledgers.get(&item.key) {
+            None => ledgers.push(item.key.clone()),
+            Some(ledger) => {
+                if let Some(ledger) = ledger {
+                    aggregates.extend(ledger.contribution.keys().cloned());
+                }
+            }
+        }
+        aggregates.extend(item.before.keys().cloned());
+        aggregates.extend(item.after.keys().cloned());
+    }
+    aggregates.retain(|key| !snapshot.aggregates.contains_key(key));
+    (ledgers, aggregates.into_iter().collect())
+}
+
+/// Plans the items selected by `pending` (positions in `items`) against `snapshot`, which must
+/// hold every key [`needed_keys`] names.
+///
+/// Each item moves the aggregates from what its ledger says they hold for it (or, with no
+/// ledger, its first old image) to its last new image. Measuring from the ledger rather than
+/// from the record makes a redelivered record a no-op and heals a gap left by a discarded batch.
+pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Plan {
+    let mut result = Plan::default();
+    let mut current = Transaction::default();
+    let mut aggregate_deltas: BTreeMap<AggregateKey, Deltas> = BTreeMap::new();
+    // Aggregates as they will be once the transactions planned so far commit, in order.
+    let mut projected: HashMap<AggregateKey, Option<StoredAggregate>> = HashMap::new();
+
+    let close = |current: &mut Transaction,
+                 aggregate_deltas: &mut BTreeMap<AggregateKey, Deltas>,
+                 projected: &mut HashMap<AggregateKey, Option<StoredAggregate>>,
+                 result: &mut Plan| {
+        if current.items.is_empty() {
+            return;
+        }
+        for (key, deltas) in std::mem::take(aggregate_deltas) {
+            let before = projected.get(&key).cloned().unwrap_or_else(|| snapshot.aggregates.get(&key).cloned().flatten());
+            let mut values = before.as_ref().map(|stored| stored.values.clone()).unwrap_or_else(|| AggregateValues::zero(key.kind()));
+            values.apply(&key, &deltas);
+            let stored = StoredAggregate { values, version: before.as_ref().map_or(1, |stored| stored.version + 1) };
+            projected.insert(key.clone(), Some(stored.clone()));
+            current.aggregates.push(AggregateWrite { key, expected_version: before.map(|stored| stored.version), stored });
+        }
+        result.transactions.push(std::mem::take(current));
+    };
+
+    for &position in pending {
+        let item = &items[position];
+        let ledger = snapshot.ledgers.get(&item.key).cloned().flatten();
+        if let Some(ledger) = &ledger {
+            if ledger.sequence >= *item.last_sequence() {
+                result.already_applied.push(position);
+                continue;
+            }
+        }
+        let baseline = ledger.as_ref().map_or(&item.before, |ledger| &ledger.contribution);
+        let change = Deltas::change(baseline, &item.after);
+        // A net-zero change still advances the ledger: were an INSERT and REMOVE applied as
+        // nothing, a later redelivery of the INSERT alone would count again.
+        if change.is_empty() && !item.touches_aggregates {
+            result.unchanged.push(position);
+            continue;
+        }
+        let new_aggregates = change.keys().filter(|key| !aggregate_deltas.contains_key(*key)).count();
+        if current.actions() + aggregate_deltas.len() + 1 + new_aggregates > MAX_TRANSACTION_ACTIONS {
+            close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
+        }
+        for key in change.keys() {
+            let mut own = Deltas::new();
+            for (field, amount) in change.fields(key) {
+                own.add(key.clone(), field, amount);
+            }
+            aggregate_deltas.entry(key.clone()).or_default().merge(&own);
+        }
+        current.items.push(position);
+        current.ledgers.push(LedgerWrite {
+            item: item.key.clone(),
+            expected: ledger.map(|ledger| ledger.sequence),
+            ledger: Ledger { sequence: item.last_sequence().clone(), contribution: item.after.clone() },
+        });
+    }
+    close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::{Assessment, Field, Number};
+
+    fn key(sk: &str) -> ItemKey {
+        ItemKey { pk: "course#c1".into(), sk: sk.into() }
+    }
+
+    fn enrolment(course: &str) -> Deltas {
+        let mut deltas = Deltas::new();
+        deltas.add(AggregateKey::Course { course_id: course.into() }, Field::EnrollmentCount, &Number::one());
+        deltas
+    }
+
+    fn change(index: usize, sk: &str, sequence: &str, old: Deltas, new: Deltas) -> Change {
+        let assess = |deltas: Deltas| {
+            if deltas.is_empty() {
+                Assessment::Absent
+            } else {
+                Assessment::Source { entity_type: "student", contribution: deltas }
+            }
+        };
+        Change {
+            index,
+            event_id: format!("e{index}"),
+            sequence: SequenceNumber::parse(sequence).unwrap(),
+            key: key(sk),
+            origin: Origin::Source,
+            old: assess(old),
+            new: assess(new),
+            ttl_removal: false,
+        }
+    }
+
+    fn snapshot_for(items: &[ItemChanges]) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let (ledgers, aggregates) = needed_keys(items, &snapshot);
+        snapshot.ledgers.extend(ledgers.into_iter().map(|key| (key, None)));
+        snapshot.aggregates.extend(aggregates.into_iter().map(|key| (key, None)));
+        snapshot
+    }
+
+    #[test]
+    fn coalesces_an_items_records_in_sequence_order() {
+        let changes = vec![
+            change(0, "student#s1", "20", enrolment("a"), enrolment("b")),
+            change(1, "student#s2", "15", Deltas::new(), enrolment("a")),
+            change(2, "student#s1", "10", Deltas::new(), enrolment("a")),
+            change(3, "student#s1", "20", enrolment("a"), enrolment("b")),
+        ];
+        let items = group(&changes);
+        assert_eq!(items.len(), 2);
+        let s1 = &items[0];
+        assert_eq!(s1.key, key("student#s1"));
+        assert_eq!(s1.records.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![2, 0]);
+        assert!(s1.before.is_empty());
+        assert_eq!(s1.after, enrolment("b"));
+    }
+
+    #[test]
+    fn a_ledger_at_or_past_the_last_record_means_already_applied() {
+        let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
+        let mut snapshot = snapshot_for(&items);
+        snapshot.ledgers.insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        let plan = plan(&items, &[0], &snapshot);
+        assert_eq!(plan.already_applied, vec![0]);
+        assert!(plan.transactions.is_empty());
+    }
+
+    #[test]
+    fn measures_from_the_ledger_not_the_old_image() {
+        // The ledger says the aggregates hold enrolment in course a (a record in between was
+        // lost to the failure destination); the new record's old image claims course b.
+        let items = group(&[change(0, "student#s1", "30", enrolment("b"), enrolment("c"))]);
+        let mut snapshot = snapshot_for(&items);
+        snapshot.ledgers.insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        let (_, missing) = needed_keys(&items, &snapshot);
+        snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
+        let plan = plan(&items, &[0], &snapshot);
+        let txn = &plan.transactions[0];
+        let value = |course: &str| {
+            txn.aggregates
+                .iter()
+                .find(|write| write.key == AggregateKey::Course { course_id: course.into() })
+                .map(|write| write.stored.values.get(Field::EnrollmentCount).to_string())
+        };
+        assert_eq!(value("a").as_deref(), Some("-1"));
+        assert_eq!(value("b"), None);
+        assert_eq!(value("c").as_deref(), Some("1"));
+        assert_eq!(txn.ledgers[0].expected, SequenceNumber::parse("10"));
+    }
+
+    #[test]
+    fn transactions_stay_within_the_action_limit_and_chain_versions() {
+        // 150 enrolments in one course: one shared aggregate, 150 ledgers.
+        let changes: Vec<Change> = (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
+        let items = group(&changes);
+        let pending: Vec<usize> = (0..items.len()).collect();
+        let plan = plan(&items, &pending, &snapshot_for(&items));
+        assert_eq!(plan.transactions.len(), 2);
+        assert!(plan.transactions.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
+        let first = &plan.transactions[0].aggregates[0];
+        let second = &plan.transactions[1].aggregates[0];
+        assert_eq!((first.expected_version, first.stored.version), (None, 1));
+        assert_eq!((second.expected_version, second.stored.version), (Some(1), 2));
+        assert_eq!(second.stored.values.get(Field::EnrollmentCount).to_string(), "150");
+    }
+
+    #[test]
+    fn net_zero_items_advance_the_ledger_only() {
+        let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a")), change(1, "student#s1", "11", enrolment("a"), Deltas::new())]);
+        let plan = plan(&items, &[0], &snapshot_for(&items));
+        assert!(plan.unchanged.is_empty());
+        let txn = &plan.transactions[0];
+        assert_eq!(txn.ledgers[0].ledger, Ledger { sequence: SequenceNumber::parse("11").unwrap(), contribution: Deltas::new() });
+        assert!(txn.aggregates.is_empty());
+    }
+
+    #[test]
+    fn items_that_never_count_write_nothing() {
+        let items = group(&[change(0, "metadata", "10", Deltas::new(), Deltas::new())]);
+        let plan = plan(&items, &[0], &snapshot_for(&items));
+        assert_eq!(plan.unchanged, vec![0]);
+        assert!(plan.transactions.is_empty());
+    }
+}

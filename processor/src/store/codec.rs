@@ -1,0 +1,212 @@
+//! The items tally writes, to and from DynamoDB attributes.
+//!
+//! Aggregate items carry SPEC's fields plus `version`, the counter their optimistic writes are
+//! conditioned on. Ledger items (`pk` = `tally#ledger#{source pk}`, `sk` = source sk) hold the last
+//! sequence number applied for one source item and the contribution the aggregates hold for it;
+//! they expire by TTL after the stream's 24 h retention.
+
+use aggregates::keys::{BOOKKEEPING_PK_PREFIX, ENTITY_TYPE, GRADE_AVERAGE, PK, SK, TTL, UPDATED_AT};
+use aggregates::{AggregateKey, AggregateValues, Deltas, Field, Number};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::decode::ItemKey;
+use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use crate::sequence::SequenceNumber;
+use crate::store::error::{SdkItem, StoreError};
+
+pub const VERSION: &str = "version";
+pub const LEDGER_ENTITY_TYPE: &str = "tally_ledger";
+const LEDGER_PK_PREFIX: &str = "tally#ledger#";
+const SEQUENCE_NUMBER: &str = "sequenceNumber";
+const CONTRIBUTION: &str = "contribution";
+const FIELDS: &str = "fields";
+
+/// Ledgers outlive the stream's 24 h retention with a margin for clock skew and lazy TTL.
+pub const LEDGER_RETENTION: chrono::Duration = chrono::Duration::hours(48);
+
+/// A write that must find the item as it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionalPut {
+    pub key: ItemKey,
+    pub item: SdkItem,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    /// The item does not exist.
+    Absent,
+    /// The item exists and `attribute` equals `value`.
+    Equals { attribute: &'static str, value: AttributeValue },
+}
+
+pub fn ledger_key(item: &ItemKey) -> ItemKey {
+    debug_assert!(LEDGER_PK_PREFIX.starts_with(BOOKKEEPING_PK_PREFIX));
+    ItemKey { pk: format!("{LEDGER_PK_PREFIX}{}", item.pk), sk: item.sk.clone() }
+}
+
+/// The source item a ledger key belongs to.
+pub fn source_of_ledger(ledger: &ItemKey) -> Option<ItemKey> {
+    ledger.pk.strip_prefix(LEDGER_PK_PREFIX).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
+}
+
+pub fn aggregate_key(key: &AggregateKey) -> ItemKey {
+    ItemKey { pk: key.pk(), sk: key.sk() }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn timestamp(now: DateTime<Utc>) -> AttributeValue {
+    s(now.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+pub fn encode_ledger(write: &LedgerWrite, now: DateTime<Utc>) -> ConditionalPut {
+    let key = ledger_key(&write.item);
+    let contribution = write
+        .ledger
+        .contribution
+        .keys()
+        .map(|aggregate| {
+            let fields = write.ledger.contribution.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
+            AttributeValue::M([(PK.to_owned(), s(aggregate.pk())), (SK.to_owned(), s(aggregate.sk())), (FIELDS.to_owned(), AttributeValue::M(fields))].into())
+        })
+        .collect();
+    let item = [
+        (PK.to_owned(), s(&key.pk)),
+        (SK.to_owned(), s(&key.sk)),
+        (ENTITY_TYPE.to_owned(), s(LEDGER_ENTITY_TYPE)),
+        (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
+        (CONTRIBUTION.to_owned(), AttributeValue::L(contribution)),
+        (TTL.to_owned(), n((now + LEDGER_RETENTION).timestamp())),
+        (UPDATED_AT.to_owned(), timestamp(now)),
+    ]
+    .into();
+    let expect = match &write.expected {
+        None => Expect::Absent,
+        Some(sequence) => Expect::Equals { attribute: SEQUENCE_NUMBER, value: s(sequence.as_str()) },
+    };
+    ConditionalPut { key, item, expect }
+}
+
+pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt { key: key.clone(), problem };
+    let sequence = match item.get(SEQUENCE_NUMBER) {
+        Some(AttributeValue::S(text)) => SequenceNumber::parse(text).ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is not a sequence number")))?,
+        _ => return Err(corrupt(format!("`{SEQUENCE_NUMBER}` is missing or not a string"))),
+    };
+    let entries = match item.get(CONTRIBUTION) {
+        Some(AttributeValue::L(entries)) => entries,
+        _ => return Err(corrupt(format!("`{CONTRIBUTION}` is missing or not a list"))),
+    };
+    let mut contribution = Deltas::new();
+    for entry in entries {
+        let AttributeValue::M(entry) = entry else { return Err(corrupt(format!("a `{CONTRIBUTION}` entry is not a map"))) };
+        let text = |name: &str| match entry.get(name) {
+            Some(AttributeValue::S(value)) => Ok(value.as_str()),
+            _ => Err(corrupt(format!("a `{CONTRIBUTION}` entry has no string `{name}`"))),
+        };
+        let aggregate = AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| corrupt(format!("a `{CONTRIBUTION}` entry names no aggregate")))?;
+        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else { return Err(corrupt(format!("a `{CONTRIBUTION}` entry has no `{FIELDS}` map"))) };
+        for (name, value) in fields {
+            let field = Field::from_attribute(name).ok_or_else(|| corrupt(format!("unknown field `{name}`")))?;
+            contribution.add(aggregate.clone(), field, &number(value).map_err(|problem| corrupt(format!("`{name}`: {problem}")))?);
+        }
+    }
+    Ok(Ledger { sequence, contribution })
+}
+
+pub fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
+    let key = aggregate_key(&write.key);
+    let values = &write.stored.values;
+    let mut item: SdkItem = [
+        (PK.to_owned(), s(&key.pk)),
+        (SK.to_owned(), s(&key.sk)),
+        (ENTITY_TYPE.to_owned(), s(write.key.kind().entity_type())),
+        (UPDATED_AT.to_owned(), timestamp(now)),
+        (VERSION.to_owned(), n(write.stored.version)),
+    ]
+    .into();
+    for field in write.key.kind().fields() {
+        item.insert(field.attribute().to_owned(), n(values.get(*field)));
+    }
+    if let Some(average) = values.grade_average() {
+        item.insert(GRADE_AVERAGE.to_owned(), n(average));
+    }
+    let expect = match write.expected_version {
+        None => Expect::Absent,
+        Some(version) => Expect::Equals { attribute: VERSION, value: n(version) },
+    };
+    ConditionalPut { key, item, expect }
+}
+
+/// Reads an aggregate item back: every field of its kind (missing ones as zero) and its version.
+pub fn decode_aggregate(key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt { key: aggregate_key(key), problem };
+    let mut values = AggregateValues::zero(key.kind());
+    for field in key.kind().fields() {
+        if let Some(value) = item.get(field.attribute()) {
+            values.fields.insert(*field, number(value).map_err(|problem| corrupt(format!("`{}`: {problem}", field.attribute())))?);
+        }
+    }
+    let version = match item.get(VERSION) {
+        None => 0,
+        Some(AttributeValue::N(text)) => text.parse().map_err(|_| corrupt(format!("`{VERSION}` is not a whole number")))?,
+        Some(_) => return Err(corrupt(format!("`{VERSION}` is not a number"))),
+    };
+    Ok(StoredAggregate { values, version })
+}
+
+fn number(value: &AttributeValue) -> Result<Number, String> {
+    match value {
+        AttributeValue::N(text) => text.parse().map_err(|err: aggregates::NumberError| err.to_string()),
+        _ => Err("not a number".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn ledger_round_trips() {
+        let mut contribution = Deltas::new();
+        contribution.add(AggregateKey::Course { course_id: "c1".into() }, Field::GradeSum, &"91.5".parse().unwrap());
+        contribution.add(AggregateKey::Daily { day: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap() }, Field::Submissions, &Number::one());
+        let item = ItemKey { pk: "course#c1".into(), sk: "submission#a1#s1".into() };
+        let write = LedgerWrite { item: item.clone(), expected: None, ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution } };
+        let put = encode_ledger(&write, Utc::now());
+        assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
+        assert_eq!(put.expect, Expect::Absent);
+        assert_eq!(source_of_ledger(&put.key), Some(item));
+        assert_eq!(decode_ledger(&put.key, &put.item).unwrap(), write.ledger);
+    }
+
+    #[test]
+    fn aggregate_round_trips_with_average() {
+        let key = AggregateKey::Assignment { course_id: "c1".into(), assignment_id: "a1".into() };
+        let mut values = AggregateValues::zero(key.kind());
+        values.fields.insert(Field::GradedCount, "3".parse().unwrap());
+        values.fields.insert(Field::GradeSum, "10".parse().unwrap());
+        let write = AggregateWrite { key: key.clone(), expected_version: Some(4), stored: StoredAggregate { values, version: 5 } };
+        let put = encode_aggregate(&write, Utc::now());
+        assert_eq!(put.item.get(GRADE_AVERAGE), Some(&AttributeValue::N("3.3333".into())));
+        assert_eq!(put.item.get(ENTITY_TYPE), Some(&AttributeValue::S("assignment_stats".into())));
+        assert_eq!(put.expect, Expect::Equals { attribute: VERSION, value: AttributeValue::N("4".into()) });
+        assert_eq!(decode_aggregate(&key, &put.item).unwrap(), write.stored);
+    }
+
+    #[test]
+    fn corrupt_items_are_named() {
+        let key = ItemKey { pk: "tally#ledger#x".into(), sk: "y".into() };
+        let err = decode_ledger(&key, &SdkItem::new()).unwrap_err();
+        assert_eq!(err.to_string(), "item pk=`tally#ledger#x` sk=`y` is corrupt: `sequenceNumber` is missing or not a string");
+    }
+}

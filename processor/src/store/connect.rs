@@ -1,0 +1,29 @@
+//! Building the SDK client from the standard AWS environment.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::Client as DynamoDbClient;
+
+/// Per-attempt limit: a hung connection must not eat the invocation's whole budget.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client configured from the environment (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` /
+/// `AWS_ENDPOINT_URL_DYNAMODB`); `endpoint` and `region`, when given, override it.
+///
+/// The SDK retries throttling and 5xx itself (standard mode, 3 attempts); the engine's loop
+/// handles what remains.
+pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> DynamoDbClient {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).connect_timeout(Duration::from_secs(3)).build());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    DynamoDbClient::new(&loader.load().await)
+}

@@ -1,0 +1,61 @@
+//! Logs and metrics.
+//!
+//! Logs go through `tracing` (JSON under Lambda). Metrics go through `metrics` and, under
+//! Lambda, are flushed after each invocation in CloudWatch Embedded Metric Format, namespace
+//! [`NAMESPACE`], dimension `TableName`, which is what the alarms in infra/ read.
+
+use std::time::Duration;
+
+use metrics::{counter, describe_histogram, histogram, Unit};
+
+use crate::engine::BatchOutcome;
+
+pub const NAMESPACE: &str = "Tally";
+
+pub const RECORDS: &str = "Records";
+pub const RECORDS_REJECTED: &str = "RecordsRejected";
+pub const RECORDS_REJECTED_BY_REASON: &str = "RecordsRejectedByReason";
+pub const RECORDS_FAILED: &str = "RecordsFailed";
+pub const TTL_DELETIONS: &str = "TtlDeletions";
+pub const CONFLICT_RETRIES: &str = "ConflictRetries";
+pub const RETRIES: &str = "Retries";
+pub const DYNAMODB_REQUESTS: &str = "DynamoDbRequests";
+pub const CONSUMED_WRITE_UNITS: &str = "ConsumedWriteUnits";
+pub const CONSUMED_READ_UNITS: &str = "ConsumedReadUnits";
+pub const BATCH_DURATION: &str = "BatchDuration";
+
+/// Installs the log subscriber; `RUST_LOG` filters (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests, repeated CLI setup) keeps the first subscriber.
+    let _ = if json { builder.json().flatten_event(true).with_current_span(false).try_init() } else { builder.compact().try_init() };
+}
+
+/// Gives the metrics their units; call once after installing a recorder.
+pub fn describe() {
+    describe_histogram!(BATCH_DURATION, Unit::Milliseconds, "Time to apply one batch");
+    describe_histogram!(CONSUMED_WRITE_UNITS, Unit::Count, "DynamoDB write capacity units consumed by one batch");
+    describe_histogram!(CONSUMED_READ_UNITS, Unit::Count, "DynamoDB read capacity units consumed by one batch");
+}
+
+/// Emits one batch's metrics.
+pub fn record_batch(outcome: &BatchOutcome, elapsed: Duration) {
+    for (class, records) in &outcome.by_class {
+        counter!(RECORDS, "Class" => *class).increment(*records);
+    }
+    counter!(RECORDS_REJECTED).increment(outcome.rejected.values().sum());
+    for (reason, records) in &outcome.rejected {
+        counter!(RECORDS_REJECTED_BY_REASON, "Reason" => *reason).increment(*records);
+    }
+    if let Some(failed_from) = outcome.failed_from {
+        counter!(RECORDS_FAILED).increment((outcome.records - failed_from) as u64);
+    }
+    counter!(TTL_DELETIONS).increment(outcome.ttl_removals);
+    counter!(CONFLICT_RETRIES).increment(outcome.conflicts);
+    counter!(RETRIES).increment(outcome.retries);
+    counter!(DYNAMODB_REQUESTS).increment(outcome.usage.requests);
+    histogram!(CONSUMED_WRITE_UNITS).record(outcome.usage.write_units);
+    histogram!(CONSUMED_READ_UNITS).record(outcome.usage.read_units);
+    histogram!(BATCH_DURATION).record(elapsed.as_secs_f64() * 1000.0);
+}
