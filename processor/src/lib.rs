@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod audit;
 pub mod decode;
 pub mod engine;
 pub mod handler;

@@ -6,6 +6,7 @@
 
 pub mod codec;
 mod connect;
+pub mod schema;
 pub mod error;
 
 use std::collections::HashMap;
