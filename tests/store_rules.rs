@@ -37,7 +37,12 @@ async fn submissions_grades_and_average_follow_every_change() {
     let other = submission("c1", "a1", "s2", "2026-03-01T11:00:00Z", Some(n("71")));
     let moved = submission("c1", "a2", "s1", "2026-03-01T10:00:00Z", Some(n("85.5")));
 
-    apply(&engine, table.name(), &[Rec::insert(1, ungraded.clone()), Rec::modify(2, ungraded, graded.clone()), Rec::insert(3, other.clone())]).await;
+    apply(
+        &engine,
+        table.name(),
+        &[Rec::insert(1, ungraded.clone()), Rec::modify(2, ungraded, graded.clone()), Rec::insert(3, other.clone())],
+    )
+    .await;
     let stats = aggregate(&table, "course#c1", "stats#assignment#a1").await;
     assert_eq!(number(&stats, "submissionCount").as_deref(), Some("2"));
     assert_eq!(number(&stats, "gradeSum").as_deref(), Some("161"));
@@ -139,7 +144,7 @@ async fn own_writes_other_tables_and_unknown_entities_change_nothing() {
         recs.push(Rec::modify(base + 1, image.clone(), image.clone()));
         recs.push(Rec::remove(base + 2, image.clone()));
     }
-    recs.push(Rec::insert(900, enrollment("c1", "s9", "2026-03-01T10:00:00Z")).from_table("another-table"));
+    recs.push(Rec::insert(900, enrollment("c1", "s9", "2026-03-01T10:00:00Z")).in_table("another-table"));
     recs.push(Rec::insert(901, json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}})));
     recs.push(Rec::insert(902, json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#2"}})));
     let outcome = apply(&engine, table.name(), &recs).await;

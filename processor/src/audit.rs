@@ -23,7 +23,15 @@ pub struct Drift {
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "(absent)".into());
-        write!(f, "pk=`{}` sk=`{}` {}: stored {}, expected {}", self.key.pk(), self.key.sk(), self.field, show(&self.stored), show(&self.expected))
+        write!(
+            f,
+            "pk=`{}` sk=`{}` {}: stored {}, expected {}",
+            self.key.pk(),
+            self.key.sk(),
+            self.field,
+            show(&self.stored),
+            show(&self.expected)
+        )
     }
 }
 
@@ -45,7 +53,9 @@ impl Audit {
                 if let Some(key) = AggregateKey::parse(pk, sk) {
                     let stored = decode_aggregate(&key, item)?;
                     let average = match item.get(GRADE_AVERAGE) {
-                        Some(AttributeValue::N(text)) => Some(text.parse::<aggregates::Number>().map(|n| n.to_string()).unwrap_or_else(|_| text.clone())),
+                        Some(AttributeValue::N(text)) => {
+                            Some(text.parse::<aggregates::Number>().map(|n| n.to_string()).unwrap_or_else(|_| text.clone()))
+                        }
                         _ => None,
                     };
                     self.stored.insert(key, (stored.values, average));
@@ -71,7 +81,12 @@ impl Audit {
             for field in key.kind().fields() {
                 let (stored, wanted) = (have.get(*field), want.get(*field));
                 if stored != wanted {
-                    drift.push(Drift { key: key.clone(), field: field.attribute(), stored: Some(stored.to_string()), expected: Some(wanted.to_string()) });
+                    drift.push(Drift {
+                        key: key.clone(),
+                        field: field.attribute(),
+                        stored: Some(stored.to_string()),
+                        expected: Some(wanted.to_string()),
+                    });
                 }
             }
             let want_average = want.grade_average().map(|n| n.to_string());

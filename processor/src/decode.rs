@@ -112,10 +112,8 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
             KeyOwner::Application => Origin::Source,
         }
     };
-    let ttl_removal = record
-        .user_identity
-        .as_ref()
-        .is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
+    let ttl_removal =
+        record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_removal })
 }
 
@@ -127,9 +125,7 @@ fn is_unknown(assessment: &Assessment) -> bool {
 /// `table_name`. A record without an ARN (a hand-written fixture) is taken as this table's.
 fn from_table(arn: Option<&str>, table_name: &str) -> bool {
     let Some(arn) = arn else { return true };
-    arn.split_once(":table/")
-        .map(|(_, rest)| rest.split('/').next() == Some(table_name))
-        .unwrap_or(false)
+    arn.split_once(":table/").map(|(_, rest)| rest.split('/').next() == Some(table_name)).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -152,7 +148,8 @@ mod tests {
     #[test]
     fn classifies_by_key_table_and_entity() {
         let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}});
-        let image = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
+        let image =
+            json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
         let change = decode_record(0, &record(base(keys.clone(), image.clone())), "university").unwrap();
         assert_eq!(change.origin, Origin::Source);
         assert_eq!(change.sequence.as_str(), "111");

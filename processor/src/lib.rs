@@ -11,6 +11,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod audit;
+pub mod cli;
 pub mod decode;
 pub mod engine;
 pub mod handler;

@@ -2,9 +2,13 @@
 
 #![recursion_limit = "256"]
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
+use clap::Parser as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 
+use processor::cli::{self, Cli};
 use processor::engine::Engine;
 use processor::store::{connect, DynamoTable};
 use processor::{handler, telemetry};
@@ -12,11 +16,25 @@ use processor::{handler, telemetry};
 const DEFAULT_TABLE: &str = "university";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return run_lambda().await;
+        return match run_lambda().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "Lambda runtime stopped.");
+                ExitCode::from(2)
+            }
+        };
     }
-    anyhow::bail!("not running under Lambda (AWS_LAMBDA_RUNTIME_API is unset)")
+    let cli = Cli::parse();
+    telemetry::init_logging(false);
+    match cli::run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tally: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Serves Lambda invocations. The client is built once, at init, and shared by every invocation.

@@ -288,7 +288,9 @@ mod tests {
     fn a_ledger_at_or_past_the_last_record_means_already_applied() {
         let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
         let mut snapshot = snapshot_for(&items);
-        snapshot.ledgers.insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        snapshot
+            .ledgers
+            .insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
         let plan = plan(&items, &[0], &snapshot);
         assert_eq!(plan.already_applied, vec![0]);
         assert!(plan.transactions.is_empty());
@@ -300,7 +302,9 @@ mod tests {
         // lost to the failure destination); the new record's old image claims course b.
         let items = group(&[change(0, "student#s1", "30", enrolment("b"), enrolment("c"))]);
         let mut snapshot = snapshot_for(&items);
-        snapshot.ledgers.insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        snapshot
+            .ledgers
+            .insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
         let (_, missing) = needed_keys(&items, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
         let plan = plan(&items, &[0], &snapshot);
@@ -320,7 +324,8 @@ mod tests {
     #[test]
     fn transactions_stay_within_the_action_limit_and_chain_versions() {
         // 150 enrolments in one course: one shared aggregate, 150 ledgers.
-        let changes: Vec<Change> = (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
+        let changes: Vec<Change> =
+            (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
         let plan = plan(&items, &pending, &snapshot_for(&items));
@@ -335,7 +340,10 @@ mod tests {
 
     #[test]
     fn net_zero_items_advance_the_ledger_only() {
-        let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a")), change(1, "student#s1", "11", enrolment("a"), Deltas::new())]);
+        let items = group(&[
+            change(0, "student#s1", "10", Deltas::new(), enrolment("a")),
+            change(1, "student#s1", "11", enrolment("a"), Deltas::new()),
+        ]);
         let plan = plan(&items, &[0], &snapshot_for(&items));
         assert!(plan.unchanged.is_empty());
         let txn = &plan.transactions[0];

@@ -30,13 +30,14 @@ impl FaultyTable {
         FaultyTable { inner, script: Mutex::new(script.into_iter().collect()) }
     }
 
-    /// Every commit from now on is rejected.
-    pub fn reject_all(&self) {
-        *self.script.lock().unwrap() = std::iter::repeat_n(Some(Fault::Reject), 10_000).collect();
+    /// Replaces what the next commits do.
+    pub fn reset(&self, script: impl IntoIterator<Item = Option<Fault>>) {
+        *self.script.lock().unwrap() = script.into_iter().collect();
     }
 
+    /// Every commit from now on passes.
     pub fn heal(&self) {
-        self.script.lock().unwrap().clear();
+        self.reset([]);
     }
 
     pub fn inner(&self) -> &DynamoTable {
@@ -53,12 +54,16 @@ impl Table for FaultyTable {
         let fault = self.script.lock().unwrap().pop_front().flatten();
         match fault {
             None => self.inner.commit(puts).await,
-            Some(Fault::FailBefore) => Err(StoreError::Transient { operation: "TransactWriteItems", message: "injected: connection reset".into() }),
+            Some(Fault::FailBefore) => {
+                Err(StoreError::Transient { operation: "TransactWriteItems", message: "injected: connection reset".into() })
+            }
             Some(Fault::LoseResponse) => {
                 self.inner.commit(puts).await?;
                 Err(StoreError::Transient { operation: "TransactWriteItems", message: "injected: response lost after the write".into() })
             }
-            Some(Fault::Reject) => Err(StoreError::Permanent { operation: "TransactWriteItems", message: "injected: table rejects writes".into() }),
+            Some(Fault::Reject) => {
+                Err(StoreError::Permanent { operation: "TransactWriteItems", message: "injected: table rejects writes".into() })
+            }
         }
     }
 

@@ -53,7 +53,7 @@ impl Rec {
     pub fn ttl_remove(sequence: u64, old: Value) -> Rec {
         Rec { ttl: true, ..Rec::remove(sequence, old) }
     }
-    pub fn from_table(mut self, table: &str) -> Rec {
+    pub fn in_table(mut self, table: &str) -> Rec {
         self.table = Some(table.to_owned());
         self
     }
@@ -124,7 +124,14 @@ pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let page = client.scan().table_name(table).consistent_read(true).set_exclusive_start_key(start).send().await.expect("scanning the test table");
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scanning the test table");
         items.extend(page.items.unwrap_or_default());
         start = page.last_evaluated_key;
         if start.is_none() {

@@ -74,8 +74,12 @@ pub fn encode_ledger(write: &LedgerWrite, now: DateTime<Utc>) -> ConditionalPut 
         .contribution
         .keys()
         .map(|aggregate| {
-            let fields = write.ledger.contribution.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
-            AttributeValue::M([(PK.to_owned(), s(aggregate.pk())), (SK.to_owned(), s(aggregate.sk())), (FIELDS.to_owned(), AttributeValue::M(fields))].into())
+            let fields =
+                write.ledger.contribution.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
+            AttributeValue::M(
+                [(PK.to_owned(), s(aggregate.pk())), (SK.to_owned(), s(aggregate.sk())), (FIELDS.to_owned(), AttributeValue::M(fields))]
+                    .into(),
+            )
         })
         .collect();
     let item = [
@@ -98,7 +102,9 @@ pub fn encode_ledger(write: &LedgerWrite, now: DateTime<Utc>) -> ConditionalPut 
 pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
     let corrupt = |problem: String| StoreError::Corrupt { key: key.clone(), problem };
     let sequence = match item.get(SEQUENCE_NUMBER) {
-        Some(AttributeValue::S(text)) => SequenceNumber::parse(text).ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is not a sequence number")))?,
+        Some(AttributeValue::S(text)) => {
+            SequenceNumber::parse(text).ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is not a sequence number")))?
+        }
         _ => return Err(corrupt(format!("`{SEQUENCE_NUMBER}` is missing or not a string"))),
     };
     let entries = match item.get(CONTRIBUTION) {
@@ -112,8 +118,11 @@ pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError
             Some(AttributeValue::S(value)) => Ok(value.as_str()),
             _ => Err(corrupt(format!("a `{CONTRIBUTION}` entry has no string `{name}`"))),
         };
-        let aggregate = AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| corrupt(format!("a `{CONTRIBUTION}` entry names no aggregate")))?;
-        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else { return Err(corrupt(format!("a `{CONTRIBUTION}` entry has no `{FIELDS}` map"))) };
+        let aggregate =
+            AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| corrupt(format!("a `{CONTRIBUTION}` entry names no aggregate")))?;
+        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else {
+            return Err(corrupt(format!("a `{CONTRIBUTION}` entry has no `{FIELDS}` map")));
+        };
         for (name, value) in fields {
             let field = Field::from_attribute(name).ok_or_else(|| corrupt(format!("unknown field `{name}`")))?;
             contribution.add(aggregate.clone(), field, &number(value).map_err(|problem| corrupt(format!("`{name}`: {problem}")))?);
@@ -181,7 +190,11 @@ mod tests {
         contribution.add(AggregateKey::Course { course_id: "c1".into() }, Field::GradeSum, &"91.5".parse().unwrap());
         contribution.add(AggregateKey::Daily { day: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap() }, Field::Submissions, &Number::one());
         let item = ItemKey { pk: "course#c1".into(), sk: "submission#a1#s1".into() };
-        let write = LedgerWrite { item: item.clone(), expected: None, ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution } };
+        let write = LedgerWrite {
+            item: item.clone(),
+            expected: None,
+            ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution },
+        };
         let put = encode_ledger(&write, Utc::now());
         assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
         assert_eq!(put.expect, Expect::Absent);

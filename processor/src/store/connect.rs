@@ -16,9 +16,10 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The SDK retries throttling and 5xx itself (standard mode, 3 attempts); the engine's loop
 /// handles what remains.
 pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> DynamoDbClient {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).connect_timeout(Duration::from_secs(3)).build());
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(3)).timeout_config(
+            TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).connect_timeout(Duration::from_secs(3)).build(),
+        );
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }

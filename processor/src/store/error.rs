@@ -56,20 +56,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err));
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Transient { operation, message }
+            StoreError::Transient { operation, message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string() }
         }
         SdkError::ServiceError(context) => {
-            let code = context.err().code().unwrap_or_default();
+            let code = context.err().code().unwrap_or("UnknownError");
+            let message = format!("{code}: {}", context.err().message().unwrap_or("no message"));
             if TRANSIENT_CODES.contains(&code) {
                 StoreError::Transient { operation, message }
             } else {
                 StoreError::Permanent { operation, message }
             }
         }
-        _ => StoreError::Permanent { operation, message },
+        _ => StoreError::Permanent { operation, message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string() },
     }
 }
 
@@ -108,7 +108,11 @@ mod tests {
     #[test]
     fn failed_conditions_name_the_changed_items() {
         let item: SdkItem = [("pk".to_owned(), AttributeValue::S("p".into()))].into();
-        let reasons = [reason("None"), CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item.clone())).build(), reason("None")];
+        let reasons = [
+            reason("None"),
+            CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item.clone())).build(),
+            reason("None"),
+        ];
         match classify_cancellation(&reasons, &[key("a"), key("b"), key("c")], String::new()) {
             StoreError::Changed(changed) => assert_eq!(changed, vec![(key("b"), Some(item))]),
             other => panic!("expected Changed, got {other:?}"),
@@ -118,8 +122,17 @@ mod tests {
     #[test]
     fn conflicts_and_throttling_are_transient_validation_is_not() {
         let keys = [key("a"), key("b")];
-        assert!(matches!(classify_cancellation(&[reason("None"), reason("TransactionConflict")], &keys, String::new()), StoreError::Transient { .. }));
-        assert!(matches!(classify_cancellation(&[reason("ThrottlingError"), reason("None")], &keys, String::new()), StoreError::Transient { .. }));
-        assert!(matches!(classify_cancellation(&[reason("ValidationError"), reason("None")], &keys, String::new()), StoreError::Permanent { .. }));
+        assert!(matches!(
+            classify_cancellation(&[reason("None"), reason("TransactionConflict")], &keys, String::new()),
+            StoreError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_cancellation(&[reason("ThrottlingError"), reason("None")], &keys, String::new()),
+            StoreError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_cancellation(&[reason("ValidationError"), reason("None")], &keys, String::new()),
+            StoreError::Permanent { .. }
+        ));
     }
 }

@@ -6,8 +6,8 @@
 
 pub mod codec;
 mod connect;
-pub mod schema;
 pub mod error;
+pub mod schema;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 
@@ -44,7 +45,11 @@ pub struct Usage {
 impl std::ops::Sub for Usage {
     type Output = Usage;
     fn sub(self, rhs: Usage) -> Usage {
-        Usage { requests: self.requests - rhs.requests, read_units: self.read_units - rhs.read_units, write_units: self.write_units - rhs.write_units }
+        Usage {
+            requests: self.requests - rhs.requests,
+            read_units: self.read_units - rhs.read_units,
+            write_units: self.write_units - rhs.write_units,
+        }
     }
 }
 

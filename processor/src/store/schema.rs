@@ -46,12 +46,24 @@ pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created
     let created = match client
         .create_table()
         .table_name(name)
-        .set_attribute_definitions(Some(vec![string_attribute(PK), string_attribute(SK), string_attribute(STUDENT_ID), string_attribute(ENTITY_TYPE), string_attribute(COURSE_DATE)]))
+        .set_attribute_definitions(Some(vec![
+            string_attribute(PK),
+            string_attribute(SK),
+            string_attribute(STUDENT_ID),
+            string_attribute(ENTITY_TYPE),
+            string_attribute(COURSE_DATE),
+        ]))
         .set_key_schema(Some(vec![key(PK, KeyType::Hash), key(SK, KeyType::Range)]))
         .global_secondary_indexes(index(STUDENT_INDEX, vec![key(STUDENT_ID, KeyType::Hash)]))
         .global_secondary_indexes(index(ENTITY_DATE_INDEX, vec![key(ENTITY_TYPE, KeyType::Hash), key(COURSE_DATE, KeyType::Range)]))
         .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewAndOldImages).build().expect("enabled is set"))
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("enabled is set"),
+        )
         .send()
         .await
     {
@@ -64,7 +76,9 @@ pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created
         client
             .update_time_to_live()
             .table_name(name)
-            .time_to_live_specification(TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL).build().expect("fields are set"))
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL).build().expect("fields are set"),
+            )
             .send()
             .await
             .map_err(|err| classify("UpdateTimeToLive", &err))?;

@@ -1,0 +1,59 @@
+# tally: `make demo` and `make test` install what they need (idempotent) and run.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+TOOLS := .tools
+NODE_STAMP := $(TOOLS)/node_modules/.tally-installed
+VENV_STAMP := $(VENV)/.tally-installed
+WITH_DDB := scripts/with-dynamodb-local.sh
+FEATURES := --features dynamodb-local
+# Property-test cases against DynamoDB Local; raise for a longer soak.
+TALLY_ORACLE_CASES ?= 200
+export TALLY_ORACLE_CASES
+
+.PHONY: help install java test test-rust test-lambda test-infra demo bench lint clean
+
+help:
+	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
+	@echo "make test    - install what is needed and run every test (Rust, Lambda emulator, infra)"
+	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
+	@echo "make lint    - rustfmt and clippy"
+
+install: java $(NODE_STAMP) $(VENV_STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "installing Java (DynamoDB Local needs it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null; }
+
+$(NODE_STAMP): $(TOOLS)/package.json $(TOOLS)/package-lock.json
+	cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENV_STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: install test-rust test-lambda test-infra
+
+test-rust: install
+	cargo build --workspace --all-targets $(FEATURES)
+	$(WITH_DDB) cargo test --workspace --all-targets $(FEATURES)
+
+test-lambda: install
+	cargo build -p processor --bin tally
+	$(WITH_DDB) scripts/lambda-emulator-test.sh
+
+test-infra: install
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(TOOLS)/node_modules

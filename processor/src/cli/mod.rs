@@ -1,0 +1,53 @@
+//! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
+
+pub mod init;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
+///
+/// Under Lambda (AWS_LAMBDA_RUNTIME_API set) the same binary serves the stream handler instead.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, propagate_version = true, rename_all = "kebab-case")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Table to work on.
+    #[arg(long, global = true, env = "TABLE_NAME", default_value = "university")]
+    pub table: String,
+    /// DynamoDB endpoint; defaults to the SDK's AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL.
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// AWS region; defaults to the SDK's AWS_REGION / profile.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Print one machine-readable JSON summary on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the table per SPEC (keys, GSIs, TTL on `ttl`, stream NEW_AND_OLD_IMAGES); idempotent.
+    Init(init::Opts),
+}
+
+impl Common {
+    pub async fn client(&self) -> aws_sdk_dynamodb::Client {
+        crate::store::connect(self.endpoint.as_deref(), self.region.as_deref()).await
+    }
+}
+
+/// Runs a command; the exit code follows `verify`'s convention: 0 ok, 1 drift, 2 error.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Init(opts) => init::cmd(&cli.common, opts).await,
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The Lambda binary itself, served by cargo-lambda's Runtime API emulator, invoked with fixture
+# events against DynamoDB Local (run under scripts/with-dynamodb-local.sh):
+#   - a batch that applies answers {"batchItemFailures":[]} and the aggregates land;
+#   - a batch whose table does not exist answers every record as a batch item failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo_lambda="$root/.venv/bin/cargo-lambda"
+tally="$root/target/debug/tally"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pass=0
+fail=0
+check() { # name, expected, actual
+    if [[ "$2" == "$3" ]]; then pass=$((pass + 1)); echo "ok   $1"; else fail=$((fail + 1)); echo "FAIL $1: expected $2, got $3"; fi
+}
+
+table="university"
+"$tally" init --table "$table" >/dev/null
+
+watchers=()
+stop_watchers() { for pid in "${watchers[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done; }
+trap stop_watchers EXIT
+
+# Serves the function with TABLE_NAME=$1 and AWS_ACCESS_KEY_ID=$2 on a free port; prints the port.
+# DynamoDB Local keeps one database per access key: another key sees none of this key's tables.
+serve() {
+    local port
+    port=$(free_port)
+    setsid env TABLE_NAME="$1" AWS_ACCESS_KEY_ID="$2" "$cargo_lambda" lambda watch --manifest-path processor/Cargo.toml --bin tally --ignore-changes --invoke-port "$port" \
+        >"$root/target/lambda-watch-$2.log" 2>&1 &
+    watchers+=($!)
+    for _ in $(seq 1 240); do
+        if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
+        sleep 0.5
+    done
+    echo "cargo lambda watch did not listen on $port" >&2
+    cat "$root/target/lambda-watch-$2.log" >&2
+    return 1
+}
+
+invoke() { # port, event file
+    timeout 300 "$cargo_lambda" lambda invoke tally --invoke-port "$1" --data-file "$2" --output-format json
+}
+
+port=$(serve "$table" "$AWS_ACCESS_KEY_ID")
+response=$(invoke "$port" fixtures/events/01-term-opens.json)
+check "first fixture batch applies" '{"batchItemFailures":[]}' "$(echo "$response" | tr -d ' \n')"
+response=$(invoke "$port" fixtures/events/02-grading-and-expiry.json)
+check "second fixture batch applies" '{"batchItemFailures":[]}' "$(echo "$response" | tr -d ' \n')"
+course=$(curl -sf -X POST "$AWS_ENDPOINT_URL_DYNAMODB" -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.GetItem' \
+    -H "Authorization: AWS4-HMAC-SHA256 Credential=$AWS_ACCESS_KEY_ID/20260101/$AWS_REGION/dynamodb/aws4_request, SignedHeaders=host, Signature=0" \
+    -d "{\"TableName\":\"$table\",\"Key\":{\"pk\":{\"S\":\"course#c101\"},\"sk\":{\"S\":\"stats\"}},\"ConsistentRead\":true}")
+check "course average landed" "91.25" "$(echo "$course" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Item"]["gradeAverage"]["N"])')"
+grep -q '"_aws"' "$root/target/lambda-watch-$AWS_ACCESS_KEY_ID.log" && check "EMF metrics emitted" yes yes || check "EMF metrics emitted" yes no
+
+missing_port=$(serve "$table" tallyempty)
+response=$(invoke "$missing_port" fixtures/events/01-term-opens.json)
+expected=$(python3 -c 'import json; r=json.load(open("fixtures/events/01-term-opens.json"))["Records"]; print(json.dumps({"batchItemFailures":[{"itemIdentifier":x["dynamodb"]["SequenceNumber"]} for x in r]}, separators=(",",":")))')
+check "a failing batch reports every unapplied record" "$expected" "$(echo "$response" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), separators=(",",":")))')"
+
+echo "lambda-emulator: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]
