@@ -50,6 +50,9 @@ test-infra: install
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
 
+bench: install
+	$(WITH_DDB) cargo bench --bench cost $(FEATURES)
+
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings

@@ -133,7 +133,10 @@ pub fn contribution(item: &SourceItem) -> Deltas {
 pub enum Assessment {
     /// No image: an INSERT's old side or a REMOVE's new side.
     Absent,
-    Source { entity_type: &'static str, contribution: Deltas },
+    Source {
+        entity_type: &'static str,
+        contribution: Deltas,
+    },
     Unknown,
     Rejected(Rejection),
 }

@@ -23,8 +23,8 @@ pub struct Recompute {
 }
 
 impl Recompute {
-    /// Adds one scanned item.
-    pub fn add_item(&mut self, item: &Item) {
+    /// Adds one scanned item; returns its assessment if it is an application item (not tally's own).
+    pub fn add_item(&mut self, item: &Item) -> Option<Assessment> {
         self.items += 1;
         let key_of = |name| match item.get(name) {
             Some(serde_dynamo::AttributeValue::S(value)) => Some(value.as_str()),
@@ -33,14 +33,16 @@ impl Recompute {
         if let (Some(pk), Some(sk)) = (key_of(PK), key_of(SK)) {
             if KeyOwner::of(pk, sk) != KeyOwner::Application {
                 self.own_items += 1;
-                return;
+                return None;
             }
         }
-        match assess(Some(item)) {
-            Assessment::Source { contribution, .. } => self.totals.merge(&contribution),
+        let assessment = assess(Some(item));
+        match &assessment {
+            Assessment::Source { contribution, .. } => self.totals.merge(contribution),
             Assessment::Unknown | Assessment::Absent => self.unknown += 1,
             Assessment::Rejected(rejection) => *self.rejected.entry(rejection.reason()).or_default() += 1,
         }
+        Some(assessment)
     }
 
     pub fn combine(&mut self, other: &Recompute) {

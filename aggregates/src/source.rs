@@ -250,9 +250,7 @@ impl Attrs<'_> {
 
     /// The UTC day of an optional ISO 8601 attribute; present but unparsable is invalid.
     fn utc_day(&self, attribute: &'static str) -> Result<Option<NaiveDate>, Rejection> {
-        self.optional_string(attribute)?
-            .map(|text| utc_day(text).ok_or(Rejection::BadDate(attribute)))
-            .transpose()
+        self.optional_string(attribute)?.map(|text| utc_day(text).ok_or(Rejection::BadDate(attribute))).transpose()
     }
 }
 
@@ -302,16 +300,44 @@ mod tests {
     fn decodes_every_entity() {
         let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let cases = [
-            (image(&[("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-09-01"))]), SourceItem::Course),
             (
-                image(&[("pk", s("course#c1")), ("sk", s("student#s1")), ("entityType", s("student")), ("studentID", s("s1")), ("enrolledAt", s("2026-03-01T23:30:00-00:30")), ("ttl", n("1999999999"))]),
+                image(&[("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-09-01"))]),
+                SourceItem::Course,
+            ),
+            (
+                image(&[
+                    ("pk", s("course#c1")),
+                    ("sk", s("student#s1")),
+                    ("entityType", s("student")),
+                    ("studentID", s("s1")),
+                    ("enrolledAt", s("2026-03-01T23:30:00-00:30")),
+                    ("ttl", n("1999999999")),
+                ]),
                 SourceItem::Enrollment { course_id: "c1".into(), student_id: "s1".into(), day: NaiveDate::from_ymd_opt(2026, 3, 2) },
             ),
-            (image(&[("pk", s("course#c1")), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))]), SourceItem::Instructor { course_id: "c1".into() }),
-            (image(&[("pk", s("course#c1")), ("sk", s("assignment#a1")), ("entityType", s("assignment")), ("assignmentID", s("a1")), ("dueDate", s("2026-04-01"))]), SourceItem::Assignment { course_id: "c1".into() }),
+            (
+                image(&[("pk", s("course#c1")), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))]),
+                SourceItem::Instructor { course_id: "c1".into() },
+            ),
+            (
+                image(&[
+                    ("pk", s("course#c1")),
+                    ("sk", s("assignment#a1")),
+                    ("entityType", s("assignment")),
+                    ("assignmentID", s("a1")),
+                    ("dueDate", s("2026-04-01")),
+                ]),
+                SourceItem::Assignment { course_id: "c1".into() },
+            ),
             (
                 submission(&[("submittedAt", s("2026-03-01T10:00:00")), ("grade", n("91.50"))]),
-                SourceItem::Submission { course_id: "c1".into(), assignment_id: "a1".into(), student_id: "s1".into(), day: Some(day), grade: Some("91.5".parse().unwrap()) },
+                SourceItem::Submission {
+                    course_id: "c1".into(),
+                    assignment_id: "a1".into(),
+                    student_id: "s1".into(),
+                    day: Some(day),
+                    grade: Some("91.5".parse().unwrap()),
+                },
             ),
             (image(&[("pk", s("user#u1")), ("sk", s("profile")), ("entityType", s("user"))]), SourceItem::User),
             (
@@ -319,7 +345,12 @@ mod tests {
                 SourceItem::Order { user_id: "u1".into(), day, amount: "19.99".parse().unwrap() },
             ),
             (
-                image(&[("pk", s("user#u1")), ("sk", s("2026-03-01#transaction#t1")), ("entityType", s("transaction")), ("amount", n("-5"))]),
+                image(&[
+                    ("pk", s("user#u1")),
+                    ("sk", s("2026-03-01#transaction#t1")),
+                    ("entityType", s("transaction")),
+                    ("amount", n("-5")),
+                ]),
                 SourceItem::Transaction { user_id: "u1".into(), day, amount: "-5".parse().unwrap() },
             ),
             (image(&[("pk", s("session#x")), ("sk", s("session")), ("entityType", s("session")), ("ttl", n("1"))]), SourceItem::Session),
@@ -340,7 +371,11 @@ mod tests {
         let cases = [
             (submission(&[("grade", s("A+"))]), Rejection::WrongType { attribute: "grade", expected: "N", found: "S" }, "wrong_type"),
             (submission(&[("grade", n("-1"))]), Rejection::NegativeGrade, "negative_grade"),
-            (submission(&[("grade", n(&"1".repeat(39)))]), Rejection::BadNumber { attribute: "grade", problem: TOO_PRECISE }, "number_too_precise"),
+            (
+                submission(&[("grade", n(&"1".repeat(39)))]),
+                Rejection::BadNumber { attribute: "grade", problem: TOO_PRECISE },
+                "number_too_precise",
+            ),
             (submission(&[("grade", n("ten"))]), Rejection::BadNumber { attribute: "grade", problem: "not a number" }, "bad_number"),
             (submission(&[("submittedAt", s("yesterday"))]), Rejection::BadDate("submittedAt"), "bad_date"),
             (submission(&[("studentID", s(""))]), Rejection::Empty("studentID"), "empty_attribute"),
@@ -364,8 +399,16 @@ mod tests {
                 Rejection::WrongType { attribute: "amount", expected: "N", found: "S" },
                 "wrong_type",
             ),
-            (image(&[("pk", s("user#u1")), ("sk", s("2026-01-01#transaction#t1")), ("entityType", s("transaction"))]), Rejection::Missing("amount"), "missing_attribute"),
-            (image(&[("pk", s("x")), ("entityType", n("1"))]), Rejection::WrongType { attribute: "entityType", expected: "S", found: "N" }, "wrong_type"),
+            (
+                image(&[("pk", s("user#u1")), ("sk", s("2026-01-01#transaction#t1")), ("entityType", s("transaction"))]),
+                Rejection::Missing("amount"),
+                "missing_attribute",
+            ),
+            (
+                image(&[("pk", s("x")), ("entityType", n("1"))]),
+                Rejection::WrongType { attribute: "entityType", expected: "S", found: "N" },
+                "wrong_type",
+            ),
         ];
         for (img, expected, reason) in cases {
             let got = decode(&img).unwrap_err();

@@ -1,19 +1,24 @@
-//! Comparing stored aggregates with a recompute from the source items: the oracle of the tests
-//! and the core of `tally verify`.
+//! What the table holds against what it should hold: the oracle of the tests, `tally verify`,
+//! and the plan `tally backfill` writes.
 
 use std::collections::BTreeMap;
 
-use aggregates::keys::{GRADE_AVERAGE, PK, SK};
-use aggregates::{AggregateKey, AggregateValues, KeyOwner, Recompute};
+use aggregates::keys::{GRADE_AVERAGE, PK, SK, UPDATED_AT};
+use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas, KeyOwner};
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
 
-use crate::store::codec::decode_aggregate;
+use crate::decode::ItemKey;
+use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use crate::sequence::SequenceNumber;
+use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, WRITTEN_BY};
 use crate::store::{SdkItem, StoreError};
 
 /// One field of one aggregate that differs from the recompute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
-    pub key: AggregateKey,
+    pub pk: String,
+    pub sk: String,
     pub field: &'static str,
     /// `None`: the item or attribute is absent.
     pub stored: Option<String>,
@@ -23,77 +28,180 @@ pub struct Drift {
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "(absent)".into());
-        write!(
-            f,
-            "pk=`{}` sk=`{}` {}: stored {}, expected {}",
-            self.key.pk(),
-            self.key.sk(),
-            self.field,
-            show(&self.stored),
-            show(&self.expected)
-        )
+        write!(f, "pk=`{}` sk=`{}` {}: stored {}, expected {}", self.pk, self.sk, self.field, show(&self.stored), show(&self.expected))
     }
 }
 
-/// Splits scanned items into source items (recomputed) and stored aggregate items.
+/// An aggregate item as scanned.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub stored: StoredAggregate,
+    pub average: Option<String>,
+}
+
+/// Everything a scan learns: the recompute from source items, the stored aggregates, and what
+/// backfill needs to reset the ledgers.
 #[derive(Debug, Default)]
 pub struct Audit {
-    pub recompute: Recompute,
-    pub stored: BTreeMap<AggregateKey, (AggregateValues, Option<String>)>,
+    /// Every item scanned, tally's own included.
+    pub scanned: u64,
+    pub recompute: aggregates::Recompute,
+    pub stored: BTreeMap<AggregateKey, Scanned>,
+    /// Contribution of each application item that can contribute (all but courses, users,
+    /// sessions and unknown items), as scanned.
+    pub contributions: BTreeMap<ItemKey, Deltas>,
+    pub ledgers: BTreeMap<ItemKey, Ledger>,
+    /// Latest `updatedAt` of a ledger the stream processor wrote: when it last applied a record.
+    pub latest_ledger_write: Option<String>,
 }
+
+const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 
 impl Audit {
     pub fn add(&mut self, item: &SdkItem) -> Result<(), StoreError> {
+        self.scanned += 1;
         let text = |name| match item.get(name) {
             Some(AttributeValue::S(value)) => Some(value.as_str()),
             _ => None,
         };
-        if let (Some(pk), Some(sk)) = (text(PK), text(SK)) {
-            if KeyOwner::of(pk, sk) == KeyOwner::Aggregate {
-                if let Some(key) = AggregateKey::parse(pk, sk) {
-                    let stored = decode_aggregate(&key, item)?;
+        let (Some(pk), Some(sk)) = (text(PK), text(SK)) else {
+            self.recompute.add_item(&serde_dynamo::Item::from(item.clone()));
+            return Ok(());
+        };
+        let key = ItemKey { pk: pk.to_owned(), sk: sk.to_owned() };
+        match KeyOwner::of(pk, sk) {
+            KeyOwner::Aggregate => {
+                if let Some(aggregate) = AggregateKey::parse(pk, sk) {
+                    let stored = decode_aggregate(&aggregate, item)?;
                     let average = match item.get(GRADE_AVERAGE) {
                         Some(AttributeValue::N(text)) => {
                             Some(text.parse::<aggregates::Number>().map(|n| n.to_string()).unwrap_or_else(|_| text.clone()))
                         }
                         _ => None,
                     };
-                    self.stored.insert(key, (stored.values, average));
+                    self.stored.insert(aggregate, Scanned { stored, average });
                 }
-                return Ok(());
             }
+            KeyOwner::Bookkeeping => {
+                if pk.starts_with(LEDGER_PK_PREFIX) {
+                    if let Some(source) = source_of_ledger(&key) {
+                        self.ledgers.insert(source, decode_ledger(&key, item)?);
+                    }
+                    let by_stream = text(WRITTEN_BY) != Some(Writer::Backfill.as_str());
+                    if let (true, Some(updated)) = (by_stream, text(UPDATED_AT)) {
+                        if self.latest_ledger_write.as_deref().is_none_or(|latest| latest < updated) {
+                            self.latest_ledger_write = Some(updated.to_owned());
+                        }
+                    }
+                }
+            }
+            KeyOwner::Application => match self.recompute.add_item(&serde_dynamo::Item::from(item.clone())) {
+                Some(Assessment::Source { contribution, entity_type }) if can_contribute(entity_type) => {
+                    self.contributions.insert(key, contribution);
+                }
+                Some(Assessment::Rejected(_)) => {
+                    self.contributions.insert(key, Deltas::new());
+                }
+                _ => {}
+            },
         }
-        self.recompute.add_item(&serde_dynamo::Item::from(item.clone()));
         Ok(())
+    }
+
+    /// Folds another slice's audit in (slices of one table are disjoint).
+    pub fn combine(&mut self, other: Audit) {
+        self.scanned += other.scanned;
+        self.recompute.combine(&other.recompute);
+        self.stored.extend(other.stored);
+        self.contributions.extend(other.contributions);
+        self.ledgers.extend(other.ledgers);
+        if other.latest_ledger_write > self.latest_ledger_write {
+            self.latest_ledger_write = other.latest_ledger_write;
+        }
     }
 
     /// Every field where the table and the recompute disagree. A missing aggregate and an
     /// all-zero one are alike.
     pub fn drift(&self) -> Vec<Drift> {
         let expected = self.recompute.aggregates();
-        let mut keys: Vec<&AggregateKey> = expected.keys().chain(self.stored.keys()).collect();
-        keys.sort();
-        keys.dedup();
         let mut drift = Vec::new();
-        for key in keys {
+        for key in self.aggregate_keys(&expected) {
             let want = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(key.kind()));
-            let (have, have_average) = self.stored.get(key).cloned().unwrap_or_else(|| (AggregateValues::zero(key.kind()), None));
+            let (have, have_average) = match self.stored.get(key) {
+                Some(scanned) => (scanned.stored.values.clone(), scanned.average.clone()),
+                None => (AggregateValues::zero(key.kind()), None),
+            };
+            let mut push = |field, stored, expected| drift.push(Drift { pk: key.pk(), sk: key.sk(), field, stored, expected });
             for field in key.kind().fields() {
                 let (stored, wanted) = (have.get(*field), want.get(*field));
                 if stored != wanted {
-                    drift.push(Drift {
-                        key: key.clone(),
-                        field: field.attribute(),
-                        stored: Some(stored.to_string()),
-                        expected: Some(wanted.to_string()),
-                    });
+                    push(field.attribute(), Some(stored.to_string()), Some(wanted.to_string()));
                 }
             }
             let want_average = want.grade_average().map(|n| n.to_string());
             if key.kind().has_grade_average() && have_average != want_average {
-                drift.push(Drift { key: key.clone(), field: GRADE_AVERAGE, stored: have_average, expected: want_average });
+                push(GRADE_AVERAGE, have_average, want_average);
             }
         }
         drift
     }
+
+    /// The writes that make the table agree with the recompute: drifted aggregates with their
+    /// recomputed values, and ledgers reset to the contribution just counted, so that stream
+    /// records written before the scan but applied after it are measured from what was counted.
+    pub fn backfill_plan(&self) -> (Vec<AggregateWrite>, Vec<LedgerWrite>) {
+        let expected = self.recompute.aggregates();
+        let drifted: std::collections::BTreeSet<(String, String)> = self.drift().into_iter().map(|drift| (drift.pk, drift.sk)).collect();
+        let aggregates = self
+            .aggregate_keys(&expected)
+            .into_iter()
+            .filter(|key| drifted.contains(&(key.pk(), key.sk())))
+            .map(|key| {
+                let values = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(key.kind()));
+                let version = self.stored.get(key).map(|scanned| scanned.stored.version);
+                AggregateWrite {
+                    key: key.clone(),
+                    expected_version: version,
+                    stored: StoredAggregate { values, version: version.map_or(1, |v| v + 1) },
+                }
+            })
+            .collect();
+        let zero = SequenceNumber::parse("0").expect("0 is a sequence number");
+        let mut ledgers = Vec::new();
+        for (item, contribution) in &self.contributions {
+            let existing = self.ledgers.get(item);
+            if existing.is_some_and(|ledger| &ledger.contribution == contribution) {
+                continue;
+            }
+            let sequence = existing.map_or(zero.clone(), |ledger| ledger.sequence.clone());
+            ledgers.push(LedgerWrite {
+                item: item.clone(),
+                expected: existing.map(|ledger| ledger.sequence.clone()),
+                ledger: Ledger { sequence, contribution: contribution.clone() },
+            });
+        }
+        // Ledgers of items that are gone, or no longer count, now hold nothing.
+        for (item, ledger) in &self.ledgers {
+            if !self.contributions.contains_key(item) && !ledger.contribution.is_empty() {
+                ledgers.push(LedgerWrite {
+                    item: item.clone(),
+                    expected: Some(ledger.sequence.clone()),
+                    ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new() },
+                });
+            }
+        }
+        (aggregates, ledgers)
+    }
+
+    fn aggregate_keys<'a>(&'a self, expected: &'a BTreeMap<AggregateKey, AggregateValues>) -> Vec<&'a AggregateKey> {
+        let mut keys: Vec<&AggregateKey> = expected.keys().chain(self.stored.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// Items of a kind that never contributes need no ledger.
+fn can_contribute(entity_type: &str) -> bool {
+    !matches!(entity_type, "course" | "user" | "session")
 }

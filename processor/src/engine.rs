@@ -218,7 +218,7 @@ fn encode(transaction: &Transaction) -> Vec<ConditionalPut> {
     transaction
         .ledgers
         .iter()
-        .map(|write| codec::encode_ledger(write, now))
+        .map(|write| codec::encode_ledger(write, codec::Writer::Stream, now))
         .chain(transaction.aggregates.iter().map(|write| codec::encode_aggregate(write, now)))
         .collect()
 }

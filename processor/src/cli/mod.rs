@@ -1,6 +1,12 @@
 //! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
 
+pub mod backfill;
 pub mod init;
+pub mod progress;
+pub mod replay;
+mod scan;
+pub mod seed;
+pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -37,6 +43,15 @@ pub struct Common {
 pub enum Command {
     /// Create the table per SPEC (keys, GSIs, TTL on `ttl`, stream NEW_AND_OLD_IMAGES); idempotent.
     Init(init::Opts),
+    /// Apply Lambda DynamoDB event files through the engine, exactly as the Lambda does; a
+    /// malformed file fails the command before anything is written.
+    Replay(replay::Opts),
+    /// Recompute every aggregate from the table and compare, writing nothing; exits 1 on drift.
+    Verify(verify::Opts),
+    /// Recompute every aggregate from a scan and write what differs (and reset the ledgers).
+    Backfill(backfill::Opts),
+    /// Write a realistic, reproducible university workload to the table (for demos and benchmarks).
+    Seed(seed::Opts),
 }
 
 impl Common {
@@ -49,5 +64,9 @@ impl Common {
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Init(opts) => init::cmd(&cli.common, opts).await,
+        Command::Replay(opts) => replay::cmd(&cli.common, opts).await,
+        Command::Verify(opts) => verify::cmd(&cli.common, opts).await,
+        Command::Backfill(opts) => backfill::cmd(&cli.common, opts).await,
+        Command::Seed(opts) => seed::cmd(&cli.common, opts).await,
     }
 }

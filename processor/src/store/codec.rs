@@ -21,6 +21,23 @@ const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 const SEQUENCE_NUMBER: &str = "sequenceNumber";
 const CONTRIBUTION: &str = "contribution";
 const FIELDS: &str = "fields";
+pub const WRITTEN_BY: &str = "writtenBy";
+
+/// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Stream,
+    Backfill,
+}
+
+impl Writer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writer::Stream => "stream",
+            Writer::Backfill => "backfill",
+        }
+    }
+}
 
 /// Ledgers outlive the stream's 24 h retention with a margin for clock skew and lazy TTL.
 pub const LEDGER_RETENTION: chrono::Duration = chrono::Duration::hours(48);
@@ -67,7 +84,7 @@ fn timestamp(now: DateTime<Utc>) -> AttributeValue {
     s(now.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-pub fn encode_ledger(write: &LedgerWrite, now: DateTime<Utc>) -> ConditionalPut {
+pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) -> ConditionalPut {
     let key = ledger_key(&write.item);
     let contribution = write
         .ledger
@@ -90,6 +107,7 @@ pub fn encode_ledger(write: &LedgerWrite, now: DateTime<Utc>) -> ConditionalPut 
         (CONTRIBUTION.to_owned(), AttributeValue::L(contribution)),
         (TTL.to_owned(), n((now + LEDGER_RETENTION).timestamp())),
         (UPDATED_AT.to_owned(), timestamp(now)),
+        (WRITTEN_BY.to_owned(), s(writer.as_str())),
     ]
     .into();
     let expect = match &write.expected {
@@ -195,7 +213,7 @@ mod tests {
             expected: None,
             ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution },
         };
-        let put = encode_ledger(&write, Utc::now());
+        let put = encode_ledger(&write, Writer::Stream, Utc::now());
         assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
         assert_eq!(put.expect, Expect::Absent);
         assert_eq!(source_of_ledger(&put.key), Some(item));

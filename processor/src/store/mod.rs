@@ -7,6 +7,7 @@
 pub mod codec;
 mod connect;
 pub mod error;
+pub mod scan;
 pub mod schema;
 
 use std::collections::HashMap;

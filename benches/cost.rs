@@ -1,0 +1,118 @@
+//! What a batch costs in DynamoDB: requests, read and write units per record for the standard
+//! mix, against DynamoDB Local. Counts, not timings, are the point: they are deterministic and
+//! they are what the service bills. Wall-clock times are printed for orientation only.
+//!
+//! `make bench` (or, with DynamoDB Local running, `cargo bench --bench cost --features dynamodb-local`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use processor::engine::Engine;
+use support::images::*;
+use support::{apply, drop_table, fresh_table, Rec};
+
+/// 100 records of a university day: enrolments, submissions (half graded), regrades, orders and
+/// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.
+fn standard_mix(batch: u64) -> Vec<Rec> {
+    let base = batch * 1_000;
+    let day = format!("2026-03-0{}", batch % 3 + 1);
+    let at = format!("{day}T10:00:00Z");
+    let course = |i: u64| format!("c{}", i % 5);
+    let student = |i: u64| format!("s{}", (batch * 7 + i) % 20);
+    let mut recs = Vec::with_capacity(100);
+    for i in 0..30 {
+        recs.push(Rec::insert(base + i, enrollment(&course(i), &format!("{}-{batch}", student(i)), &at)));
+    }
+    let graded = |i: u64, grade: &str| submission(&course(i), &format!("a{batch}-{}", i % 3), &student(i), &at, Some(n(grade)));
+    for i in 0..30 {
+        let image = if i % 2 == 0 {
+            graded(i, &format!("{}.5", 60 + i))
+        } else {
+            submission(&course(i), &format!("a{batch}-{}", i % 3), &student(i), &at, None)
+        };
+        recs.push(Rec::insert(base + 100 + i, image));
+    }
+    for i in 0..10 {
+        let i2 = i * 2;
+        recs.push(Rec::modify(base + 200 + i, graded(i2, &format!("{}.5", 60 + i2)), graded(i2, "88")));
+    }
+    for i in 0..10 {
+        recs.push(Rec::insert(base + 300 + i, order(&format!("u{i}"), &day, &format!("o{batch}-{i}"), "19.99")));
+        recs.push(Rec::insert(base + 400 + i, transaction(&format!("u{i}"), &day, &format!("t{batch}-{i}"), "-4.25")));
+    }
+    for i in 0..5 {
+        recs.push(Rec::insert(base + 500 + i, instructor(&course(i), &format!("i{batch}"))));
+    }
+    for i in 0..5 {
+        recs.push(Rec::remove(base + 600 + i, enrollment(&course(i), &format!("{}-{batch}", student(i)), &at)));
+    }
+    recs
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async {
+        let table = fresh_table().await;
+        let engine = Engine::new(table.clone());
+        println!("standard mix, 100 records a batch, sequential, DynamoDB Local");
+        println!(
+            "{:>5} {:>8} {:>5} {:>6} {:>9} {:>9} {:>10} {:>10} {:>8}",
+            "batch", "records", "txns", "reqs", "RCU", "WCU", "reqs/rec", "WCU/rec", "ms"
+        );
+        let mut total = (0u64, 0u64, 0.0f64, 0.0f64);
+        for batch in 0..10 {
+            let recs = standard_mix(batch);
+            let started = Instant::now();
+            let outcome = apply(&engine, table.name(), &recs).await;
+            let elapsed = started.elapsed().as_millis();
+            assert_eq!(outcome.failed_from, None, "{outcome:?}");
+            let usage = outcome.usage;
+            println!(
+                "{:>5} {:>8} {:>5} {:>6} {:>9.1} {:>9.1} {:>10.3} {:>10.2} {:>8}",
+                batch,
+                recs.len(),
+                outcome.transactions,
+                usage.requests,
+                usage.read_units,
+                usage.write_units,
+                usage.requests as f64 / recs.len() as f64,
+                usage.write_units / recs.len() as f64,
+                elapsed
+            );
+            total = (total.0 + recs.len() as u64, total.1 + usage.requests, total.2 + usage.read_units, total.3 + usage.write_units);
+        }
+        let records = total.0 as f64;
+        println!(
+            "total: {} records, {:.3} requests/record, {:.2} RCU/record, {:.2} WCU/record",
+            total.0,
+            total.1 as f64 / records,
+            total.2 / records,
+            total.3 / records
+        );
+
+        let again = apply(&engine, table.name(), &standard_mix(9)).await;
+        println!(
+            "redelivery of a 100-record batch: {} requests, {:.1} RCU, {:.1} WCU",
+            again.usage.requests, again.usage.read_units, again.usage.write_units
+        );
+
+        println!("\nhot item: 4 concurrent engines, 25 orders each on one day (one daily_stats item)");
+        let engines: Vec<Engine<_>> = (0..4).map(|_| Engine::new(table.clone())).collect();
+        let batches: Vec<Vec<Rec>> = (0..4u64)
+            .map(|shard| {
+                (0..25u64)
+                    .map(|i| Rec::insert(90_000 + shard * 100 + i, order(&format!("hot{shard}"), "2026-04-01", &format!("h{i}"), "1")))
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        let outcomes =
+            futures::future::join_all(engines.iter().zip(&batches).map(|(engine, batch)| apply(engine, table.name(), batch))).await;
+        let conflicts: u64 = outcomes.iter().map(|outcome| outcome.conflicts).sum();
+        let requests: u64 = outcomes.iter().map(|outcome| outcome.transactions).sum();
+        println!("commits {requests}, conflicts re-planned {conflicts}, elapsed {} ms", started.elapsed().as_millis());
+        drop_table(&table).await;
+    });
+}

@@ -1,0 +1,38 @@
+//! Scanning the table into an [`Audit`], segments in parallel, with progress.
+
+use anyhow::Context as _;
+
+use crate::audit::Audit;
+use crate::cli::progress::Progress;
+use crate::cli::Common;
+use crate::store::scan::scan_segment;
+
+/// Default parallelism: two segments per core, at least 4.
+pub fn default_segments() -> u32 {
+    std::thread::available_parallelism().map_or(4, |cores| (cores.get() as u32 * 2).max(4))
+}
+
+/// Scans `segments` (numbers out of `total`) concurrently and folds them into one audit.
+pub async fn audit(common: &Common, segments: &[u32], total: u32) -> anyhow::Result<Audit> {
+    let client = common.client().await;
+    let progress = Progress::new(0, "items scanned", common.json);
+    let scans = segments.iter().map(|&segment| {
+        let (client, progress) = (&client, &progress);
+        async move {
+            let mut audit = Audit::default();
+            scan_segment(client, &common.table, segment, total, |items| {
+                progress.advance(items.len() as u64);
+                items.iter().try_for_each(|item| audit.add(item))
+            })
+            .await
+            .with_context(|| format!("scanning segment {segment} of {total} of table `{}`", common.table))?;
+            anyhow::Ok(audit)
+        }
+    });
+    let mut whole = Audit::default();
+    for audit in futures::future::join_all(scans).await {
+        whole.combine(audit?);
+    }
+    progress.finish();
+    Ok(whole)
+}
