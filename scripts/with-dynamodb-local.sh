@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh, in-memory DynamoDB Local on a free port, then stops the server
 # by PID whatever the command's outcome. The command sees the standard SDK variables:
-# AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION and static local credentials.
+# AWS_ENDPOINT_URL_DYNAMODB(_STREAMS), AWS_REGION and static local credentials.
 #
 # usage: scripts/with-dynamodb-local.sh COMMAND [ARGS...]
 set -euo pipefail
@@ -29,6 +29,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+# DynamoDB Local serves the Streams API on the same port.
+export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="$AWS_ENDPOINT_URL_DYNAMODB"
 export AWS_REGION=${AWS_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-tallylocal}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-tallylocal}

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod consume;
 pub mod decode;
 pub mod engine;
 pub mod handler;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod retry;
 pub mod sequence;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 
 pub use engine::{BatchOutcome, Engine};

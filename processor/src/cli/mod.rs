@@ -1,6 +1,7 @@
 //! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
 
 pub mod backfill;
+pub mod consume;
 pub mod init;
 pub mod progress;
 pub mod replay;
@@ -52,11 +53,18 @@ pub enum Command {
     Backfill(backfill::Opts),
     /// Write a realistic, reproducible university workload to the table (for demos and benchmarks).
     Seed(seed::Opts),
+    /// Read the table's stream like Lambda's event source mapping and apply it.
+    Consume(consume::Opts),
 }
 
 impl Common {
     pub async fn client(&self) -> aws_sdk_dynamodb::Client {
         crate::store::connect(self.endpoint.as_deref(), self.region.as_deref()).await
+    }
+
+    /// A DynamoDB Streams client; `--endpoint` applies to it too (DynamoDB Local serves both).
+    pub async fn streams_client(&self) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(&crate::store::sdk_config(self.endpoint.as_deref(), self.region.as_deref()).await)
     }
 }
 
@@ -68,5 +76,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Verify(opts) => verify::cmd(&cli.common, opts).await,
         Command::Backfill(opts) => backfill::cmd(&cli.common, opts).await,
         Command::Seed(opts) => seed::cmd(&cli.common, opts).await,
+        Command::Consume(opts) => consume::cmd(&cli.common, opts).await,
     }
 }

@@ -16,6 +16,11 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The SDK retries throttling and 5xx itself (standard mode, 3 attempts); the engine's loop
 /// handles what remains.
 pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> DynamoDbClient {
+    DynamoDbClient::new(&sdk_config(endpoint, region).await)
+}
+
+/// The shared SDK configuration behind [`connect`].
+pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_config::SdkConfig {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(3)).timeout_config(
             TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).connect_timeout(Duration::from_secs(3)).build(),
@@ -26,5 +31,5 @@ pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> DynamoDbCl
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    DynamoDbClient::new(&loader.load().await)
+    loader.load().await
 }

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::Client as DynamoDbClient;
 
 use aggregates::keys::{PK, SK};
 use codec::{ConditionalPut, Expect};
-pub use connect::connect;
+pub use connect::{connect, sdk_config};
 pub use error::{SdkItem, StoreError};
 
 use crate::decode::ItemKey;

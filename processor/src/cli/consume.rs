@@ -1,0 +1,123 @@
+//! `tally consume`: read the table's stream like Lambda's event source mapping and apply it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::Common;
+use crate::consume::{ConsumeOptions, Consumer};
+use crate::engine::Engine;
+use crate::store::DynamoTable;
+use crate::stream::checkpoint::Checkpoints;
+use crate::stream::{stream_arn, Position, StreamReader};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum From {
+    /// The oldest record still in the stream (24 h).
+    TrimHorizon,
+    /// Only records written from now on.
+    Latest,
+}
+
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Where to start a shard that has no checkpoint yet.
+    #[arg(long, value_enum, default_value = "trim-horizon")]
+    pub from: From,
+    /// Most records in one batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Milliseconds to gather records into a batch before delivering a partial one.
+    #[arg(long, default_value_t = 500)]
+    pub batch_window: u64,
+    /// Retries of a failing batch before its positions go to the failure log.
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// Seconds the engine gets for one batch attempt.
+    #[arg(long, default_value_t = 60)]
+    pub batch_timeout: u64,
+    /// Exit once every shard is drained, instead of running until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Where positions of batches that exhausted their retries are written, one JSON message per
+    /// line in the shape of Lambda's on-failure destination (input to `tally redrive`).
+    #[arg(long, default_value = "tally-failures.jsonl")]
+    pub failure_log: PathBuf,
+    /// Stream ARN; by default the table's latest stream.
+    #[arg(long)]
+    pub stream_arn: Option<String>,
+}
+
+pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+    let client = common.client().await;
+    let arn = match opts.stream_arn {
+        Some(arn) => arn,
+        None => stream_arn(&client, &common.table).await?,
+    };
+    let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
+    let reader = StreamReader::new(common.streams_client().await, &arn, region);
+    let checkpoints = Checkpoints::new(client.clone(), &common.table, &arn);
+    let engine = Engine::new(DynamoTable::new(client, common.table.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let options = ConsumeOptions {
+        from: match opts.from {
+            From::TrimHorizon => Position::TrimHorizon,
+            From::Latest => Position::Latest,
+        },
+        batch_size: opts.batch_size.clamp(1, 10_000),
+        batch_window: Duration::from_millis(opts.batch_window),
+        max_retries: opts.max_retries,
+        batch_timeout: Duration::from_secs(opts.batch_timeout),
+        until_caught_up: opts.until_caught_up,
+        poll_interval: Duration::from_secs(1),
+        failure_log: opts.failure_log.clone(),
+    };
+    let summary = Consumer::new(&engine, reader, checkpoints, &common.table, options, stop).run().await?;
+    if common.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("consumed {} records in {} batches from {arn}", summary.records, summary.batches);
+        for (class, count) in &summary.by_class {
+            println!("  {class:<16} {count}");
+        }
+        for (reason, count) in &summary.rejected {
+            println!("  rejected {reason:<10} {count}");
+        }
+        println!("retries {}, bisections {}, shards finished {}", summary.retries, summary.bisections, summary.shards_finished);
+        if summary.records_to_failure_log > 0 {
+            println!(
+                "{} record(s) sent to {} (replay them with `tally redrive`)",
+                summary.records_to_failure_log,
+                opts.failure_log.display()
+            );
+        }
+    }
+    Ok(if summary.records_to_failure_log > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Sets `stop` on SIGINT or SIGTERM; the consumer finishes the batch in flight and returns.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Stopping after the batch in flight.");
+    stop.store(true, Ordering::Relaxed);
+}

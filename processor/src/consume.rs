@@ -1,0 +1,341 @@
+//! A stream consumer that behaves like Lambda's event source mapping, for local development,
+//! end-to-end tests and running tally outside Lambda.
+//!
+//! Shards are read parent before child; records are batched (`batch_size`, `batch_window`) and
+//! handed to the same decode + engine path as the Lambda handler. A batch that reports failures
+//! is retried from its first failed record; a batch that cannot be decoded (a function error) is
+//! bisected; after `max_retries` the batch's positions go to the failure log, in the shape of
+//! Lambda's on-failure destination message, for `tally redrive`. Checkpoints are durable, so a
+//! restart resumes after the last applied record; the engine's ledgers make any overlap harmless.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_lambda_events::event::dynamodb::EventRecord;
+use serde::Serialize;
+
+use crate::decode::decode_batch;
+use crate::engine::Engine;
+use crate::retry::RetryBudget;
+use crate::store::Table;
+use crate::stream::checkpoint::{Checkpoint, Checkpoints};
+use crate::stream::{Position, StreamError, StreamReader};
+
+/// Empty pages in a row after which an open shard counts as caught up: DynamoDB Streams may
+/// return an empty page before a later part of the shard that holds records.
+const EMPTY_PAGES_CAUGHT_UP: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Where to start a shard that has no checkpoint.
+    pub from: Position,
+    pub batch_size: usize,
+    pub batch_window: Duration,
+    /// Retries of a failing batch before its positions go to the failure log.
+    pub max_retries: u32,
+    /// Time the engine gets per batch attempt (Lambda's function timeout).
+    pub batch_timeout: Duration,
+    pub until_caught_up: bool,
+    pub poll_interval: Duration,
+    pub failure_log: PathBuf,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Serialize)]
+pub struct ConsumeSummary {
+    pub batches: u64,
+    pub records: u64,
+    pub by_class: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub ttl_removals: u64,
+    pub retries: u64,
+    pub bisections: u64,
+    /// Records whose positions went to the failure log.
+    pub records_to_failure_log: u64,
+    pub shards_finished: u64,
+}
+
+pub struct Consumer<'a, T> {
+    engine: &'a Engine<T>,
+    reader: StreamReader,
+    checkpoints: Checkpoints,
+    positions: HashMap<String, Checkpoint>,
+    table_name: String,
+    options: ConsumeOptions,
+    stop: Arc<AtomicBool>,
+    summary: ConsumeSummary,
+}
+
+impl<T> std::fmt::Debug for Consumer<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("stream", &self.reader.arn()).field("options", &self.options).finish()
+    }
+}
+
+enum Drained {
+    Finished,
+    CaughtUp,
+    Stopped,
+}
+
+impl<'a, T: Table> Consumer<'a, T> {
+    pub fn new(
+        engine: &'a Engine<T>,
+        reader: StreamReader,
+        checkpoints: Checkpoints,
+        table_name: impl Into<String>,
+        options: ConsumeOptions,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Consumer {
+            engine,
+            reader,
+            checkpoints,
+            positions: HashMap::new(),
+            table_name: table_name.into(),
+            options,
+            stop,
+            summary: ConsumeSummary::default(),
+        }
+    }
+
+    /// Runs until caught up (with `until_caught_up`) or until `stop` is set, finishing the batch in flight.
+    pub async fn run(mut self) -> anyhow::Result<ConsumeSummary> {
+        self.positions = self.checkpoints.load().await.context("loading checkpoints")?;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let shards = self.reader.shards().await?;
+            let ids: HashSet<&str> = shards.iter().filter_map(|shard| shard.shard_id()).collect();
+            let finished =
+                |id: &str, positions: &HashMap<String, Checkpoint>| positions.get(id).is_some_and(|checkpoint| checkpoint.finished);
+            // A child waits for its parent, unless the parent has left the stream (trimmed).
+            let ready: Vec<String> = shards
+                .iter()
+                .filter_map(|shard| {
+                    let id = shard.shard_id()?;
+                    let parent_done =
+                        shard.parent_shard_id().is_none_or(|parent| !ids.contains(parent) || finished(parent, &self.positions));
+                    (!finished(id, &self.positions) && parent_done).then(|| id.to_owned())
+                })
+                .collect();
+            let mut finished_some = false;
+            for shard in &ready {
+                match self.drain(shard).await? {
+                    Drained::Finished => finished_some = true,
+                    Drained::CaughtUp => {}
+                    Drained::Stopped => return Ok(self.summary),
+                }
+            }
+            if self.options.until_caught_up && !finished_some {
+                break;
+            }
+            if !finished_some {
+                tokio::time::sleep(self.options.poll_interval).await;
+            }
+        }
+        Ok(self.summary)
+    }
+
+    async fn drain(&mut self, shard: &str) -> anyhow::Result<Drained> {
+        let mut position = self.position(shard);
+        let mut iterator = self.reader.iterator(shard, &position).await.with_context(|| format!("shard {shard}"))?;
+        let mut buffer: Vec<EventRecord> = Vec::new();
+        let mut buffered_since = Instant::now();
+        let mut empty_pages = 0;
+        loop {
+            let Some(current) = iterator.take() else {
+                self.flush(shard, &mut buffer).await?;
+                self.save(shard, true).await?;
+                self.summary.shards_finished += 1;
+                return Ok(Drained::Finished);
+            };
+            let page = match self.reader.page(&current, self.options.batch_size.min(1000) as i32).await {
+                Ok(page) => page,
+                Err(StreamError::ExpiredIterator) => {
+                    self.flush(shard, &mut buffer).await?;
+                    position = self.position(shard);
+                    iterator = self.reader.iterator(shard, &position).await?;
+                    continue;
+                }
+                Err(err) => return Err(err).with_context(|| format!("reading shard {shard}")),
+            };
+            if buffer.is_empty() {
+                buffered_since = Instant::now();
+            }
+            empty_pages = if page.records.is_empty() { empty_pages + 1 } else { 0 };
+            buffer.extend(page.records);
+            iterator = page.next;
+            let window_over = buffered_since.elapsed() >= self.options.batch_window;
+            if buffer.len() >= self.options.batch_size || window_over || empty_pages > 0 || iterator.is_none() {
+                self.flush(shard, &mut buffer).await?;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(Drained::Stopped);
+            }
+            if iterator.is_some() && empty_pages >= EMPTY_PAGES_CAUGHT_UP {
+                return Ok(Drained::CaughtUp);
+            }
+        }
+    }
+
+    fn position(&self, shard: &str) -> Position {
+        match self.positions.get(shard).and_then(|checkpoint| checkpoint.sequence.clone()) {
+            Some(sequence) => Position::After(sequence),
+            None => self.options.from.clone(),
+        }
+    }
+
+    async fn save(&mut self, shard: &str, finished: bool) -> anyhow::Result<()> {
+        let checkpoint = self.positions.entry(shard.to_owned()).or_default();
+        checkpoint.finished |= finished;
+        self.checkpoints.save(shard, checkpoint).await.with_context(|| format!("saving the checkpoint of shard {shard}"))
+    }
+
+    /// Delivers the buffered records in batches and checkpoints after each.
+    ///
+    /// A checkpoint write is itself a stream record. A batch of nothing but tally's bookkeeping
+    /// records (checkpoints, ledgers) therefore moves the position in memory only: writing a
+    /// checkpoint for it would feed the stream a record that asks for another checkpoint, forever.
+    async fn flush(&mut self, shard: &str, buffer: &mut Vec<EventRecord>) -> anyhow::Result<()> {
+        let records = std::mem::take(buffer);
+        for batch in records.chunks(self.options.batch_size.max(1)) {
+            self.deliver(shard, batch).await?;
+            let last = batch.last().and_then(|record| record.change.sequence_number.clone());
+            self.positions.entry(shard.to_owned()).or_default().sequence = last;
+            if !batch.iter().all(is_bookkeeping) {
+                self.save(shard, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch, with Lambda's semantics: retry from the reported failure point, bisect on a
+    /// function error, and after `max_retries` send the positions to the failure log.
+    async fn deliver(&mut self, shard: &str, batch: &[EventRecord]) -> anyhow::Result<()> {
+        self.summary.batches += 1;
+        let mut queue: VecDeque<(usize, usize)> = VecDeque::from([(0, batch.len())]);
+        let mut attempts = 0;
+        let mut budget = RetryBudget::new(tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
+        while let Some((start, end)) = queue.pop_front() {
+            let records = &batch[start..end];
+            let changes = match decode_batch(records, &self.table_name) {
+                Ok(changes) => changes,
+                Err(err) if records.len() == 1 => {
+                    tracing::error!(shard, error = %err, "Record cannot be identified; its position goes to the failure log.");
+                    self.log_failure(shard, records, attempts, &err.to_string())?;
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(shard, error = %err, records = records.len(), "Batch cannot be decoded; bisecting.");
+                    self.summary.bisections += 1;
+                    let middle = start + records.len() / 2;
+                    queue.push_front((middle, end));
+                    queue.push_front((start, middle));
+                    continue;
+                }
+            };
+            let outcome = self.engine.process(&changes, tokio::time::Instant::now() + self.options.batch_timeout).await;
+            self.summary.records += outcome.by_class.values().sum::<u64>();
+            for (class, count) in &outcome.by_class {
+                *self.summary.by_class.entry(class).or_default() += count;
+            }
+            for (reason, count) in &outcome.rejected {
+                *self.summary.rejected.entry(reason).or_default() += count;
+            }
+            self.summary.ttl_removals += outcome.ttl_removals;
+            if let Some(failed_from) = outcome.failed_from {
+                attempts += 1;
+                let failure = outcome.failure.unwrap_or_default();
+                if attempts > self.options.max_retries {
+                    tracing::error!(shard, attempts, failure, "Batch failed after its retries; positions go to the failure log.");
+                    self.log_failure(shard, &records[failed_from..], attempts, &failure)?;
+                    continue;
+                }
+                tracing::warn!(shard, attempts, failed_from, failure, "Batch partly applied; retrying from the failure point.");
+                self.summary.retries += 1;
+                budget.pause().await.ok();
+                queue.push_front((start + failed_from, end));
+            }
+        }
+        Ok(())
+    }
+
+    fn log_failure(&mut self, shard: &str, records: &[EventRecord], attempts: u32, reason: &str) -> anyhow::Result<()> {
+        self.summary.records_to_failure_log += records.len() as u64;
+        let message = FailureMessage::new(self.reader.arn(), shard, records, attempts, reason);
+        let path = &self.options.failure_log;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening failure log {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string(&message)?).with_context(|| format!("writing failure log {}", path.display()))
+    }
+}
+
+fn is_bookkeeping(record: &EventRecord) -> bool {
+    match record.change.keys.get(aggregates::keys::PK) {
+        Some(serde_dynamo::AttributeValue::S(pk)) => pk.starts_with(aggregates::keys::BOOKKEEPING_PK_PREFIX),
+        _ => false,
+    }
+}
+
+/// Lambda's on-failure destination message for a stream batch: positions only, no records.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct FailureMessage {
+    #[serde(rename = "requestContext")]
+    pub request_context: serde_json::Value,
+    pub version: String,
+    pub timestamp: String,
+    #[serde(rename = "DDBStreamBatchInfo")]
+    pub batch: BatchInfo,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInfo {
+    pub shard_id: String,
+    pub start_sequence_number: String,
+    pub end_sequence_number: String,
+    #[serde(default)]
+    pub approximate_arrival_of_first_record: Option<String>,
+    #[serde(default)]
+    pub approximate_arrival_of_last_record: Option<String>,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    pub stream_arn: String,
+}
+
+impl FailureMessage {
+    fn new(stream_arn: &str, shard: &str, records: &[EventRecord], attempts: u32, reason: &str) -> Self {
+        let sequence = |record: Option<&EventRecord>| record.and_then(|record| record.change.sequence_number.clone()).unwrap_or_default();
+        let arrival = |record: Option<&EventRecord>| record.map(|record| record.change.approximate_creation_date_time.to_rfc3339());
+        FailureMessage {
+            request_context: serde_json::json!({
+                "requestId": uuid::Uuid::new_v4().to_string(),
+                "functionArn": "tally consume",
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": attempts,
+                "reason": reason,
+            }),
+            version: "1.0".into(),
+            timestamp: chrono::Utc::now().to_rfc3339(),
+            batch: BatchInfo {
+                shard_id: shard.to_owned(),
+                start_sequence_number: sequence(records.first()),
+                end_sequence_number: sequence(records.last()),
+                approximate_arrival_of_first_record: arrival(records.first()),
+                approximate_arrival_of_last_record: arrival(records.last()),
+                batch_size: Some(records.len() as u64),
+                stream_arn: stream_arn.to_owned(),
+            },
+        }
+    }
+}

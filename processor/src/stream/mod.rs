@@ -1,0 +1,166 @@
+//! Reading a DynamoDB stream with the Streams API: shards, iterators, records as Lambda sees them.
+//!
+//! The only module that imports `aws_sdk_dynamodbstreams`. Records are converted into
+//! `aws_lambda_events` records so that `tally consume` and `tally redrive` feed the engine exactly
+//! what the Lambda gets.
+
+pub mod checkpoint;
+
+use aws_lambda_events::event::dynamodb::{EventRecord, StreamRecord, UserIdentity};
+use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
+use aws_sdk_dynamodbstreams::Client as StreamsClient;
+use chrono::{TimeZone, Utc};
+
+/// Why the stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("table `{0}` has no stream enabled")]
+    NoStream(String),
+    /// The position is older than the stream's 24 h retention.
+    #[error("{0}: the records are no longer in the stream (older than its 24 h retention)")]
+    Trimmed(String),
+    /// An iterator lives 15 minutes; get a new one from the last position.
+    #[error("shard iterator expired")]
+    ExpiredIterator,
+    #[error("DynamoDB Streams {operation} failed: {message}")]
+    Service { operation: &'static str, message: String },
+}
+
+fn service<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    err: SdkError<E, R>,
+) -> StreamError {
+    match err.code() {
+        Some("TrimmedDataAccessException") => StreamError::Trimmed(err.message().unwrap_or("trimmed").to_owned()),
+        Some("ExpiredIteratorException") => StreamError::ExpiredIterator,
+        Some(code) => StreamError::Service { operation, message: format!("{code}: {}", err.message().unwrap_or_default()) },
+        None => StreamError::Service { operation, message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string() },
+    }
+}
+
+/// Where to start reading a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    TrimHorizon,
+    Latest,
+    At(String),
+    After(String),
+}
+
+/// One page of a shard.
+#[derive(Debug)]
+pub struct Page {
+    pub records: Vec<EventRecord>,
+    /// `None` once a closed shard is read to its end.
+    pub next: Option<String>,
+}
+
+/// A stream, by ARN.
+#[derive(Debug, Clone)]
+pub struct StreamReader {
+    client: StreamsClient,
+    arn: String,
+    region: String,
+}
+
+impl StreamReader {
+    pub fn new(client: StreamsClient, arn: impl Into<String>, region: impl Into<String>) -> Self {
+        StreamReader { client, arn: arn.into(), region: region.into() }
+    }
+
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// Every shard of the stream, open and closed.
+    pub async fn shards(&self) -> Result<Vec<Shard>, StreamError> {
+        let mut shards = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .describe_stream()
+                .stream_arn(&self.arn)
+                .set_exclusive_start_shard_id(start)
+                .send()
+                .await
+                .map_err(|err| service("DescribeStream", err))?;
+            let description = output
+                .stream_description
+                .ok_or_else(|| StreamError::Service { operation: "DescribeStream", message: "no description".into() })?;
+            shards.extend(description.shards.unwrap_or_default());
+            start = description.last_evaluated_shard_id;
+            if start.is_none() {
+                return Ok(shards);
+            }
+        }
+    }
+
+    pub async fn iterator(&self, shard_id: &str, position: &Position) -> Result<Option<String>, StreamError> {
+        let (kind, sequence) = match position {
+            Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
+            Position::Latest => (ShardIteratorType::Latest, None),
+            Position::At(sequence) => (ShardIteratorType::AtSequenceNumber, Some(sequence.clone())),
+            Position::After(sequence) => (ShardIteratorType::AfterSequenceNumber, Some(sequence.clone())),
+        };
+        let output = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard_id)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence)
+            .send()
+            .await
+            .map_err(|err| service("GetShardIterator", err))?;
+        Ok(output.shard_iterator)
+    }
+
+    pub async fn page(&self, iterator: &str, limit: i32) -> Result<Page, StreamError> {
+        let output =
+            self.client.get_records().shard_iterator(iterator).limit(limit).send().await.map_err(|err| service("GetRecords", err))?;
+        let records =
+            output.records.unwrap_or_default().into_iter().map(|record| to_event_record(record, &self.arn, &self.region)).collect();
+        Ok(Page { records, next: output.next_shard_iterator })
+    }
+}
+
+/// A Streams API record in the shape Lambda delivers.
+pub fn to_event_record(record: Record, stream_arn: &str, region: &str) -> EventRecord {
+    let mut event = EventRecord::default();
+    event.event_id = record.event_id.unwrap_or_default();
+    event.event_name = record.event_name.map(|name| name.as_str().to_owned()).unwrap_or_default();
+    event.event_version = record.event_version;
+    event.event_source = record.event_source;
+    event.aws_region = record.aws_region.unwrap_or_else(|| region.to_owned());
+    event.event_source_arn = Some(stream_arn.to_owned());
+    event.user_identity = record.user_identity.map(|identity| {
+        let mut user = UserIdentity::default();
+        user.type_ = identity.r#type.unwrap_or_default();
+        user.principal_id = identity.principal_id.unwrap_or_default();
+        user
+    });
+    if let Some(stream) = record.dynamodb {
+        let mut change = StreamRecord::default();
+        if let Some(at) = stream.approximate_creation_date_time {
+            if let chrono::LocalResult::Single(at) = Utc.timestamp_opt(at.secs(), at.subsec_nanos()) {
+                change.approximate_creation_date_time = at;
+            }
+        }
+        change.keys = stream.keys.unwrap_or_default().into();
+        change.new_image = stream.new_image.unwrap_or_default().into();
+        change.old_image = stream.old_image.unwrap_or_default().into();
+        change.sequence_number = stream.sequence_number;
+        change.size_bytes = stream.size_bytes.unwrap_or_default();
+        event.change = change;
+    }
+    event
+}
+
+/// The table's stream ARN, from `DescribeTable`.
+pub async fn stream_arn(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<String> {
+    let output =
+        client.describe_table().table_name(table).send().await.map_err(|err| crate::store::error::classify("DescribeTable", &err))?;
+    output.table.and_then(|table| table.latest_stream_arn).ok_or_else(|| StreamError::NoStream(table.to_owned()).into())
+}
