@@ -50,6 +50,10 @@ test-infra: install
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
 
+demo: install
+	cargo build --release -p processor --bin tally
+	$(WITH_DDB) scripts/demo.sh
+
 bench: install
 	$(WITH_DDB) cargo bench --bench cost $(FEATURES)
 

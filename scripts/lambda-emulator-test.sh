@@ -20,7 +20,7 @@ table="university"
 
 watchers=()
 stop_watchers() { for pid in "${watchers[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done; }
-trap stop_watchers EXIT
+trap stop_watchers EXIT INT TERM
 
 # Serves the function with TABLE_NAME=$1 and AWS_ACCESS_KEY_ID=$2 on a free port; prints the port.
 # DynamoDB Local keeps one database per access key: another key sees none of this key's tables.

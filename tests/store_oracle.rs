@@ -6,7 +6,9 @@
 //! spread over three shards by partition key as DynamoDB does. Each shard is fed to its own engine
 //! by a simulated event source mapping that redelivers whole batches, retries from the reported
 //! failure point, bisects after a crash mid-batch, redelivers stale batches after newer ones and
-//! loses responses to applied writes; the shards run concurrently against one DynamoDB Local table.
+//! loses responses to applied writes, and discards batches to the failure destination that are
+//! redriven, oldest first, once the shard is done; the shards run concurrently against one
+//! DynamoDB Local table.
 //!
 //! `TALLY_ORACLE_CASES` sets the number of cases (default 200).
 #![cfg(feature = "dynamodb-local")]
@@ -144,10 +146,11 @@ impl Dice<'_> {
 async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], dice: &mut Dice<'_>, max_batch: usize) {
     let mut position = 0;
     let mut delivered: Vec<(usize, usize)> = Vec::new();
+    let mut discarded: Vec<(usize, usize)> = Vec::new();
     while position < recs.len() {
         let end = (position + 1 + dice.roll(max_batch)).min(recs.len());
         let batch = &recs[position..end];
-        match dice.roll(8) {
+        match dice.roll(9) {
             // A crash mid-batch (function error): Lambda bisects and delivers each half in turn.
             0 if batch.len() > 1 => {
                 engine.table().reset([None, Some(Fault::Reject)]);
@@ -191,6 +194,11 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
                 delivered.push((position, end));
                 position = end;
             }
+            // Retries exhausted: the batch's positions go to the failure destination.
+            5 => {
+                discarded.push((position, end));
+                position = end;
+            }
             _ => {
                 let outcome = apply(engine, table, batch).await;
                 assert_eq!(outcome.failed_from, None, "{outcome:?}");
@@ -198,6 +206,11 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
                 position = end;
             }
         }
+    }
+    // `tally redrive`, oldest range first.
+    for (from, to) in discarded {
+        let outcome = apply(engine, table, &recs[from..to]).await;
+        assert_eq!(outcome.failed_from, None, "{outcome:?}");
     }
 }
 

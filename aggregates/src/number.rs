@@ -142,7 +142,7 @@ impl From<i64> for Number {
 impl fmt::Display for Number {
     /// Plain notation (`100`, not `1E+2`), the form DynamoDB itself returns.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.to_plain_string())
+        f.pad(&self.0.to_plain_string())
     }
 }
 

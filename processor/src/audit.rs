@@ -170,14 +170,16 @@ impl Audit {
         let mut ledgers = Vec::new();
         for (item, contribution) in &self.contributions {
             let existing = self.ledgers.get(item);
-            if existing.is_some_and(|ledger| &ledger.contribution == contribution) {
+            // An assumption is cleared too: backfill has just counted the item exactly, so a later
+            // redrive of an older record must not correct anything.
+            if existing.is_some_and(|ledger| &ledger.contribution == contribution && ledger.assumed.is_none()) {
                 continue;
             }
             let sequence = existing.map_or(zero.clone(), |ledger| ledger.sequence.clone());
             ledgers.push(LedgerWrite {
                 item: item.clone(),
                 expected: existing.map(|ledger| ledger.sequence.clone()),
-                ledger: Ledger { sequence, contribution: contribution.clone() },
+                ledger: Ledger { sequence, contribution: contribution.clone(), assumed: None },
             });
         }
         // Ledgers of items that are gone, or no longer count, now hold nothing.
@@ -186,7 +188,7 @@ impl Audit {
                 ledgers.push(LedgerWrite {
                     item: item.clone(),
                     expected: Some(ledger.sequence.clone()),
-                    ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new() },
+                    ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
                 });
             }
         }

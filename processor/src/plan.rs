@@ -35,6 +35,10 @@ impl ItemChanges {
         self.records.iter().map(|(index, _)| *index).min().unwrap_or(usize::MAX)
     }
 
+    pub fn first_sequence(&self) -> &SequenceNumber {
+        &self.records.first().expect("an item has at least one record").1
+    }
+
     pub fn last_sequence(&self) -> &SequenceNumber {
         &self.records.last().expect("an item has at least one record").1
     }
@@ -75,6 +79,19 @@ pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
 pub struct Ledger {
     pub sequence: SequenceNumber,
     pub contribution: Deltas,
+    /// Set when the ledger was created: what the item's first applied record took as already
+    /// counted (its old image), and that record's sequence number.
+    pub assumed: Option<Assumption>,
+}
+
+/// A baseline taken on trust. No record of the item older than `from` that is still in the stream
+/// can have been applied (it would have left a ledger, and ledgers outlive the stream's
+/// retention), so if one arrives later (a redrive of a discarded batch) the trust was misplaced
+/// by exactly `baseline - contribution(its old image)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assumption {
+    pub from: SequenceNumber,
+    pub baseline: Deltas,
 }
 
 /// An aggregate item as read, with the version its next write must find.
@@ -144,6 +161,9 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
             Some(ledger) => {
                 if let Some(ledger) = ledger {
                     aggregates.extend(ledger.contribution.keys().cloned());
+                    if let Some(assumed) = &ledger.assumed {
+                        aggregates.extend(assumed.baseline.keys().cloned());
+                    }
                 }
             }
         }
@@ -159,7 +179,8 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
 ///
 /// Each item moves the aggregates from what its ledger says they hold for it (or, with no
 /// ledger, its first old image) to its last new image. Measuring from the ledger rather than
-/// from the record makes a redelivered record a no-op and heals a gap left by a discarded batch.
+/// from the record makes a redelivered record a no-op and heals a gap left by a discarded batch;
+/// records older than the ledger's [`Assumption`] correct the baseline it took on trust.
 pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Plan {
     let mut result = Plan::default();
     let mut current = Transaction::default();
@@ -188,14 +209,36 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
     for &position in pending {
         let item = &items[position];
         let ledger = snapshot.ledgers.get(&item.key).cloned().flatten();
-        if let Some(ledger) = &ledger {
-            if ledger.sequence >= *item.last_sequence() {
-                result.already_applied.push(position);
-                continue;
+        let (change, next) = match &ledger {
+            None => (
+                Deltas::change(&item.before, &item.after),
+                Ledger {
+                    sequence: item.last_sequence().clone(),
+                    contribution: item.after.clone(),
+                    assumed: Some(Assumption { from: item.first_sequence().clone(), baseline: item.before.clone() }),
+                },
+            ),
+            Some(ledger) => {
+                let repair = ledger.assumed.as_ref().filter(|assumed| *item.first_sequence() < assumed.from);
+                let newer = ledger.sequence < *item.last_sequence();
+                if repair.is_none() && !newer {
+                    result.already_applied.push(position);
+                    continue;
+                }
+                let mut change = Deltas::new();
+                if let Some(assumed) = repair {
+                    change.merge(&Deltas::change(&item.before, &assumed.baseline));
+                }
+                let (sequence, contribution) = if newer {
+                    change.merge(&Deltas::change(&ledger.contribution, &item.after));
+                    (item.last_sequence().clone(), item.after.clone())
+                } else {
+                    (ledger.sequence.clone(), ledger.contribution.clone())
+                };
+                let assumed = if repair.is_some() { None } else { ledger.assumed.clone() };
+                (change, Ledger { sequence, contribution, assumed })
             }
-        }
-        let baseline = ledger.as_ref().map_or(&item.before, |ledger| &ledger.contribution);
-        let change = Deltas::change(baseline, &item.after);
+        };
         // A net-zero change still advances the ledger: were an INSERT and REMOVE applied as
         // nothing, a later redelivery of the INSERT alone would count again.
         if change.is_empty() && !item.touches_aggregates {
@@ -214,11 +257,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
             aggregate_deltas.entry(key.clone()).or_default().merge(&own);
         }
         current.items.push(position);
-        current.ledgers.push(LedgerWrite {
-            item: item.key.clone(),
-            expected: ledger.map(|ledger| ledger.sequence),
-            ledger: Ledger { sequence: item.last_sequence().clone(), contribution: item.after.clone() },
-        });
+        current.ledgers.push(LedgerWrite { item: item.key.clone(), expected: ledger.map(|ledger| ledger.sequence), ledger: next });
     }
     close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
     result
@@ -288,9 +327,10 @@ mod tests {
     fn a_ledger_at_or_past_the_last_record_means_already_applied() {
         let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
         let mut snapshot = snapshot_for(&items);
-        snapshot
-            .ledgers
-            .insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        snapshot.ledgers.insert(
+            key("student#s1"),
+            Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+        );
         let plan = plan(&items, &[0], &snapshot);
         assert_eq!(plan.already_applied, vec![0]);
         assert!(plan.transactions.is_empty());
@@ -302,9 +342,10 @@ mod tests {
         // lost to the failure destination); the new record's old image claims course b.
         let items = group(&[change(0, "student#s1", "30", enrolment("b"), enrolment("c"))]);
         let mut snapshot = snapshot_for(&items);
-        snapshot
-            .ledgers
-            .insert(key("student#s1"), Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a") }));
+        snapshot.ledgers.insert(
+            key("student#s1"),
+            Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+        );
         let (_, missing) = needed_keys(&items, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
         let plan = plan(&items, &[0], &snapshot);
@@ -347,8 +388,39 @@ mod tests {
         let plan = plan(&items, &[0], &snapshot_for(&items));
         assert!(plan.unchanged.is_empty());
         let txn = &plan.transactions[0];
-        assert_eq!(txn.ledgers[0].ledger, Ledger { sequence: SequenceNumber::parse("11").unwrap(), contribution: Deltas::new() });
+        assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("11").unwrap());
+        assert!(txn.ledgers[0].ledger.contribution.is_empty());
         assert!(txn.aggregates.is_empty());
+    }
+
+    #[test]
+    fn records_older_than_the_assumed_baseline_correct_it_once() {
+        // Enrolled in a (record 10, discarded to the failure destination), then moved to b
+        // (record 20, applied with no ledger: the old image a was assumed counted).
+        let moved = group(&[change(0, "student#s1", "20", enrolment("a"), enrolment("b"))]);
+        let first = plan(&moved, &[0], &snapshot_for(&moved));
+        let ledger = first.transactions[0].ledgers[0].ledger.clone();
+        assert_eq!(ledger.assumed, Some(Assumption { from: SequenceNumber::parse("20").unwrap(), baseline: enrolment("a") }));
+        assert_eq!(first.transactions[0].aggregates.len(), 2, "a -1, b +1");
+
+        // The redrive brings record 10: a was never counted, so a's -1 is corrected by +1.
+        let redriven = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
+        let mut snapshot = Snapshot::default();
+        snapshot.ledgers.insert(key("student#s1"), Some(ledger));
+        let (_, missing) = needed_keys(&redriven, &snapshot);
+        snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
+        let repair = plan(&redriven, &[0], &snapshot);
+        let txn = &repair.transactions[0];
+        assert_eq!(txn.aggregates.len(), 1);
+        assert_eq!(txn.aggregates[0].key, AggregateKey::Course { course_id: "a".into() });
+        assert_eq!(txn.aggregates[0].stored.values.get(Field::EnrollmentCount).to_string(), "1");
+        assert_eq!(txn.ledgers[0].ledger.assumed, None);
+        assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("20").unwrap());
+
+        // Redriven again: the assumption is gone, so it is stale.
+        let mut snapshot = Snapshot::default();
+        snapshot.ledgers.insert(key("student#s1"), Some(txn.ledgers[0].ledger.clone()));
+        assert_eq!(plan(&redriven, &[0], &snapshot).already_applied, vec![0]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Helpers for tests against DynamoDB Local: fresh tables, stream events, the oracle.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cli;
 pub mod faults;
 pub mod images;
 

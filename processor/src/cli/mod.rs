@@ -4,7 +4,9 @@ pub mod backfill;
 pub mod consume;
 pub mod init;
 pub mod progress;
+pub mod redrive;
 pub mod replay;
+pub mod report;
 mod scan;
 pub mod seed;
 pub mod verify;
@@ -55,6 +57,10 @@ pub enum Command {
     Seed(seed::Opts),
     /// Read the table's stream like Lambda's event source mapping and apply it.
     Consume(consume::Opts),
+    /// Re-apply the stream ranges named by Lambda's on-failure destination messages.
+    Redrive(redrive::Opts),
+    /// Show the top courses by enrolment with grade averages, and the daily totals.
+    Report(report::Opts),
 }
 
 impl Common {
@@ -77,5 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Backfill(opts) => backfill::cmd(&cli.common, opts).await,
         Command::Seed(opts) => seed::cmd(&cli.common, opts).await,
         Command::Consume(opts) => consume::cmd(&cli.common, opts).await,
+        Command::Redrive(opts) => redrive::cmd(&cli.common, opts).await,
+        Command::Report(opts) => report::cmd(&cli.common, opts).await,
     }
 }

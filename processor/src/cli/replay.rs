@@ -117,8 +117,12 @@ pub struct Summary {
     pub ttl_removals: u64,
     pub conflicts: u64,
     pub dynamodb_requests: u64,
+    /// Capacity as DynamoDB reported it.
     pub read_units: f64,
     pub write_units: f64,
+    /// Capacity from the documented sizing rules (DynamoDB Local under-reports).
+    pub estimated_read_units: u64,
+    pub estimated_write_units: u64,
     pub elapsed_ms: u128,
     /// Set when a batch could not be applied in full.
     pub failure: Option<String>,
@@ -144,6 +148,8 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         summary.dynamodb_requests += outcome.usage.requests;
         summary.read_units += outcome.usage.read_units;
         summary.write_units += outcome.usage.write_units;
+        summary.estimated_read_units += outcome.usage.estimated_read_units;
+        summary.estimated_write_units += outcome.usage.estimated_write_units;
         progress.advance(1);
         if let Some(failed_from) = outcome.failed_from {
             let record = &batch.changes[failed_from];
@@ -160,6 +166,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     progress.finish();
     summary.elapsed_ms = started.elapsed().as_millis();
     print_summary(&summary, common.json)?;
+    warn_if_all_other_table(&summary, &common.table);
     Ok(if summary.failure.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
@@ -177,10 +184,20 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         println!("  rejected {reason:<10} {count}");
     }
     println!("ttl removals {}", summary.ttl_removals);
-    println!("dynamodb     {} requests, {:.1} RCU, {:.1} WCU", summary.dynamodb_requests, summary.read_units, summary.write_units);
+    println!(
+        "dynamodb     {} requests; reported {:.1} RCU, {:.1} WCU; estimated {} RCU, {} WCU",
+        summary.dynamodb_requests, summary.read_units, summary.write_units, summary.estimated_read_units, summary.estimated_write_units
+    );
     println!("elapsed      {} ms", summary.elapsed_ms);
     if let Some(failure) = &summary.failure {
         eprintln!("tally: error: {failure}");
     }
     Ok(())
+}
+
+/// Every record naming another table is almost always a capture replayed into a renamed table.
+fn warn_if_all_other_table(summary: &Summary, table: &str) {
+    if summary.records > 0 && summary.by_class.get("other_table").copied() == Some(summary.records as u64) {
+        eprintln!("tally: warning: every record's eventSourceARN names a table other than `{table}`: nothing was applied (use --table to name the captured table)");
+    }
 }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::decode::ItemKey;
-use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use crate::plan::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
 use crate::store::error::{SdkItem, StoreError};
 
@@ -20,6 +20,8 @@ pub const LEDGER_ENTITY_TYPE: &str = "tally_ledger";
 const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 const SEQUENCE_NUMBER: &str = "sequenceNumber";
 const CONTRIBUTION: &str = "contribution";
+const ASSUMED_FROM: &str = "assumedFrom";
+const ASSUMED_BASELINE: &str = "assumedBaseline";
 const FIELDS: &str = "fields";
 pub const WRITTEN_BY: &str = "writtenBy";
 
@@ -86,30 +88,21 @@ fn timestamp(now: DateTime<Utc>) -> AttributeValue {
 
 pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) -> ConditionalPut {
     let key = ledger_key(&write.item);
-    let contribution = write
-        .ledger
-        .contribution
-        .keys()
-        .map(|aggregate| {
-            let fields =
-                write.ledger.contribution.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
-            AttributeValue::M(
-                [(PK.to_owned(), s(aggregate.pk())), (SK.to_owned(), s(aggregate.sk())), (FIELDS.to_owned(), AttributeValue::M(fields))]
-                    .into(),
-            )
-        })
-        .collect();
-    let item = [
+    let mut item: SdkItem = [
         (PK.to_owned(), s(&key.pk)),
         (SK.to_owned(), s(&key.sk)),
         (ENTITY_TYPE.to_owned(), s(LEDGER_ENTITY_TYPE)),
         (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
-        (CONTRIBUTION.to_owned(), AttributeValue::L(contribution)),
+        (CONTRIBUTION.to_owned(), encode_deltas(&write.ledger.contribution)),
         (TTL.to_owned(), n((now + LEDGER_RETENTION).timestamp())),
         (UPDATED_AT.to_owned(), timestamp(now)),
         (WRITTEN_BY.to_owned(), s(writer.as_str())),
     ]
     .into();
+    if let Some(assumed) = &write.ledger.assumed {
+        item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
+        item.insert(ASSUMED_BASELINE.to_owned(), encode_deltas(&assumed.baseline));
+    }
     let expect = match &write.expected {
         None => Expect::Absent,
         Some(sequence) => Expect::Equals { attribute: SEQUENCE_NUMBER, value: s(sequence.as_str()) },
@@ -117,36 +110,60 @@ pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) ->
     ConditionalPut { key, item, expect }
 }
 
+fn encode_deltas(deltas: &Deltas) -> AttributeValue {
+    AttributeValue::L(
+        deltas
+            .keys()
+            .map(|aggregate| {
+                let fields = deltas.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
+                AttributeValue::M(
+                    [
+                        (PK.to_owned(), s(aggregate.pk())),
+                        (SK.to_owned(), s(aggregate.sk())),
+                        (FIELDS.to_owned(), AttributeValue::M(fields)),
+                    ]
+                    .into(),
+                )
+            })
+            .collect(),
+    )
+}
+
 pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
     let corrupt = |problem: String| StoreError::Corrupt { key: key.clone(), problem };
-    let sequence = match item.get(SEQUENCE_NUMBER) {
+    let sequence_at = |name: &str| match item.get(name) {
         Some(AttributeValue::S(text)) => {
-            SequenceNumber::parse(text).ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is not a sequence number")))?
+            SequenceNumber::parse(text).map(Some).ok_or_else(|| corrupt(format!("`{name}` is not a sequence number")))
         }
-        _ => return Err(corrupt(format!("`{SEQUENCE_NUMBER}` is missing or not a string"))),
+        None => Ok(None),
+        Some(_) => Err(corrupt(format!("`{name}` is not a string"))),
     };
-    let entries = match item.get(CONTRIBUTION) {
-        Some(AttributeValue::L(entries)) => entries,
-        _ => return Err(corrupt(format!("`{CONTRIBUTION}` is missing or not a list"))),
+    let sequence = sequence_at(SEQUENCE_NUMBER)?.ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is missing")))?;
+    let contribution = decode_deltas(item.get(CONTRIBUTION), CONTRIBUTION).map_err(corrupt)?;
+    let assumed = match sequence_at(ASSUMED_FROM)? {
+        Some(from) => Some(Assumption { from, baseline: decode_deltas(item.get(ASSUMED_BASELINE), ASSUMED_BASELINE).map_err(corrupt)? }),
+        None => None,
     };
-    let mut contribution = Deltas::new();
+    Ok(Ledger { sequence, contribution, assumed })
+}
+
+fn decode_deltas(value: Option<&AttributeValue>, name: &str) -> Result<Deltas, String> {
+    let Some(AttributeValue::L(entries)) = value else { return Err(format!("`{name}` is missing or not a list")) };
+    let mut deltas = Deltas::new();
     for entry in entries {
-        let AttributeValue::M(entry) = entry else { return Err(corrupt(format!("a `{CONTRIBUTION}` entry is not a map"))) };
-        let text = |name: &str| match entry.get(name) {
+        let AttributeValue::M(entry) = entry else { return Err(format!("a `{name}` entry is not a map")) };
+        let text = |field: &str| match entry.get(field) {
             Some(AttributeValue::S(value)) => Ok(value.as_str()),
-            _ => Err(corrupt(format!("a `{CONTRIBUTION}` entry has no string `{name}`"))),
+            _ => Err(format!("a `{name}` entry has no string `{field}`")),
         };
-        let aggregate =
-            AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| corrupt(format!("a `{CONTRIBUTION}` entry names no aggregate")))?;
-        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else {
-            return Err(corrupt(format!("a `{CONTRIBUTION}` entry has no `{FIELDS}` map")));
-        };
-        for (name, value) in fields {
-            let field = Field::from_attribute(name).ok_or_else(|| corrupt(format!("unknown field `{name}`")))?;
-            contribution.add(aggregate.clone(), field, &number(value).map_err(|problem| corrupt(format!("`{name}`: {problem}")))?);
+        let aggregate = AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| format!("a `{name}` entry names no aggregate"))?;
+        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else { return Err(format!("a `{name}` entry has no `{FIELDS}` map")) };
+        for (field_name, value) in fields {
+            let field = Field::from_attribute(field_name).ok_or_else(|| format!("unknown field `{field_name}`"))?;
+            deltas.add(aggregate.clone(), field, &number(value).map_err(|problem| format!("`{field_name}`: {problem}"))?);
         }
     }
-    Ok(Ledger { sequence, contribution })
+    Ok(deltas)
 }
 
 pub fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
@@ -208,10 +225,11 @@ mod tests {
         contribution.add(AggregateKey::Course { course_id: "c1".into() }, Field::GradeSum, &"91.5".parse().unwrap());
         contribution.add(AggregateKey::Daily { day: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap() }, Field::Submissions, &Number::one());
         let item = ItemKey { pk: "course#c1".into(), sk: "submission#a1#s1".into() };
+        let assumed = Some(Assumption { from: SequenceNumber::parse("40").unwrap(), baseline: contribution.negated() });
         let write = LedgerWrite {
             item: item.clone(),
             expected: None,
-            ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution },
+            ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution, assumed },
         };
         let put = encode_ledger(&write, Writer::Stream, Utc::now());
         assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
@@ -238,6 +256,6 @@ mod tests {
     fn corrupt_items_are_named() {
         let key = ItemKey { pk: "tally#ledger#x".into(), sk: "y".into() };
         let err = decode_ledger(&key, &SdkItem::new()).unwrap_err();
-        assert_eq!(err.to_string(), "item pk=`tally#ledger#x` sk=`y` is corrupt: `sequenceNumber` is missing or not a string");
+        assert_eq!(err.to_string(), "item pk=`tally#ledger#x` sk=`y` is corrupt: `sequenceNumber` is missing");
     }
 }

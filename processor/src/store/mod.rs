@@ -4,6 +4,7 @@
 //! all-or-nothing conditional commit. [`DynamoTable`] implements it with `BatchGetItem` and
 //! `TransactWriteItems`; tests wrap it to inject faults.
 
+pub mod capacity;
 pub mod codec;
 mod connect;
 pub mod error;
@@ -35,12 +36,17 @@ const MAX_BATCH_GET_KEYS: usize = 100;
 /// caller's backoff takes over.
 const MAX_UNPROCESSED_ROUNDS: usize = 5;
 
-/// DynamoDB work done, counted from responses: the numbers behind the cost model.
+/// DynamoDB work done: requests, and capacity both as reported and as DynamoDB's sizing rules give it
+/// (DynamoDB Local does not report it faithfully).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub requests: u64,
+    /// Capacity as the responses report it.
     pub read_units: f64,
     pub write_units: f64,
+    /// Capacity from DynamoDB's documented sizing rules ([`capacity`]).
+    pub estimated_read_units: u64,
+    pub estimated_write_units: u64,
 }
 
 impl std::ops::Sub for Usage {
@@ -50,6 +56,8 @@ impl std::ops::Sub for Usage {
             requests: self.requests - rhs.requests,
             read_units: self.read_units - rhs.read_units,
             write_units: self.write_units - rhs.write_units,
+            estimated_read_units: self.estimated_read_units - rhs.estimated_read_units,
+            estimated_write_units: self.estimated_write_units - rhs.estimated_write_units,
         }
     }
 }
@@ -80,6 +88,8 @@ struct Meter {
     /// Capacity units × 1000, so that half units add up exactly in an integer.
     read_milli_units: AtomicU64,
     write_milli_units: AtomicU64,
+    estimated_read_units: AtomicU64,
+    estimated_write_units: AtomicU64,
 }
 
 impl Meter {
@@ -151,6 +161,8 @@ impl Table for DynamoTable {
         for chunk in keys.chunks(MAX_BATCH_GET_KEYS) {
             self.read_chunk(chunk, &mut found).await?;
         }
+        let units: u64 = keys.iter().map(|key| capacity::consistent_read_units(found.get(key))).sum();
+        self.meter.estimated_read_units.fetch_add(units, Ordering::Relaxed);
         Ok(found)
     }
 
@@ -188,6 +200,8 @@ impl Table for DynamoTable {
         match result {
             Ok(output) => {
                 self.meter.record(output.consumed_capacity(), true);
+                let units: u64 = puts.iter().map(|put| capacity::transactional_write_units(&put.item)).sum();
+                self.meter.estimated_write_units.fetch_add(units, Ordering::Relaxed);
                 Ok(())
             }
             Err(err) => {
@@ -207,6 +221,8 @@ impl Table for DynamoTable {
             requests: self.meter.requests.load(Ordering::Relaxed),
             read_units: self.meter.read_milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
             write_units: self.meter.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
+            estimated_read_units: self.meter.estimated_read_units.load(Ordering::Relaxed),
+            estimated_write_units: self.meter.estimated_write_units.load(Ordering::Relaxed),
         }
     }
 }

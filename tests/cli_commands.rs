@@ -1,0 +1,149 @@
+//! The `tally` binary end to end on DynamoDB Local: replay, verify, backfill, seed.
+#![cfg(feature = "dynamodb-local")]
+
+mod support;
+
+use std::path::Path;
+
+use processor::store::{connect, DynamoTable};
+use serde_json::Value;
+use support::cli::{json, run, tally, unique_table};
+use support::{aggregate, number, scan};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
+async fn table(name: &str) -> DynamoTable {
+    DynamoTable::new(connect(None, None).await, name)
+}
+
+#[tokio::test]
+async fn replaying_the_fixtures_gives_the_expected_aggregates_and_twice_changes_nothing() {
+    // The fixtures are a capture of a table named `university`; records of any other table are
+    // skipped, so they are replayed into a table of that name (this test binary's only user of it).
+    let name = "university";
+    json(tally(name).arg("init"));
+    let first = json(tally(name).args(["replay", &format!("{FIXTURES}/events")]));
+    assert_eq!(first["by_class"]["applied"], 15, "{first}");
+    assert_eq!(first["rejected"]["wrong_type"], 1);
+    let second = json(tally(name).args([
+        "replay",
+        &format!("{FIXTURES}/events/01-term-opens.json"),
+        &format!("{FIXTURES}/events/02-grading-and-expiry.json"),
+    ]));
+    assert!(second["by_class"].get("applied").is_none(), "{second}");
+    assert_eq!(second["estimated_write_units"], 0);
+
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURES).join("expected/university.json")).unwrap()).unwrap();
+    let table = table(name).await;
+    for want in expected["aggregates"].as_array().unwrap() {
+        let (pk, sk) = (want["pk"].as_str().unwrap(), want["sk"].as_str().unwrap());
+        let have = aggregate(&table, pk, sk).await;
+        for (field, value) in want.as_object().unwrap().iter().filter(|(field, _)| !matches!(field.as_str(), "pk" | "sk" | "entityType")) {
+            assert_eq!(number(&have, field).as_deref(), value.as_str(), "{pk} {sk} {field}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_files_fail_naming_the_problem_and_write_nothing() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    let dir = std::env::temp_dir().join(format!("tally-malformed-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/events/01-term-opens.json")).unwrap()).unwrap();
+    let mut cases: Vec<(&str, String, &str)> = vec![("not-json.json", "{\"Records\": [".into(), "not JSON")];
+    let mut shape = good.clone();
+    shape["Records"][2]["dynamodb"] = Value::from(5);
+    cases.push(("wrong-shape.json", shape.to_string(), "not a Lambda DynamoDB event at `Records[2].dynamodb`"));
+    let mut keyless = good.clone();
+    keyless["Records"][3]["dynamodb"].as_object_mut().unwrap().remove("Keys");
+    cases.push(("no-keys.json", keyless.to_string(), "record 3 (eventID"));
+    let mut long = good.clone();
+    long["Records"][8]["dynamodb"]["NewImage"]["amount"]["N"] = Value::from("1".repeat(39));
+    cases.push((
+        "39-digits.json",
+        long.to_string(),
+        "`dynamodb.NewImage.amount`: `111111111111111111111111111111111111111` has 39 significant digits",
+    ));
+    for (file, content, message) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, content).unwrap();
+        // A good file listed first is not applied either: every file is checked before any write.
+        let (code, _, stderr) =
+            run(tally(&name).args(["replay", &format!("{FIXTURES}/events/01-term-opens.json"), path.to_str().unwrap()]));
+        assert_eq!(code, 2, "{file}: {stderr}");
+        assert!(stderr.contains(file) && stderr.contains(message), "{file}: {stderr}");
+    }
+    let client = connect(None, None).await;
+    assert!(scan(&client, &name).await.is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn seed_backfill_verify_and_repairing_a_corrupted_aggregate() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    let seeded = json(tally(&name).args(["seed", "--ops", "300", "--seed", "11"]));
+    assert!(seeded["writes"].as_u64().unwrap() > 300);
+    // No stream processed yet: every aggregate is missing.
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 1, "{stdout}");
+    json(tally(&name).arg("backfill"));
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 0, "{stdout}");
+
+    let table = table(&name).await;
+    let course = aggregate(&table, "course#c001", "stats").await.expect("c001 has stats");
+    let enrolled = number(&Some(course), "enrollmentCount").unwrap();
+    table
+        .client()
+        .update_item()
+        .table_name(&name)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("course#c001".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("stats".into()))
+        .update_expression("SET enrollmentCount = :wrong")
+        .expression_attribute_values(":wrong", aws_sdk_dynamodb::types::AttributeValue::N("9999".into()))
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 1);
+    assert!(stdout.contains(&format!("DRIFT pk=`course#c001` sk=`stats` enrollmentCount: stored 9999, expected {enrolled}")), "{stdout}");
+    let dry = json(tally(&name).args(["backfill", "--dry-run"]));
+    assert_eq!(dry["drift"].as_array().unwrap().len(), 1, "{dry}");
+    json(tally(&name).arg("backfill"));
+    assert_eq!(run(tally(&name).arg("verify")).0, 0);
+    let again = json(tally(&name).arg("backfill"));
+    assert_eq!(
+        (again["aggregates_written"].as_u64(), again["ledgers_written"].as_u64()),
+        (Some(0), Some(0)),
+        "a second backfill writes nothing: {again}"
+    );
+}
+
+#[tokio::test]
+async fn backfill_refuses_while_the_stream_processor_is_writing() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "40"]));
+    json(tally(&name).args([
+        "consume",
+        "--until-caught-up",
+        "--failure-log",
+        std::env::temp_dir().join(format!("{name}.jsonl")).to_str().unwrap(),
+    ]));
+    let (code, _, stderr) = run(tally(&name).arg("backfill"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("update-event-source-mapping") && stderr.contains("--force"), "{stderr}");
+    json(tally(&name).args(["backfill", "--force"]));
+    assert_eq!(run(tally(&name).arg("verify")).0, 0);
+}
+
+#[test]
+fn every_command_has_help() {
+    for command in ["init", "replay", "verify", "backfill", "seed", "consume", "redrive", "report"] {
+        let (code, stdout, _) = run(tally("unused").args([command, "--help"]));
+        assert_eq!(code, 0, "{command}");
+        assert!(stdout.contains("--table") && stdout.contains("--json"), "{command}: {stdout}");
+    }
+}

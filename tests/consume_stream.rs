@@ -1,0 +1,188 @@
+//! The automatic path without AWS: the table's own stream, read by `tally consume` (and the
+//! consumer library), and `tally redrive` of failure-destination messages, on DynamoDB Local.
+#![cfg(feature = "dynamodb-local")]
+
+mod support;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use processor::consume::{ConsumeOptions, Consumer};
+use processor::engine::Engine;
+use processor::store::{connect, sdk_config, DynamoTable};
+use processor::stream::checkpoint::Checkpoints;
+use processor::stream::{stream_arn, Position, StreamReader};
+use serde_json::json;
+use support::cli::{json, run, tally, unique_table};
+use support::faults::{Fault, FaultyTable};
+
+fn failure_log(table: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{table}-failures.jsonl"))
+}
+
+fn verify_exact(table: &str) {
+    let (code, stdout, stderr) = run(tally(table).arg("verify"));
+    assert_eq!(code, 0, "verify found drift:\n{stdout}\n{stderr}");
+}
+
+async fn reader(table: &str) -> StreamReader {
+    let client = connect(None, None).await;
+    let arn = stream_arn(&client, table).await.unwrap();
+    StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
+}
+
+fn options(table: &str, max_retries: u32) -> ConsumeOptions {
+    ConsumeOptions {
+        from: Position::TrimHorizon,
+        batch_size: 25,
+        batch_window: Duration::from_millis(100),
+        max_retries,
+        batch_timeout: Duration::from_secs(20),
+        until_caught_up: true,
+        poll_interval: Duration::from_millis(200),
+        failure_log: failure_log(table),
+    }
+}
+
+#[tokio::test]
+async fn writes_reach_the_aggregates_through_consume() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "400", "--seed", "5"]));
+    let summary = json(tally(&name).args(["consume", "--until-caught-up", "--failure-log", failure_log(&name).to_str().unwrap()]));
+    assert!(summary["by_class"]["applied"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(summary["records_to_failure_log"], 0);
+    verify_exact(&name);
+    // Caught up: a second run applies nothing.
+    let again = json(tally(&name).args(["consume", "--until-caught-up", "--failure-log", failure_log(&name).to_str().unwrap()]));
+    assert!(again["by_class"].get("applied").is_none(), "{again}");
+}
+
+#[tokio::test]
+async fn handler_failures_are_retried_from_the_failure_point() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "300", "--seed", "8"]));
+    let client = connect(None, None).await;
+    let reader = reader(&name).await;
+    let script = [
+        None,
+        Some(Fault::Reject),
+        Some(Fault::LoseResponse),
+        None,
+        Some(Fault::FailBefore),
+        Some(Fault::Reject),
+        None,
+        Some(Fault::Reject),
+    ];
+    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), script));
+    let checkpoints = Checkpoints::new(client, &name, reader.arn());
+    let summary =
+        Consumer::new(&engine, reader, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    assert!(summary.retries >= 3, "{summary:?}");
+    assert_eq!(summary.records_to_failure_log, 0);
+    verify_exact(&name);
+}
+
+#[tokio::test]
+async fn exhausted_retries_go_to_the_failure_log_and_redrive_applies_them() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "120", "--seed", "9"]));
+    let client = connect(None, None).await;
+    let reader = reader(&name).await;
+    // The table rejects the first batches' writes for good; with no retries they are given up.
+    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), std::iter::repeat_n(Some(Fault::Reject), 3)));
+    let checkpoints = Checkpoints::new(client, &name, reader.arn());
+    let _ = std::fs::remove_file(failure_log(&name));
+    let summary =
+        Consumer::new(&engine, reader, checkpoints, &name, options(&name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    assert!(summary.records_to_failure_log > 0, "{summary:?}");
+    assert_eq!(run(tally(&name).arg("verify")).0, 1, "the given-up records are missing");
+
+    let redriven = json(tally(&name).args(["redrive", failure_log(&name).to_str().unwrap()]));
+    assert_eq!(redriven["failed"], 0, "{redriven}");
+    verify_exact(&name);
+    // Redriving the same messages again counts nothing twice.
+    json(tally(&name).args(["redrive", failure_log(&name).to_str().unwrap()]));
+    verify_exact(&name);
+}
+
+#[tokio::test]
+async fn a_hand_made_failure_message_redrives_a_range_once() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "60", "--seed", "2"]));
+    json(tally(&name).args(["consume", "--until-caught-up", "--failure-log", failure_log(&name).to_str().unwrap()]));
+    // More writes that nothing consumes: only the redrive will apply them.
+    json(tally(&name).args(["seed", "--ops", "60", "--seed", "3"]));
+    let reader = reader(&name).await;
+    let shards = reader.shards().await.unwrap();
+    let shard = shards.last().unwrap().shard_id().unwrap().to_owned();
+    let mut records = Vec::new();
+    let mut iterator = reader.iterator(&shard, &Position::TrimHorizon).await.unwrap();
+    let mut empty = 0;
+    while let Some(current) = iterator.take() {
+        let page = reader.page(&current, 1000).await.unwrap();
+        empty = if page.records.is_empty() { empty + 1 } else { 0 };
+        records.extend(page.records);
+        if empty >= 3 {
+            break;
+        }
+        iterator = page.next;
+    }
+    let sequence = |index: usize| records[index].change.sequence_number.clone().unwrap();
+    let message = |start: usize, end: usize| {
+        json!({
+            "requestContext": {"requestId": "hand-made", "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3},
+            "version": "1.0", "timestamp": "2026-11-22T00:00:00Z",
+            "DDBStreamBatchInfo": {"shardId": shard, "startSequenceNumber": sequence(start), "endSequenceNumber": sequence(end), "batchSize": end - start + 1, "streamArn": reader.arn()}
+        })
+    };
+    // As SQS delivers it: the message is the body, and `aws sqs receive-message` nests bodies.
+    let path = std::env::temp_dir().join(format!("{name}-redrive.json"));
+    let sqs = json!({"Messages": [{"MessageId": "m1", "Body": message(0, records.len() - 1).to_string()}]});
+    std::fs::write(&path, sqs.to_string()).unwrap();
+    let redriven = json(tally(&name).args(["redrive", path.to_str().unwrap()]));
+    assert_eq!(redriven["failed"], 0, "{redriven}");
+    assert!(redriven["ranges"][0]["by_class"]["already_applied"].as_u64().unwrap() > 0, "the consumed part is recognised: {redriven}");
+    assert!(redriven["ranges"][0]["by_class"]["applied"].as_u64().unwrap() > 0, "the unconsumed part is applied: {redriven}");
+    verify_exact(&name);
+
+    let gone = std::env::temp_dir().join(format!("{name}-gone.json"));
+    let mut bogus = message(0, 1);
+    bogus["DDBStreamBatchInfo"]["shardId"] = json!("shardId-00000000000000000000-deadbeef");
+    std::fs::write(&gone, bogus.to_string()).unwrap();
+    let (code, _, stderr) = run(tally(&name).args(["redrive", gone.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("shardId-00000000000000000000-deadbeef"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_stream_resumes_exactly() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "1500", "--seed", "4"]));
+    let log = failure_log(&name);
+    let mut child = tally(&name)
+        .args(["consume", "--batch-size", "20", "--failure-log", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL: no clean stop) once it has checkpointed some progress.
+    let client = connect(None, None).await;
+    let arn = stream_arn(&client, &name).await.unwrap();
+    let checkpoints = Checkpoints::new(client, &name, &arn);
+    for _ in 0..100 {
+        if checkpoints.load().await.unwrap().values().any(|checkpoint| checkpoint.sequence.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(run(tally(&name).arg("verify")).0, 1, "killed part-way, the aggregates are behind");
+    json(tally(&name).args(["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()]));
+    verify_exact(&name);
+}
