@@ -147,3 +147,46 @@ fn every_command_has_help() {
         assert!(stdout.contains("--table") && stdout.contains("--json"), "{command}: {stdout}");
     }
 }
+
+#[tokio::test]
+async fn a_backfill_over_four_segments_equals_a_single_one() {
+    let (single, segmented) = (unique_table(), unique_table());
+    for name in [&single, &segmented] {
+        json(tally(name).arg("init"));
+        json(tally(name).args(["seed", "--ops", "300", "--seed", "21"]));
+    }
+    json(tally(&single).arg("backfill"));
+
+    let segment = |index: u32| {
+        tally(&segmented).args(["backfill", "--segment", &index.to_string(), "--total-segments", "4", "--run", "r1"]).output().unwrap()
+    };
+    for index in [0, 1, 3] {
+        assert!(segment(index).status.success());
+    }
+    let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r1"]));
+    assert_eq!(code, 2, "a combine before every slice is done must fail");
+    assert!(stderr.contains("segment(s) 2 of 4 have not finished"), "{stderr}");
+    assert!(segment(2).status.success());
+    json(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r1"]));
+    let (code, stdout, _) = run(tally(&segmented).arg("verify"));
+    assert_eq!(code, 0, "{stdout}");
+
+    let client = connect(None, None).await;
+    let aggregates = |items: Vec<processor::store::SdkItem>| {
+        items
+            .into_iter()
+            .filter(processor::audit::is_aggregate)
+            .map(|mut item| {
+                item.remove("updatedAt");
+                item.remove("version");
+                let key = format!("{:?}|{:?}", item["pk"], item["sk"]);
+                let fields: std::collections::BTreeMap<String, String> =
+                    item.iter().map(|(name, value)| (name.clone(), format!("{value:?}"))).collect();
+                (key, fields)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (one, four) = (aggregates(scan(&client, &single).await), aggregates(scan(&client, &segmented).await));
+    assert!(!one.is_empty());
+    assert_eq!(one, four);
+}

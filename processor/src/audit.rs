@@ -95,15 +95,13 @@ impl Audit {
                     }
                 }
             }
-            KeyOwner::Application => match self.recompute.add_item(&serde_dynamo::Item::from(item.clone())) {
-                Some(Assessment::Source { contribution, entity_type }) if can_contribute(entity_type) => {
-                    self.contributions.insert(key, contribution);
+            KeyOwner::Application => {
+                if let Some(assessment) = self.recompute.add_item(&serde_dynamo::Item::from(item.clone())) {
+                    if needs_ledger(&assessment) {
+                        self.contributions.insert(key, assessment.contribution());
+                    }
                 }
-                Some(Assessment::Rejected(_)) => {
-                    self.contributions.insert(key, Deltas::new());
-                }
-                _ => {}
-            },
+            }
         }
         Ok(())
     }
@@ -182,17 +180,18 @@ impl Audit {
                 ledger: Ledger { sequence, contribution: contribution.clone(), assumed: None },
             });
         }
-        // Ledgers of items that are gone, or no longer count, now hold nothing.
-        for (item, ledger) in &self.ledgers {
-            if !self.contributions.contains_key(item) && !ledger.contribution.is_empty() {
-                ledgers.push(LedgerWrite {
-                    item: item.clone(),
-                    expected: Some(ledger.sequence.clone()),
-                    ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
-                });
-            }
-        }
         (aggregates, ledgers)
+    }
+
+    /// Ledgers whose source item this audit did not see: the item is gone, or (in a segmented
+    /// backfill) lives in another slice. The caller reads those items to tell which.
+    pub fn orphan_ledgers(&self) -> Vec<(&ItemKey, &Ledger)> {
+        self.ledgers
+            .iter()
+            .filter(|(item, ledger)| {
+                !self.contributions.contains_key(*item) && (!ledger.contribution.is_empty() || ledger.assumed.is_some())
+            })
+            .collect()
     }
 
     fn aggregate_keys<'a>(&'a self, expected: &'a BTreeMap<AggregateKey, AggregateValues>) -> Vec<&'a AggregateKey> {
@@ -200,6 +199,24 @@ impl Audit {
         keys.sort();
         keys.dedup();
         keys
+    }
+}
+
+/// Whether a scanned item is one of tally's aggregate items.
+pub fn is_aggregate(item: &SdkItem) -> bool {
+    match (item.get(PK), item.get(SK)) {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => KeyOwner::of(pk, sk) == KeyOwner::Aggregate,
+        _ => false,
+    }
+}
+
+/// Whether an application item needs a ledger: it can contribute, or is invalid now but may not
+/// have been when a pending record was written.
+pub fn needs_ledger(assessment: &Assessment) -> bool {
+    match assessment {
+        Assessment::Source { entity_type, .. } => can_contribute(entity_type),
+        Assessment::Rejected(_) => true,
+        Assessment::Unknown | Assessment::Absent => false,
     }
 }
 

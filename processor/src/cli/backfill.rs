@@ -5,29 +5,49 @@
 //! backfill counted, not counted again. What it cannot make safe is a stream processor writing
 //! the same aggregates while it runs: writes are conditioned on the scanned versions and abort on
 //! a change, and backfill refuses to start when the processor wrote recently.
+//!
+//! # Segmented runs
+//!
+//! For a table too large for one machine, N workers each run `--segment I --total-segments N
+//! --run ID` on one slice of the scan. A worker resets its own items' ledgers and stores its
+//! partial aggregate sums as bookkeeping items (`pk` = `tally#backfill#{run}`), then a done
+//! marker. Aggregates are sums, so partial sums over disjoint slices add up to the whole exactly:
+//! `--combine --run ID --total-segments N` checks every marker, adds the partials, and writes the
+//! aggregates that differ.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use aggregates::keys::{ENTITY_TYPE, PK, SK, TTL, UPDATED_AT};
+use aggregates::{AggregateKey, Deltas, Field, Number};
+use anyhow::{bail, ensure, Context as _};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
+use crate::audit::{needs_ledger, Audit};
 use crate::cli::{scan, Common};
+use crate::decode::ItemKey;
+use crate::plan::{Ledger, LedgerWrite};
 use crate::retry::RetryBudget;
-use crate::store::codec::{encode_aggregate, encode_ledger, ConditionalPut, Writer};
-use crate::store::{DynamoTable, StoreError, Table};
+use crate::store::codec::{aggregate_key, encode_aggregate, encode_ledger, ConditionalPut, Writer};
+use crate::store::error::classify;
+use crate::store::{DynamoTable, SdkItem, StoreError, Table};
 
 /// Puts per `TransactWriteItems`.
 const CHUNK: usize = 100;
+const PARTIAL_ENTITY_TYPE: &str = "tally_backfill_partial";
+/// Partial results outlive any reasonable gap between the workers and the combine.
+const PARTIAL_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 #[derive(Debug, Args)]
 pub struct Opts {
-    /// Parallel scan segments (default: two per core, at least 4).
-    #[arg(long)]
+    /// Parallel scan segments on this machine (default: two per core, at least 4).
+    #[arg(long, conflicts_with = "segment")]
     pub segments: Option<u32>,
     /// Report what would change; write nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["segment", "combine"])]
     pub dry_run: bool,
     /// Run even though the stream processor wrote within the quiet period.
     #[arg(long)]
@@ -35,68 +55,111 @@ pub struct Opts {
     /// Seconds without processor writes required before backfill runs.
     #[arg(long, default_value_t = 300)]
     pub quiet_period: u64,
+    /// Process only this slice (0-based) of a segmented run.
+    #[arg(long, requires_all = ["total_segments", "run"])]
+    pub segment: Option<u32>,
+    /// Number of slices of a segmented run.
+    #[arg(long)]
+    pub total_segments: Option<u32>,
+    /// Name shared by the workers and the combine of one segmented run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Add up the slices of a segmented run and write the aggregates.
+    #[arg(long, requires_all = ["total_segments", "run"], conflicts_with = "segment")]
+    pub combine: bool,
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
-    let audit = scan::audit(common, &(0..total).collect::<Vec<_>>(), total).await?;
-    if let Some(latest) = &audit.latest_ledger_write {
-        let age = DateTime::parse_from_rfc3339(latest).map(|at| Utc::now().signed_duration_since(at)).ok();
-        if !opts.force && !opts.dry_run && age.is_none_or(|age| age.num_seconds() < opts.quiet_period as i64) {
-            bail!(
-                "the stream processor wrote to `{}` at {latest}, within the last {} s: a backfill racing it can lose its updates. \
-                 Disable the event source mapping (aws lambda update-event-source-mapping --uuid UUID --no-enabled), \
-                 wait for in-flight batches, run backfill, then enable it again; or pass --force",
-                common.table,
-                opts.quiet_period
-            );
-        }
+    let table = DynamoTable::new(common.client().await, common.table.clone());
+    if opts.combine {
+        return combine(common, &table, &opts).await;
     }
-    let drift = audit.drift();
-    let (aggregates, ledgers) = audit.backfill_plan();
-    let mut written = 0;
+    let (segments, total) = match (opts.segment, opts.total_segments) {
+        (Some(segment), Some(total)) => {
+            ensure!(segment < total, "--segment {segment} is not below --total-segments {total}");
+            (vec![segment], total)
+        }
+        _ => {
+            let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
+            ((0..total).collect(), total)
+        }
+    };
+    let audit = scan::audit(common, &segments, total).await?;
+    check_quiet(&audit, common, &opts)?;
+    let (aggregates, mut ledgers) = audit.backfill_plan();
+    ledgers.extend(orphaned(&table, &audit).await?);
+
+    if let (Some(segment), Some(run)) = (opts.segment, &opts.run) {
+        write_ledgers(&table, &ledgers).await?;
+        let entries = write_partials(&table, run, segment, total, &audit).await?;
+        summarize(
+            common,
+            &audit,
+            None,
+            ledgers.len(),
+            false,
+            &format!("segment {segment} of {total} for run `{run}`: {entries} partial aggregate(s) stored"),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if !opts.dry_run {
         let now = Utc::now();
-        let puts: Vec<ConditionalPut> = aggregates
-            .iter()
-            .map(|write| encode_aggregate(write, now))
-            .chain(ledgers.iter().map(|write| encode_ledger(write, Writer::Backfill, now)))
-            .collect();
-        let table = DynamoTable::new(common.client().await, common.table.clone());
-        let progress = crate::cli::progress::Progress::new(puts.len() as u64, "writes", common.json);
-        for chunk in puts.chunks(CHUNK) {
-            commit(&table, chunk).await?;
-            written += chunk.len();
-            progress.advance(chunk.len() as u64);
-        }
-        progress.finish();
+        let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
+        commit_all(&table, &puts, common.json).await?;
+        write_ledgers(&table, &ledgers).await?;
     }
-    if common.json {
-        let summary = serde_json::json!({
-            "scanned": audit.scanned,
-            "source_items": audit.recompute.items,
-            "drift": drift,
-            "aggregates_written": if opts.dry_run { 0 } else { aggregates.len() },
-            "ledgers_written": if opts.dry_run { 0 } else { ledgers.len() },
-            "dry_run": opts.dry_run,
-        });
-        println!("{summary}");
-    } else {
-        for line in &drift {
-            println!("{} {line}", if opts.dry_run { "WOULD FIX" } else { "FIXED" });
-        }
-        println!(
-            "scanned {} items ({} source items); {} drifted field(s); {} aggregate(s) and {} ledger(s) {}",
-            audit.scanned,
-            audit.recompute.items,
-            drift.len(),
-            aggregates.len(),
-            ledgers.len(),
-            if opts.dry_run { "would be written (dry run)" } else { "written" }
+    summarize(common, &audit, Some(aggregates.len()), ledgers.len(), opts.dry_run, "")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()> {
+    let Some(latest) = &audit.latest_ledger_write else { return Ok(()) };
+    let age = DateTime::parse_from_rfc3339(latest).map(|at| Utc::now().signed_duration_since(at)).ok();
+    if !opts.force && !opts.dry_run && age.is_none_or(|age| age.num_seconds() < opts.quiet_period as i64) {
+        bail!(
+            "the stream processor wrote to `{}` at {latest}, within the last {} s: a backfill racing it can lose its updates. \
+             Disable the event source mapping (aws lambda update-event-source-mapping --uuid UUID --no-enabled), \
+             wait for in-flight batches, run backfill, then enable it again; or pass --force",
+            common.table,
+            opts.quiet_period
         );
     }
-    debug_assert!(opts.dry_run || written == aggregates.len() + ledgers.len());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Ledgers whose item is gone (or no longer counts) now hold nothing. Their items may live in
+/// another slice, so they are read rather than judged from this scan.
+async fn orphaned(table: &DynamoTable, audit: &Audit) -> anyhow::Result<Vec<LedgerWrite>> {
+    let orphans = audit.orphan_ledgers();
+    let keys: Vec<ItemKey> = orphans.iter().map(|(item, _)| (*item).clone()).collect();
+    let found = table.read(&keys).await.context("reading the items of orphaned ledgers")?;
+    Ok(orphans
+        .into_iter()
+        .filter(|(item, _)| {
+            found.get(*item).is_none_or(|image| !needs_ledger(&aggregates::assess(Some(&serde_dynamo::Item::from(image.clone())))))
+        })
+        .map(|(item, ledger)| LedgerWrite {
+            item: item.clone(),
+            expected: Some(ledger.sequence.clone()),
+            ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
+        })
+        .collect())
+}
+
+async fn write_ledgers(table: &DynamoTable, ledgers: &[LedgerWrite]) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let puts: Vec<ConditionalPut> = ledgers.iter().map(|write| encode_ledger(write, Writer::Backfill, now)).collect();
+    commit_all(table, &puts, true).await
+}
+
+async fn commit_all(table: &DynamoTable, puts: &[ConditionalPut], quiet: bool) -> anyhow::Result<()> {
+    let progress = crate::cli::progress::Progress::new(puts.len() as u64, "writes", quiet);
+    for chunk in puts.chunks(CHUNK) {
+        commit(table, chunk).await?;
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish();
+    Ok(())
 }
 
 async fn commit(table: &DynamoTable, puts: &[ConditionalPut]) -> anyhow::Result<()> {
@@ -119,4 +182,180 @@ async fn commit(table: &DynamoTable, puts: &[ConditionalPut]) -> anyhow::Result<
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+fn partition(run: &str) -> String {
+    format!("tally#backfill#{run}")
+}
+
+/// Stores one slice's sums: an entry per aggregate the slice computed or holds (so the combine
+/// also zeroes aggregates nothing counts any more), then the marker saying how many there are.
+async fn write_partials(table: &DynamoTable, run: &str, segment: u32, total: u32, audit: &Audit) -> anyhow::Result<usize> {
+    let now = Utc::now();
+    let ttl = AttributeValue::N((now + PARTIAL_RETENTION).timestamp().to_string());
+    let mut keys: Vec<&AggregateKey> = audit.recompute.totals.keys().chain(audit.stored.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let entries: Vec<SdkItem> = keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let fields = audit
+                .recompute
+                .totals
+                .fields(key)
+                .map(|(field, amount)| (field.attribute().to_owned(), AttributeValue::N(amount.to_string())))
+                .collect();
+            HashMap::from([
+                (PK.to_owned(), AttributeValue::S(partition(run))),
+                (SK.to_owned(), AttributeValue::S(format!("part#{segment:06}#{index:09}"))),
+                (ENTITY_TYPE.to_owned(), AttributeValue::S(PARTIAL_ENTITY_TYPE.into())),
+                ("aggregatePk".to_owned(), AttributeValue::S(key.pk())),
+                ("aggregateSk".to_owned(), AttributeValue::S(key.sk())),
+                ("fields".to_owned(), AttributeValue::M(fields)),
+                (TTL.to_owned(), ttl.clone()),
+            ])
+        })
+        .collect();
+    let count = entries.len();
+    table.put_all(entries).await.with_context(|| format!("storing the partial sums of segment {segment}"))?;
+    let marker = HashMap::from([
+        (PK.to_owned(), AttributeValue::S(partition(run))),
+        (SK.to_owned(), AttributeValue::S(format!("done#{segment:06}"))),
+        (ENTITY_TYPE.to_owned(), AttributeValue::S(PARTIAL_ENTITY_TYPE.into())),
+        ("entries".to_owned(), AttributeValue::N(count.to_string())),
+        ("totalSegments".to_owned(), AttributeValue::N(total.to_string())),
+        (UPDATED_AT.to_owned(), AttributeValue::S(now.to_rfc3339())),
+        (TTL.to_owned(), ttl),
+    ]);
+    table.put_all(vec![marker]).await.with_context(|| format!("marking segment {segment} done"))?;
+    Ok(count)
+}
+
+async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::Result<ExitCode> {
+    let (Some(total), Some(run)) = (opts.total_segments, &opts.run) else { bail!("--combine needs --total-segments and --run") };
+    let items = query_run(table, run).await?;
+    let text = |item: &SdkItem, name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let whole = |item: &SdkItem, name: &str| match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse::<u64>().ok(),
+        _ => None,
+    };
+    let mut entries_of: HashMap<u32, u64> = HashMap::new();
+    for item in &items {
+        let Some(sk) = text(item, SK) else { continue };
+        if let Some(segment) = sk.strip_prefix("done#").and_then(|segment| segment.parse::<u32>().ok()) {
+            ensure!(
+                whole(item, "totalSegments") == Some(u64::from(total)),
+                "run `{run}`: segment {segment} was run with a different --total-segments"
+            );
+            entries_of.insert(segment, whole(item, "entries").unwrap_or_default());
+        }
+    }
+    let missing: Vec<String> = (0..total).filter(|segment| !entries_of.contains_key(segment)).map(|segment| segment.to_string()).collect();
+    ensure!(
+        missing.is_empty(),
+        "run `{run}`: segment(s) {} of {total} have not finished; run `tally backfill --segment I --total-segments {total} --run {run}` for each",
+        missing.join(", ")
+    );
+    let mut audit = Audit::default();
+    let mut keys = std::collections::BTreeSet::new();
+    for item in &items {
+        let Some(sk) = text(item, SK) else { continue };
+        let Some(rest) = sk.strip_prefix("part#") else { continue };
+        let Some((segment, index)) = rest.split_once('#') else { continue };
+        let (Ok(segment), Ok(index)) = (segment.parse::<u32>(), index.parse::<u64>()) else { continue };
+        // A worker that ran twice may have left more entries than its marker counts.
+        if index >= entries_of.get(&segment).copied().unwrap_or_default() {
+            continue;
+        }
+        let (Some(pk), Some(aggregate_sk)) = (text(item, "aggregatePk"), text(item, "aggregateSk")) else {
+            bail!("run `{run}`: partial `{sk}` names no aggregate")
+        };
+        let key = AggregateKey::parse(&pk, &aggregate_sk).with_context(|| format!("run `{run}`: partial `{sk}` names no aggregate"))?;
+        if let Some(AttributeValue::M(fields)) = item.get("fields") {
+            for (name, value) in fields {
+                let field =
+                    Field::from_attribute(name).with_context(|| format!("run `{run}`: partial `{sk}` has unknown field `{name}`"))?;
+                let AttributeValue::N(text) = value else { bail!("run `{run}`: partial `{sk}` field `{name}` is not a number") };
+                let amount: Number = text.parse().with_context(|| format!("run `{run}`: partial `{sk}` field `{name}`"))?;
+                audit.recompute.totals.add(key.clone(), field, &amount);
+            }
+        }
+        keys.insert(key);
+    }
+    let item_keys: Vec<ItemKey> = keys.iter().map(aggregate_key).collect();
+    let stored = table.read(&item_keys).await.context("reading the current aggregates")?;
+    for key in &keys {
+        if let Some(item) = stored.get(&aggregate_key(key)) {
+            audit.add(item)?;
+        }
+    }
+    let (aggregates, _) = audit.backfill_plan();
+    let now = Utc::now();
+    let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
+    commit_all(table, &puts, common.json).await?;
+    summarize(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn query_run(table: &DynamoTable, run: &str) -> anyhow::Result<Vec<SdkItem>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let output = table
+            .client()
+            .query()
+            .table_name(table.name())
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(partition(run)))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|err| classify("Query", &err))?;
+        items.extend(output.items.unwrap_or_default());
+        start = output.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+fn summarize(common: &Common, audit: &Audit, aggregates: Option<usize>, ledgers: usize, dry_run: bool, note: &str) -> anyhow::Result<()> {
+    let drift = audit.drift();
+    if common.json {
+        let summary = serde_json::json!({
+            "scanned": audit.scanned,
+            "source_items": audit.recompute.items,
+            "drift": if aggregates.is_some() { serde_json::to_value(&drift)? } else { serde_json::Value::Null },
+            "aggregates_written": if dry_run { 0 } else { aggregates.unwrap_or(0) },
+            "ledgers_written": if dry_run { 0 } else { ledgers },
+            "dry_run": dry_run,
+            "note": note,
+        });
+        println!("{summary}");
+        return Ok(());
+    }
+    if let Some(aggregates) = aggregates {
+        for line in &drift {
+            println!("{} {line}", if dry_run { "WOULD FIX" } else { "FIXED" });
+        }
+        println!(
+            "scanned {} items ({} source items); {} drifted field(s); {aggregates} aggregate(s) and {ledgers} ledger(s) {}",
+            audit.scanned,
+            audit.recompute.items,
+            drift.len(),
+            if dry_run { "would be written (dry run)" } else { "written" }
+        );
+    } else {
+        println!("scanned {} items ({} source items); {ledgers} ledger(s) written", audit.scanned, audit.recompute.items);
+    }
+    if !note.is_empty() {
+        println!("{note}");
+    }
+    Ok(())
 }
