@@ -8,7 +8,7 @@
 //! Lambda's on-failure destination message, for `tally redrive`. Checkpoints are durable, so a
 //! restart resumes after the last applied record; the engine's ledgers make any overlap harmless.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use serde::Serialize;
 
 use crate::decode::decode_batch;
-use crate::engine::Engine;
+use crate::engine::{Engine, Totals};
 use crate::retry::RetryBudget;
 use crate::store::Table;
 use crate::stream::checkpoint::{Checkpoint, Checkpoints};
@@ -49,10 +49,9 @@ pub struct ConsumeOptions {
 #[derive(Debug, Default, Serialize)]
 pub struct ConsumeSummary {
     pub batches: u64,
-    pub records: u64,
-    pub by_class: BTreeMap<&'static str, u64>,
-    pub rejected: BTreeMap<&'static str, u64>,
-    pub ttl_removals: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// Redeliveries of batches that reported failures.
     pub retries: u64,
     pub bisections: u64,
     /// Records whose positions went to the failure log.
@@ -242,14 +241,7 @@ impl<'a, T: Table> Consumer<'a, T> {
                 }
             };
             let outcome = self.engine.process(&changes, tokio::time::Instant::now() + self.options.batch_timeout).await;
-            self.summary.records += outcome.by_class.values().sum::<u64>();
-            for (class, count) in &outcome.by_class {
-                *self.summary.by_class.entry(class).or_default() += count;
-            }
-            for (reason, count) in &outcome.rejected {
-                *self.summary.rejected.entry(reason).or_default() += count;
-            }
-            self.summary.ttl_removals += outcome.ttl_removals;
+            self.summary.totals.add(&outcome);
             if let Some(failed_from) = outcome.failed_from {
                 attempts += 1;
                 let failure = outcome.failure.unwrap_or_default();

@@ -41,6 +41,42 @@ pub struct BatchOutcome {
     pub usage: Usage,
 }
 
+/// Many batches' outcomes added up: what `replay` and `consume` report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    pub records: u64,
+    pub by_class: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub ttl_removals: u64,
+    pub conflicts: u64,
+    pub dynamodb_requests: u64,
+    /// Capacity as DynamoDB reported it.
+    pub read_units: f64,
+    pub write_units: f64,
+    /// Capacity from the documented sizing rules (DynamoDB Local under-reports).
+    pub estimated_read_units: u64,
+    pub estimated_write_units: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, outcome: &BatchOutcome) {
+        self.records += outcome.records as u64;
+        for (class, count) in &outcome.by_class {
+            *self.by_class.entry(class).or_default() += count;
+        }
+        for (reason, count) in &outcome.rejected {
+            *self.rejected.entry(reason).or_default() += count;
+        }
+        self.ttl_removals += outcome.ttl_removals;
+        self.conflicts += outcome.conflicts;
+        self.dynamodb_requests += outcome.usage.requests;
+        self.read_units += outcome.usage.read_units;
+        self.write_units += outcome.usage.write_units;
+        self.estimated_read_units += outcome.usage.estimated_read_units;
+        self.estimated_write_units += outcome.usage.estimated_write_units;
+    }
+}
+
 impl BatchOutcome {
     fn count(&mut self, class: &'static str, records: usize) {
         *self.by_class.entry(class).or_default() += records as u64;

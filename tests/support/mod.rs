@@ -123,22 +123,13 @@ pub async fn apply<T: Table>(engine: &Engine<T>, table_name: &str, recs: &[Rec])
 
 pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
     let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scanning the test table");
-        items.extend(page.items.unwrap_or_default());
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
+    processor::store::scan::scan_segment(client, table, 0, 1, |page| {
+        items.extend(page);
+        Ok(())
+    })
+    .await
+    .expect("scanning the test table");
+    items
 }
 
 /// The oracle: aggregates in the table against a recompute from `source_items` (the items'

@@ -81,11 +81,11 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     if common.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!("consumed {} records in {} batches from {arn}", summary.records, summary.batches);
-        for (class, count) in &summary.by_class {
+        println!("consumed {} records in {} batches from {arn}", summary.totals.records, summary.batches);
+        for (class, count) in &summary.totals.by_class {
             println!("  {class:<16} {count}");
         }
-        for (reason, count) in &summary.rejected {
+        for (reason, count) in &summary.totals.rejected {
             println!("  rejected {reason:<10} {count}");
         }
         println!("retries {}, bisections {}, shards finished {}", summary.retries, summary.bisections, summary.shards_finished);

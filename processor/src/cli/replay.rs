@@ -1,6 +1,5 @@
 //! `tally replay`: apply Lambda DynamoDB event files through the engine, exactly as the Lambda would.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use serde_dynamo::AttributeValue;
 
 use crate::cli::Common;
 use crate::decode::{decode_batch, Change};
-use crate::engine::Engine;
+use crate::engine::{Engine, Totals};
 use crate::store::DynamoTable;
 
 #[derive(Debug, Args)]
@@ -111,18 +110,8 @@ fn check_numbers(value: &AttributeValue) -> Result<(), String> {
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub files: usize,
-    pub records: usize,
-    pub by_class: BTreeMap<&'static str, u64>,
-    pub rejected: BTreeMap<&'static str, u64>,
-    pub ttl_removals: u64,
-    pub conflicts: u64,
-    pub dynamodb_requests: u64,
-    /// Capacity as DynamoDB reported it.
-    pub read_units: f64,
-    pub write_units: f64,
-    /// Capacity from the documented sizing rules (DynamoDB Local under-reports).
-    pub estimated_read_units: u64,
-    pub estimated_write_units: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
     pub elapsed_ms: u128,
     /// Set when a batch could not be applied in full.
     pub failure: Option<String>,
@@ -136,20 +125,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let progress = crate::cli::progress::Progress::new(batches.len() as u64, "files", common.json);
     for batch in &batches {
         let outcome = engine.process(&batch.changes, tokio::time::Instant::now() + Duration::from_secs(opts.timeout)).await;
-        summary.records += outcome.records;
-        for (class, count) in &outcome.by_class {
-            *summary.by_class.entry(class).or_default() += count;
-        }
-        for (reason, count) in &outcome.rejected {
-            *summary.rejected.entry(reason).or_default() += count;
-        }
-        summary.ttl_removals += outcome.ttl_removals;
-        summary.conflicts += outcome.conflicts;
-        summary.dynamodb_requests += outcome.usage.requests;
-        summary.read_units += outcome.usage.read_units;
-        summary.write_units += outcome.usage.write_units;
-        summary.estimated_read_units += outcome.usage.estimated_read_units;
-        summary.estimated_write_units += outcome.usage.estimated_write_units;
+        summary.totals.add(&outcome);
         progress.advance(1);
         if let Some(failed_from) = outcome.failed_from {
             let record = &batch.changes[failed_from];
@@ -176,17 +152,18 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("files        {}", summary.files);
-    println!("records      {}", summary.records);
-    for (class, count) in &summary.by_class {
+    let totals = &summary.totals;
+    println!("records      {}", totals.records);
+    for (class, count) in &totals.by_class {
         println!("  {class:<16} {count}");
     }
-    for (reason, count) in &summary.rejected {
+    for (reason, count) in &totals.rejected {
         println!("  rejected {reason:<10} {count}");
     }
-    println!("ttl removals {}", summary.ttl_removals);
+    println!("ttl removals {}", totals.ttl_removals);
     println!(
         "dynamodb     {} requests; reported {:.1} RCU, {:.1} WCU; estimated {} RCU, {} WCU",
-        summary.dynamodb_requests, summary.read_units, summary.write_units, summary.estimated_read_units, summary.estimated_write_units
+        totals.dynamodb_requests, totals.read_units, totals.write_units, totals.estimated_read_units, totals.estimated_write_units
     );
     println!("elapsed      {} ms", summary.elapsed_ms);
     if let Some(failure) = &summary.failure {
@@ -197,7 +174,8 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
 
 /// Every record naming another table is almost always a capture replayed into a renamed table.
 fn warn_if_all_other_table(summary: &Summary, table: &str) {
-    if summary.records > 0 && summary.by_class.get("other_table").copied() == Some(summary.records as u64) {
+    let totals = &summary.totals;
+    if totals.records > 0 && totals.by_class.get("other_table").copied() == Some(totals.records) {
         eprintln!("tally: warning: every record's eventSourceARN names a table other than `{table}`: nothing was applied (use --table to name the captured table)");
     }
 }
