@@ -35,6 +35,7 @@ OWN_ENTITY_TYPES = {
     "daily_stats",
     "tally_ledger",
     "tally_checkpoint",
+    "tally_backfill_partial",
 }
 SOURCE_ENTITY_TYPES = {
     "course",
@@ -587,6 +588,7 @@ OWN_ITEMS = {
     "daily_stats": {"pk": S("stats#university"), "sk": S("day#2024-09-02"), "orders": N(7)},
     "tally_ledger": {"pk": S("tally#ledger#course#c1"), "sk": S("shard-0001#000000000000000000123")},
     "tally_checkpoint": {"pk": S("tally#checkpoint#shard-0001"), "sk": S("checkpoint")},
+    "tally_backfill_partial": {"pk": S("tally#backfill#run1"), "sk": S("part#000000#000000001")},
 }
 assert set(SOURCE_ITEMS) == SOURCE_ENTITY_TYPES and set(OWN_ITEMS) == OWN_ENTITY_TYPES
 

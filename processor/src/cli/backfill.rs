@@ -31,7 +31,7 @@ use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, LedgerWrite};
 use crate::retry::RetryBudget;
-use crate::store::codec::{aggregate_key, encode_aggregate, encode_ledger, ConditionalPut, Writer};
+use crate::store::codec::{aggregate_key, encode_aggregate, encode_ledger, ConditionalPut, Expect, Writer};
 use crate::store::error::classify;
 use crate::store::{DynamoTable, SdkItem, StoreError, Table};
 
@@ -218,7 +218,8 @@ async fn write_partials(table: &DynamoTable, run: &str, segment: u32, total: u32
         })
         .collect();
     let count = entries.len();
-    table.put_all(entries).await.with_context(|| format!("storing the partial sums of segment {segment}"))?;
+    let puts: Vec<ConditionalPut> = entries.into_iter().map(unconditional).collect();
+    commit_all(table, &puts, true).await.with_context(|| format!("storing the partial sums of segment {segment}"))?;
     let marker = HashMap::from([
         (PK.to_owned(), AttributeValue::S(partition(run))),
         (SK.to_owned(), AttributeValue::S(format!("done#{segment:06}"))),
@@ -228,8 +229,18 @@ async fn write_partials(table: &DynamoTable, run: &str, segment: u32, total: u32
         (UPDATED_AT.to_owned(), AttributeValue::S(now.to_rfc3339())),
         (TTL.to_owned(), ttl),
     ]);
-    table.put_all(vec![marker]).await.with_context(|| format!("marking segment {segment} done"))?;
+    commit_all(table, &[unconditional(marker)], true).await.with_context(|| format!("marking segment {segment} done"))?;
     Ok(count)
+}
+
+/// Partials are rewritten whole by a re-run worker. Written in transactions (authorised as
+/// `PutItem`) so the operator policy needs no `BatchWriteItem`, which would also allow deletes.
+fn unconditional(item: SdkItem) -> ConditionalPut {
+    let text = |name| match item.get(name) {
+        Some(AttributeValue::S(value)) => value.clone(),
+        _ => String::new(),
+    };
+    ConditionalPut { key: ItemKey { pk: text(PK), sk: text(SK) }, item, expect: Expect::Anything }
 }
 
 async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::Result<ExitCode> {

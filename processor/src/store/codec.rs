@@ -54,6 +54,8 @@ pub struct ConditionalPut {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expect {
+    /// Whatever is there: bookkeeping rewritten whole.
+    Anything,
     /// The item does not exist.
     Absent,
     /// The item exists and `attribute` equals `value`.

@@ -114,42 +114,6 @@ impl DynamoTable {
         &self.client
     }
 
-    /// Writes items unconditionally with `BatchWriteItem` (25 a request), re-sending what the
-    /// service leaves unprocessed. For bookkeeping that is rewritten whole, never for aggregates.
-    pub async fn put_all(&self, items: Vec<SdkItem>) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder().set_item(Some(item.clone())).build().map(|put| WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|err| StoreError::Permanent { operation: "BatchWriteItem", message: err.to_string() })?;
-            for _ in 0..MAX_UNPROCESSED_ROUNDS {
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.name, requests)
-                    .send()
-                    .await
-                    .map_err(|err| error::classify("BatchWriteItem", &err))?;
-                self.meter.record(&[], true);
-                requests = output.unprocessed_items.and_then(|mut unprocessed| unprocessed.remove(&self.name)).unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Transient {
-                    operation: "BatchWriteItem",
-                    message: "items left unprocessed after repeated requests".into(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     fn key_attributes(key: &ItemKey) -> SdkItem {
         [(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))].into()
     }
@@ -211,6 +175,7 @@ impl Table for DynamoTable {
                     .set_item(Some(put.item.clone()))
                     .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
                 let builder = match &put.expect {
+                    Expect::Anything => builder,
                     Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
                     Expect::Equals { attribute, value } => builder
                         .condition_expression("#attr = :expected")
