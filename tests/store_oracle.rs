@@ -183,7 +183,11 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
                 let (from, to) = delivered[dice.roll(delivered.len())];
                 let outcome = apply(engine, table, &recs[from..to]).await;
                 assert_eq!(outcome.failed_from, None, "{outcome:?}");
-                assert_eq!(outcome.by_class.get("applied"), None, "a stale batch applies nothing: {outcome:?}");
+                // Once a batch has been discarded, an older record may legitimately correct an
+                // assumed baseline (docs/design.md, "Assumed baselines"); before, it is a no-op.
+                if discarded.is_empty() {
+                    assert_eq!(outcome.by_class.get("applied"), None, "a stale batch applies nothing: {outcome:?}");
+                }
             }
             // The whole batch retried after it succeeded (its response to Lambda was lost).
             4 => {
