@@ -83,15 +83,11 @@ fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
             image
         }
         20..=22 => transaction(&format!("u{}", slot % 2), &day(slot as u8), &format!("t{slot}"), &format!("-{}.{}", a, b % 10)),
-        23 => course_with_date(&course),
+        23 => support::images::course(&course),
         24 => user("u0"),
         25 => session("x"),
         _ => json!({"pk": {"S": "course#c0"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}, "text": {"S": format!("{a}")}}),
     }
-}
-
-fn course_with_date(course_id: &str) -> Value {
-    course(course_id)
 }
 
 /// Turns a history into per-shard record lists and the final images.
@@ -151,9 +147,9 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
         let end = (position + 1 + dice.roll(max_batch)).min(recs.len());
         let batch = &recs[position..end];
         match dice.roll(9) {
-            // A crash mid-batch (function error): Lambda bisects and delivers each half in turn.
+            // A crash before the commit (function error): Lambda bisects and delivers each half in turn.
             0 if batch.len() > 1 => {
-                engine.table().reset([None, Some(Fault::Reject)]);
+                engine.table().reset([Some(Fault::Reject)]);
                 apply(engine, table, batch).await;
                 engine.table().reset([]);
                 let half = batch.len() / 2;
@@ -163,9 +159,9 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
                 }
                 position = end;
             }
-            // A commit rejected part-way: retry from the reported failure point.
+            // A commit rejected: retry from the reported failure point.
             1 => {
-                engine.table().reset([None, Some(Fault::Reject)]);
+                engine.table().reset([Some(Fault::Reject)]);
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
                 position += outcome.failed_from.unwrap_or(batch.len());

@@ -99,9 +99,4 @@ impl AggregateValues {
         }
         Number::average(&self.get(Field::GradeSum), &self.get(Field::GradedCount))
     }
-
-    /// Readers treat a missing item and an all-zero one alike.
-    pub fn is_zero(&self) -> bool {
-        self.fields.values().all(Number::is_zero)
-    }
 }

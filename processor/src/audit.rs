@@ -176,8 +176,13 @@ impl Audit {
             let sequence = existing.map_or(zero.clone(), |ledger| ledger.sequence.clone());
             ledgers.push(LedgerWrite {
                 item: item.clone(),
-                expected: existing.map(|ledger| ledger.sequence.clone()),
-                ledger: Ledger { sequence, contribution: contribution.clone(), assumed: None },
+                expected_version: existing.map(|ledger| ledger.version),
+                ledger: Ledger {
+                    version: existing.map_or(1, |ledger| ledger.version + 1),
+                    sequence,
+                    contribution: contribution.clone(),
+                    assumed: None,
+                },
             });
         }
         (aggregates, ledgers)

@@ -273,10 +273,11 @@ impl<'a, T: Table> Consumer<'a, T> {
 }
 
 fn is_bookkeeping(record: &EventRecord) -> bool {
-    match record.change.keys.get(aggregates::keys::PK) {
-        Some(serde_dynamo::AttributeValue::S(pk)) => pk.starts_with(aggregates::keys::BOOKKEEPING_PK_PREFIX),
-        _ => false,
-    }
+    let key = |name| match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(value)) => value.as_str(),
+        _ => "",
+    };
+    aggregates::KeyOwner::of(key(aggregates::keys::PK), key(aggregates::keys::SK)) == aggregates::KeyOwner::Bookkeeping
 }
 
 /// Lambda's on-failure destination message for a stream batch: positions only, no records.

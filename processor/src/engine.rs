@@ -104,7 +104,9 @@ impl<T: Table> Engine<T> {
         let mut outcome = BatchOutcome { records: changes.len(), ..BatchOutcome::default() };
         for change in changes {
             if change.origin != Origin::Source {
+                // tally's own TTL'd ledgers and other tables' records are not the application's.
                 outcome.count(change.origin.label(), 1);
+                continue;
             }
             for rejection in change.rejections() {
                 *outcome.rejected.entry(rejection.reason()).or_default() += 1;
@@ -138,9 +140,20 @@ impl Run<'_> {
             if budget.expired() {
                 return Err("deadline reached".into());
             }
-            let step = match self.read_missing(table).await {
-                Ok(()) => self.commit_plan(table, &mut budget).await,
-                Err(err) => Err(err),
+            // The deadline bounds calls in flight too: one SDK call may retry for longer than the
+            // margin left before Lambda's own deadline.
+            let deadline = budget.deadline();
+            let step = match tokio::time::timeout_at(deadline, self.read_missing(table)).await {
+                Ok(Ok(())) => match tokio::time::timeout_at(deadline, self.commit_plan(table, &mut budget)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // A commit cut short may have landed: read everything again.
+                        self.snapshot = Snapshot::default();
+                        return Err("deadline reached during a commit".into());
+                    }
+                },
+                Ok(Err(err)) => Err(err),
+                Err(_) => return Err("deadline reached during a read".into()),
             };
             match step {
                 Ok(()) => {}

@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser as _;
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -52,7 +51,10 @@ async fn run_lambda() -> anyhow::Result<()> {
     let table_name = table_name.as_str();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let response = handler::handle(engine, table_name, event).await;
-        metrics.flush(std::io::stdout()).context("flushing metrics")?;
+        // Losing metrics must not turn an applied batch into a function error.
+        if let Err(err) = metrics.flush(std::io::stdout()) {
+            tracing::error!(error = %err, "Flushing metrics failed.");
+        }
         response.map_err(lambda_runtime::Error::from)
     }))
     .await

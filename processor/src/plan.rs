@@ -77,6 +77,9 @@ pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
 /// aggregates hold for the item since.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
+    /// Every write of a ledger bumps it; writes are conditioned on it. The sequence number cannot
+    /// serve: a repair or a backfill rewrites a ledger without moving it.
+    pub version: u64,
     pub sequence: SequenceNumber,
     pub contribution: Deltas,
     /// Set when the ledger was created: what the item's first applied record took as already
@@ -108,11 +111,11 @@ pub struct Snapshot {
     pub aggregates: HashMap<AggregateKey, Option<StoredAggregate>>,
 }
 
-/// Writes one ledger, if it still holds what was read.
+/// Writes one ledger, if it is still at the version that was read (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerWrite {
     pub item: ItemKey,
-    pub expected: Option<SequenceNumber>,
+    pub expected_version: Option<u64>,
     pub ledger: Ledger,
 }
 
@@ -213,6 +216,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
             None => (
                 Deltas::change(&item.before, &item.after),
                 Ledger {
+                    version: 1,
                     sequence: item.last_sequence().clone(),
                     contribution: item.after.clone(),
                     assumed: Some(Assumption { from: item.first_sequence().clone(), baseline: item.before.clone() }),
@@ -235,8 +239,13 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
                 } else {
                     (ledger.sequence.clone(), ledger.contribution.clone())
                 };
-                let assumed = if repair.is_some() { None } else { ledger.assumed.clone() };
-                (change, Ledger { sequence, contribution, assumed })
+                // The corrected baseline is now the first record's old image: a still older record
+                // (a message redriven out of order) corrects it again, exactly.
+                let assumed = match repair {
+                    Some(_) => Some(Assumption { from: item.first_sequence().clone(), baseline: item.before.clone() }),
+                    None => ledger.assumed.clone(),
+                };
+                (change, Ledger { version: ledger.version + 1, sequence, contribution, assumed })
             }
         };
         // A net-zero change still advances the ledger: were an INSERT and REMOVE applied as
@@ -257,7 +266,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
             aggregate_deltas.entry(key.clone()).or_default().merge(&own);
         }
         current.items.push(position);
-        current.ledgers.push(LedgerWrite { item: item.key.clone(), expected: ledger.map(|ledger| ledger.sequence), ledger: next });
+        current.ledgers.push(LedgerWrite { item: item.key.clone(), expected_version: ledger.map(|ledger| ledger.version), ledger: next });
     }
     close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
     result
@@ -329,7 +338,7 @@ mod tests {
         let mut snapshot = snapshot_for(&items);
         snapshot.ledgers.insert(
             key("student#s1"),
-            Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
         );
         let plan = plan(&items, &[0], &snapshot);
         assert_eq!(plan.already_applied, vec![0]);
@@ -344,7 +353,7 @@ mod tests {
         let mut snapshot = snapshot_for(&items);
         snapshot.ledgers.insert(
             key("student#s1"),
-            Some(Ledger { sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
         );
         let (_, missing) = needed_keys(&items, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
@@ -359,7 +368,8 @@ mod tests {
         assert_eq!(value("a").as_deref(), Some("-1"));
         assert_eq!(value("b"), None);
         assert_eq!(value("c").as_deref(), Some("1"));
-        assert_eq!(txn.ledgers[0].expected, SequenceNumber::parse("10"));
+        assert_eq!(txn.ledgers[0].expected_version, Some(3));
+        assert_eq!(txn.ledgers[0].ledger.version, 4);
     }
 
     #[test]
@@ -414,10 +424,10 @@ mod tests {
         assert_eq!(txn.aggregates.len(), 1);
         assert_eq!(txn.aggregates[0].key, AggregateKey::Course { course_id: "a".into() });
         assert_eq!(txn.aggregates[0].stored.values.get(Field::EnrollmentCount).to_string(), "1");
-        assert_eq!(txn.ledgers[0].ledger.assumed, None);
+        assert_eq!(txn.ledgers[0].ledger.assumed, Some(Assumption { from: SequenceNumber::parse("10").unwrap(), baseline: Deltas::new() }));
         assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("20").unwrap());
 
-        // Redriven again: the assumption is gone, so it is stale.
+        // Redriven again: no longer older than the assumption, so it is stale.
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(txn.ledgers[0].ledger.clone()));
         assert_eq!(plan(&redriven, &[0], &snapshot).already_applied, vec![0]);

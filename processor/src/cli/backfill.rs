@@ -140,8 +140,8 @@ async fn orphaned(table: &DynamoTable, audit: &Audit) -> anyhow::Result<Vec<Ledg
         })
         .map(|(item, ledger)| LedgerWrite {
             item: item.clone(),
-            expected: Some(ledger.sequence.clone()),
-            ledger: Ledger { sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
+            expected_version: Some(ledger.version),
+            ledger: Ledger { version: ledger.version + 1, sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
         })
         .collect())
 }

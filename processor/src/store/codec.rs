@@ -60,6 +60,25 @@ pub enum Expect {
     Absent,
     /// The item exists and `attribute` equals `value`.
     Equals { attribute: &'static str, value: AttributeValue },
+    /// The item exists without `attribute` (written before tally versioned it, or by hand).
+    Missing { attribute: &'static str },
+}
+
+/// The condition for an item read at `version` (`None`: absent; 0: present without a version).
+fn expect_version(version: Option<u64>) -> Expect {
+    match version {
+        None => Expect::Absent,
+        Some(0) => Expect::Missing { attribute: VERSION },
+        Some(version) => Expect::Equals { attribute: VERSION, value: n(version) },
+    }
+}
+
+fn decode_version(item: &SdkItem) -> Result<u64, String> {
+    match item.get(VERSION) {
+        None => Ok(0),
+        Some(AttributeValue::N(text)) => text.parse().map_err(|_| format!("`{VERSION}` is not a whole number")),
+        Some(_) => Err(format!("`{VERSION}` is not a number")),
+    }
 }
 
 pub fn ledger_key(item: &ItemKey) -> ItemKey {
@@ -95,6 +114,7 @@ pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) ->
         (SK.to_owned(), s(&key.sk)),
         (ENTITY_TYPE.to_owned(), s(LEDGER_ENTITY_TYPE)),
         (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
+        (VERSION.to_owned(), n(write.ledger.version)),
         (CONTRIBUTION.to_owned(), encode_deltas(&write.ledger.contribution)),
         (TTL.to_owned(), n((now + LEDGER_RETENTION).timestamp())),
         (UPDATED_AT.to_owned(), timestamp(now)),
@@ -105,11 +125,7 @@ pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) ->
         item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
         item.insert(ASSUMED_BASELINE.to_owned(), encode_deltas(&assumed.baseline));
     }
-    let expect = match &write.expected {
-        None => Expect::Absent,
-        Some(sequence) => Expect::Equals { attribute: SEQUENCE_NUMBER, value: s(sequence.as_str()) },
-    };
-    ConditionalPut { key, item, expect }
+    ConditionalPut { key, item, expect: expect_version(write.expected_version) }
 }
 
 fn encode_deltas(deltas: &Deltas) -> AttributeValue {
@@ -146,7 +162,7 @@ pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError
         Some(from) => Some(Assumption { from, baseline: decode_deltas(item.get(ASSUMED_BASELINE), ASSUMED_BASELINE).map_err(corrupt)? }),
         None => None,
     };
-    Ok(Ledger { sequence, contribution, assumed })
+    Ok(Ledger { version: decode_version(item).map_err(corrupt)?, sequence, contribution, assumed })
 }
 
 fn decode_deltas(value: Option<&AttributeValue>, name: &str) -> Result<Deltas, String> {
@@ -185,11 +201,7 @@ pub fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> Condition
     if let Some(average) = values.grade_average() {
         item.insert(GRADE_AVERAGE.to_owned(), n(average));
     }
-    let expect = match write.expected_version {
-        None => Expect::Absent,
-        Some(version) => Expect::Equals { attribute: VERSION, value: n(version) },
-    };
-    ConditionalPut { key, item, expect }
+    ConditionalPut { key, item, expect: expect_version(write.expected_version) }
 }
 
 /// Reads an aggregate item back: every field of its kind (missing ones as zero) and its version.
@@ -201,11 +213,7 @@ pub fn decode_aggregate(key: &AggregateKey, item: &SdkItem) -> Result<StoredAggr
             values.fields.insert(*field, number(value).map_err(|problem| corrupt(format!("`{}`: {problem}", field.attribute())))?);
         }
     }
-    let version = match item.get(VERSION) {
-        None => 0,
-        Some(AttributeValue::N(text)) => text.parse().map_err(|_| corrupt(format!("`{VERSION}` is not a whole number")))?,
-        Some(_) => return Err(corrupt(format!("`{VERSION}` is not a number"))),
-    };
+    let version = decode_version(item).map_err(corrupt)?;
     Ok(StoredAggregate { values, version })
 }
 
@@ -230,8 +238,8 @@ mod tests {
         let assumed = Some(Assumption { from: SequenceNumber::parse("40").unwrap(), baseline: contribution.negated() });
         let write = LedgerWrite {
             item: item.clone(),
-            expected: None,
-            ledger: Ledger { sequence: SequenceNumber::parse("42").unwrap(), contribution, assumed },
+            expected_version: None,
+            ledger: Ledger { version: 1, sequence: SequenceNumber::parse("42").unwrap(), contribution, assumed },
         };
         let put = encode_ledger(&write, Writer::Stream, Utc::now());
         assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
@@ -252,6 +260,12 @@ mod tests {
         assert_eq!(put.item.get(ENTITY_TYPE), Some(&AttributeValue::S("assignment_stats".into())));
         assert_eq!(put.expect, Expect::Equals { attribute: VERSION, value: AttributeValue::N("4".into()) });
         assert_eq!(decode_aggregate(&key, &put.item).unwrap(), write.stored);
+    }
+
+    #[test]
+    fn an_item_without_a_version_is_expected_without_one() {
+        assert_eq!(expect_version(Some(0)), Expect::Missing { attribute: VERSION });
+        assert_eq!(expect_version(None), Expect::Absent);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! How DynamoDB failures are classified: the one place that decides what is worth retrying.
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -28,12 +29,6 @@ pub enum StoreError {
     Corrupt { key: ItemKey, problem: String },
 }
 
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Changed(_) | StoreError::Transient { .. })
-    }
-}
-
 /// Error codes DynamoDB documents as transient.
 const TRANSIENT_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -50,11 +45,11 @@ const TRANSIENT_CODES: &[&str] = &[
 /// Cancellation reason codes that clear up on retry (`ConditionalCheckFailed` is handled apart).
 const TRANSIENT_CANCELLATION_CODES: &[&str] = &["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
 
-/// Classifies an SDK error from any operation by its code and HTTP status.
-pub fn classify<E, R>(operation: &'static str, err: &SdkError<E, R>) -> StoreError
+/// Classifies an SDK error from any operation by its code and HTTP status: documented transient
+/// codes and any 5xx are retried.
+pub fn classify<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -63,7 +58,7 @@ where
         SdkError::ServiceError(context) => {
             let code = context.err().code().unwrap_or("UnknownError");
             let message = format!("{code}: {}", context.err().message().unwrap_or("no message"));
-            if TRANSIENT_CODES.contains(&code) {
+            if TRANSIENT_CODES.contains(&code) || context.raw().status().is_server_error() {
                 StoreError::Transient { operation, message }
             } else {
                 StoreError::Permanent { operation, message }

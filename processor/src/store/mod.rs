@@ -177,6 +177,10 @@ impl Table for DynamoTable {
                 let builder = match &put.expect {
                     Expect::Anything => builder,
                     Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
+                    Expect::Missing { attribute } => builder
+                        .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#attr", *attribute),
                     Expect::Equals { attribute, value } => builder
                         .condition_expression("#attr = :expected")
                         .expression_attribute_names("#attr", *attribute)
