@@ -177,3 +177,282 @@ impl SourceItem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use serde_dynamo::AttributeValue;
+
+    use super::*;
+    use crate::recompute::Recompute;
+
+    fn s(text: &str) -> AttributeValue {
+        AttributeValue::S(text.to_owned())
+    }
+
+    fn n(text: &str) -> AttributeValue {
+        AttributeValue::N(text.to_owned())
+    }
+
+    fn image(attrs: Vec<(&str, AttributeValue)>) -> Item {
+        Item::from(attrs.into_iter().map(|(name, value)| (name.to_owned(), value)).collect::<HashMap<_, _>>())
+    }
+
+    fn day(text: &str) -> AggregateKey {
+        AggregateKey::Daily { day: NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap() }
+    }
+
+    fn course(id: &str) -> AggregateKey {
+        AggregateKey::Course { course_id: id.into() }
+    }
+
+    fn academic(id: &str) -> AggregateKey {
+        AggregateKey::Academic { student_id: id.into() }
+    }
+
+    /// The non-zero amounts of `deltas`, as text, for readable expectations.
+    fn amounts(deltas: &Deltas) -> Vec<(AggregateKey, &'static str, String)> {
+        deltas.iter().map(|(key, field, amount)| (key.clone(), field.attribute(), amount.to_string())).collect()
+    }
+
+    fn of(image: &Item) -> Deltas {
+        assess(Some(image)).contribution()
+    }
+
+    #[test]
+    fn an_enrolment_counts_on_its_course_its_student_and_its_utc_day() {
+        let enrolment = image(vec![
+            ("pk", s("course#c1")),
+            ("sk", s("student#s1")),
+            ("entityType", s("student")),
+            ("studentID", s("s1")),
+            ("enrolledAt", s("2026-03-01T23:30:00-02:00")),
+        ]);
+        let mut expected = vec![
+            (course("c1"), "enrollmentCount", "1".to_owned()),
+            (academic("s1"), "enrollmentCount", "1".to_owned()),
+            (day("2026-03-02"), "enrollments", "1".to_owned()),
+        ];
+        expected.sort();
+        let mut got = amounts(&of(&enrolment));
+        got.sort();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_graded_submission_counts_on_course_assignment_student_and_day() {
+        let submission = image(vec![
+            ("pk", s("course#c1")),
+            ("sk", s("submission#a1#s1")),
+            ("entityType", s("submission")),
+            ("studentID", s("s1")),
+            ("assignmentID", s("a1")),
+            ("submittedAt", s("2026-03-01T10:00:00Z")),
+            ("grade", n("88.50")),
+        ]);
+        let deltas = of(&submission);
+        let assignment = AggregateKey::Assignment { course_id: "c1".into(), assignment_id: "a1".into() };
+        for key in [course("c1"), assignment, academic("s1")] {
+            let fields: Vec<(Field, String)> = deltas.fields(&key).map(|(field, amount)| (field, amount.to_string())).collect();
+            assert_eq!(
+                fields,
+                vec![(Field::SubmissionCount, "1".into()), (Field::GradedCount, "1".into()), (Field::GradeSum, "88.5".into())],
+                "{key:?}"
+            );
+        }
+        assert_eq!(deltas.iter().count(), 10, "three fields on each of three aggregates, and the day");
+        assert_eq!(deltas.fields(&day("2026-03-01")).collect::<Vec<_>>(), vec![(Field::Submissions, &Number::one())]);
+    }
+
+    #[test]
+    fn an_ungraded_undated_submission_counts_only_itself() {
+        let submission = image(vec![
+            ("pk", s("course#c1")),
+            ("sk", s("submission#a1#s1")),
+            ("entityType", s("submission")),
+            ("studentID", s("s1")),
+            ("assignmentID", s("a1")),
+        ]);
+        let deltas = of(&submission);
+        assert!(deltas.iter().all(|(key, field, _)| field == Field::SubmissionCount && key.kind() != crate::AggregateKind::DailyStats));
+        assert_eq!(deltas.iter().count(), 3);
+    }
+
+    #[test]
+    fn orders_count_on_their_user_and_the_day_of_their_sort_key_transactions_only_on_their_user() {
+        let order = image(vec![("pk", s("user#u1")), ("sk", s("2026-03-01#order#o1")), ("entityType", s("order")), ("amount", n("19.99"))]);
+        let orders = AggregateKey::Orders { user_id: "u1".into() };
+        let mut got = amounts(&of(&order));
+        got.sort();
+        let mut expected = vec![
+            (orders.clone(), "orderCount", "1".to_owned()),
+            (orders.clone(), "orderTotal", "19.99".to_owned()),
+            (day("2026-03-01"), "orders", "1".to_owned()),
+            (day("2026-03-01"), "orderTotal", "19.99".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(got, expected);
+
+        let transaction = image(vec![
+            ("pk", s("user#u1")),
+            ("sk", s("2026-03-01#transaction#t1")),
+            ("entityType", s("transaction")),
+            ("amount", n("-5.5")),
+        ]);
+        assert_eq!(
+            amounts(&of(&transaction)),
+            vec![(orders.clone(), "transactionCount", "1".to_owned()), (orders, "transactionBalance", "-5.5".to_owned())]
+        );
+    }
+
+    #[test]
+    fn instructors_and_assignments_count_on_their_course_courses_users_and_sessions_on_nothing() {
+        let instructor =
+            image(vec![("pk", s("course#c1")), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))]);
+        assert_eq!(amounts(&of(&instructor)), vec![(course("c1"), "instructorCount", "1".to_owned())]);
+        let assignment =
+            image(vec![("pk", s("course#c1")), ("sk", s("assignment#a1")), ("entityType", s("assignment")), ("assignmentID", s("a1"))]);
+        assert_eq!(amounts(&of(&assignment)), vec![(course("c1"), "assignmentCount", "1".to_owned())]);
+        for silent in [
+            image(vec![("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-09-01"))]),
+            image(vec![("pk", s("user#u1")), ("sk", s("profile")), ("entityType", s("user"))]),
+            image(vec![("pk", s("session#x")), ("sk", s("session")), ("entityType", s("session")), ("ttl", n("1"))]),
+        ] {
+            assert!(matches!(assess(Some(&silent)), Assessment::Source { .. }), "{silent:?}");
+            assert!(of(&silent).is_empty());
+        }
+    }
+
+    /// Images over a small universe of keys, so that histories revisit the same aggregates, with
+    /// every way SPEC makes an image invalid mixed in.
+    fn any_image() -> impl Strategy<Value = Item> {
+        let ids = prop::sample::select(vec!["1", "2"]);
+        let dates = prop::option::of(prop::sample::select(vec!["2026-03-01T10:00:00Z", "2026-03-01T23:30:00-05:00", "2026-03-02"]));
+        let grade = prop::option::of(prop_oneof![
+            (0u32..10_000, 0u32..4)
+                .prop_map(|(mantissa, scale)| n(&bigdecimal::BigDecimal::new(mantissa.into(), scale.into()).to_string())),
+            Just(s("A+")),
+            Just(n("-1")),
+            Just(n(&"9".repeat(39))),
+        ]);
+        let amount = prop_oneof![
+            (-100_000i64..100_000, 0u32..3)
+                .prop_map(|(mantissa, scale)| n(&bigdecimal::BigDecimal::new(mantissa.into(), scale.into()).to_string())),
+            Just(s("19.99")),
+        ];
+        (0u8..9, ids.clone(), ids.clone(), ids, dates, grade, amount).prop_map(
+            |(kind, course_id, other_id, third_id, date, grade, amount)| {
+                let pk = format!("course#c{course_id}");
+                let mut attrs: Vec<(&str, AttributeValue)> = match kind {
+                    0 => vec![
+                        ("pk", s(&pk)),
+                        ("sk", s(&format!("student#s{other_id}"))),
+                        ("entityType", s("student")),
+                        ("studentID", s(&format!("s{other_id}"))),
+                    ],
+                    1 => vec![("pk", s(&pk)), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))],
+                    2 => vec![("pk", s(&pk)), ("sk", s("assignment#a1")), ("entityType", s("assignment")), ("assignmentID", s("a1"))],
+                    3 | 4 => {
+                        let mut attrs = vec![
+                            ("pk", s(&pk)),
+                            ("sk", s("submission#a1#s1")),
+                            ("entityType", s("submission")),
+                            ("studentID", s(&format!("s{other_id}"))),
+                            ("assignmentID", s(&format!("a{third_id}"))),
+                        ];
+                        if let Some(grade) = grade {
+                            attrs.push(("grade", grade));
+                        }
+                        attrs
+                    }
+                    5 => vec![
+                        ("pk", s(&format!("user#u{other_id}"))),
+                        ("sk", s("2026-03-01#order#o1")),
+                        ("entityType", s("order")),
+                        ("amount", amount),
+                    ],
+                    6 => vec![
+                        ("pk", s(&format!("user#u{other_id}"))),
+                        ("sk", s("2026-03-02#transaction#t1")),
+                        ("entityType", s("transaction")),
+                        ("amount", amount),
+                    ],
+                    7 => vec![("pk", s(&pk)), ("sk", s("metadata")), ("entityType", s("course"))],
+                    _ => vec![("pk", s(&pk)), ("sk", s("note#1")), ("entityType", s("note"))],
+                };
+                if let (Some(date), 0 | 3 | 4) = (date, kind) {
+                    attrs.push((if kind == 0 { "enrolledAt" } else { "submittedAt" }, s(date)));
+                }
+                image(attrs)
+            },
+        )
+    }
+
+    /// One of the ways SPEC makes an image of any entity invalid.
+    fn corrupt(mut item: Item, how: u8) -> Item {
+        let attrs: &mut HashMap<String, AttributeValue> = &mut item;
+        match how % 3 {
+            0 => attrs.insert("pk".into(), s("nonsense")),
+            1 => attrs.insert("pk".into(), n("1")),
+            _ => attrs.remove("pk"),
+        };
+        item
+    }
+
+    proptest! {
+        #[test]
+        fn changes_compose(a in prop::option::of(any_image()), b in prop::option::of(any_image()), c in prop::option::of(any_image())) {
+            let [a, b, c] = [a, b, c].map(|image| assess(image.as_ref()).contribution());
+            let mut composed = Deltas::change(&a, &b);
+            composed.merge(&Deltas::change(&b, &c));
+            prop_assert_eq!(composed, Deltas::change(&a, &c));
+        }
+
+        #[test]
+        fn an_items_history_adds_up_to_its_final_image(history in prop::collection::vec(prop::option::of(any_image()), 1..12)) {
+            // Each record's effect is contribution(new) - contribution(old), from no item at all.
+            let mut total = Deltas::new();
+            let mut old: Option<Item> = None;
+            for new in &history {
+                total.merge(&Deltas::change(&assess(old.as_ref()).contribution(), &assess(new.as_ref()).contribution()));
+                old = new.clone();
+            }
+            prop_assert_eq!(total, assess(old.as_ref()).contribution());
+        }
+
+        #[test]
+        fn invalid_images_contribute_nothing_on_either_side(valid in any_image(), other in any_image(), how in any::<u8>()) {
+            prop_assume!(assess(Some(&valid)) != Assessment::Unknown);
+            let invalid = corrupt(valid, how);
+            prop_assert!(matches!(assess(Some(&invalid)), Assessment::Rejected(_)), "{:?}", invalid);
+            let other = assess(Some(&other)).contribution();
+            let invalid = assess(Some(&invalid)).contribution();
+            prop_assert!(invalid.is_empty());
+            // valid -> invalid retracts the valid image; invalid -> valid adds it.
+            prop_assert_eq!(Deltas::change(&other, &invalid), other.negated());
+            prop_assert_eq!(Deltas::change(&invalid, &other), other);
+        }
+
+        #[test]
+        fn partial_recomputes_combine_to_the_whole(items in prop::collection::vec(any_image(), 0..40), split in any::<prop::sample::Index>()) {
+            // What segmented backfill relies on: slices of a table add up to the table.
+            let cut = if items.is_empty() { 0 } else { split.index(items.len() + 1) };
+            let mut whole = Recompute::default();
+            let (mut left, mut right) = (Recompute::default(), Recompute::default());
+            for (index, item) in items.iter().enumerate() {
+                whole.add_item(item);
+                if index < cut { left.add_item(item) } else { right.add_item(item) };
+            }
+            left.combine(&right);
+            prop_assert_eq!(&left, &whole);
+            let mut sum = Deltas::new();
+            for item in &items {
+                sum.merge(&assess(Some(item)).contribution());
+            }
+            prop_assert_eq!(&whole.totals, &sum);
+        }
+    }
+}
