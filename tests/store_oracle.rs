@@ -5,10 +5,11 @@
 //! deletes, TTL deletes, invalid images) become stream records with increasing sequence numbers,
 //! spread over three shards by partition key as DynamoDB does. Each shard is fed to its own engine
 //! by a simulated event source mapping that redelivers whole batches, retries from the reported
-//! failure point, bisects after a crash mid-batch, redelivers stale batches after newer ones and
-//! loses responses to applied writes, and discards batches to the failure destination that are
-//! redriven, oldest first, once the shard is done; the shards run concurrently against one
-//! DynamoDB Local table.
+//! failure point, bisects after a crash between two commits, redelivers stale batches after newer
+//! ones and loses responses to applied writes, and discards batches to the failure destination
+//! that are redriven, oldest first, once the shard is done; the shards run concurrently against
+//! one DynamoDB Local table. Some cases cap transactions at a few puts, so that one batch is
+//! several commits and a crash can fall between them.
 //!
 //! `TALLY_ORACLE_CASES` sets the number of cases (default 200).
 #![cfg(feature = "dynamodb-local")]
@@ -140,6 +141,8 @@ impl Dice<'_> {
 
 /// Feeds one shard to its engine the way Lambda's event source mapping may.
 async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], dice: &mut Dice<'_>, max_batch: usize) {
+    // A crash after the batch's first `commits` transactions (when it has that many).
+    let crash_after = |commits: usize| std::iter::repeat_n(None, commits).chain([Some(Fault::Reject)]);
     let mut position = 0;
     let mut delivered: Vec<(usize, usize)> = Vec::new();
     let mut discarded: Vec<(usize, usize)> = Vec::new();
@@ -147,9 +150,9 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
         let end = (position + 1 + dice.roll(max_batch)).min(recs.len());
         let batch = &recs[position..end];
         match dice.roll(9) {
-            // A crash before the commit (function error): Lambda bisects and delivers each half in turn.
+            // A crash between two commits (function error): Lambda bisects and delivers each half in turn.
             0 if batch.len() > 1 => {
-                engine.table().reset([Some(Fault::Reject)]);
+                engine.table().reset(crash_after(dice.roll(3)));
                 apply(engine, table, batch).await;
                 engine.table().reset([]);
                 let half = batch.len() / 2;
@@ -159,9 +162,9 @@ async fn deliver_shard(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], 
                 }
                 position = end;
             }
-            // A commit rejected: retry from the reported failure point.
+            // A commit rejected after others landed: retry from the reported failure point.
             1 => {
-                engine.table().reset([Some(Fault::Reject)]);
+                engine.table().reset(crash_after(dice.roll(3)));
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
                 position += outcome.failed_from.unwrap_or(batch.len());
@@ -226,12 +229,13 @@ proptest! {
         history in prop::collection::vec(op(), 1..60),
         dice in prop::collection::vec(any::<u8>(), 16..128),
         max_batch in 1usize..12,
+        transaction_limit in prop_oneof![Just(100usize), 2usize..8],
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let drift = runtime.block_on(async {
             let table = fresh_table().await;
             let (shards, finals) = records(&history);
-            let engines: Vec<Engine<FaultyTable>> = (0..SHARDS).map(|_| Engine::new(FaultyTable::new(table.clone(), []))).collect();
+            let engines: Vec<Engine<FaultyTable>> = (0..SHARDS).map(|_| Engine::new(FaultyTable::new(table.clone(), [])).with_transaction_limit(transaction_limit)).collect();
             let deliveries = shards.iter().zip(&engines).enumerate().map(|(shard, (recs, engine))| {
                 let dice = &dice;
                 let name = table.name().to_owned();

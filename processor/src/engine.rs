@@ -14,7 +14,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::decode::{Change, ItemKey, Origin};
-use crate::plan::{group, needed_keys, plan, ItemChanges, Snapshot, Transaction};
+use crate::plan::{group, needed_keys, plan, ItemChanges, Snapshot, Transaction, MAX_TRANSACTION_ACTIONS};
 use crate::retry::RetryBudget;
 use crate::store::codec::{self, ConditionalPut};
 use crate::store::{SdkItem, StoreError, Table, Usage};
@@ -87,11 +87,20 @@ impl BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct Engine<T> {
     table: T,
+    max_actions: usize,
 }
 
 impl<T: Table> Engine<T> {
     pub fn new(table: T) -> Self {
-        Engine { table }
+        Engine { table, max_actions: MAX_TRANSACTION_ACTIONS }
+    }
+
+    /// Commits batches in transactions of at most `actions` puts (1 to DynamoDB's 100, the
+    /// default). Smaller transactions make one batch several commits, which is how the tests put
+    /// a crash between two of them.
+    pub fn with_transaction_limit(mut self, actions: usize) -> Self {
+        self.max_actions = actions.clamp(1, MAX_TRANSACTION_ACTIONS);
+        self
     }
 
     pub fn table(&self) -> &T {
@@ -114,7 +123,13 @@ impl<T: Table> Engine<T> {
             outcome.ttl_removals += u64::from(change.ttl_removal);
         }
         let items = group(changes);
-        let mut run = Run { items: &items, pending: (0..items.len()).collect(), snapshot: Snapshot::default(), outcome: &mut outcome };
+        let mut run = Run {
+            items: &items,
+            pending: (0..items.len()).collect(),
+            snapshot: Snapshot::default(),
+            max_actions: self.max_actions,
+            outcome: &mut outcome,
+        };
         if let Err(failure) = run.drive(&self.table, RetryBudget::new(deadline)).await {
             let failed_from = run.pending.iter().map(|&position| items[position].first_index()).min();
             run.outcome.failed_from = failed_from;
@@ -131,6 +146,7 @@ struct Run<'a> {
     /// Positions in `items` not yet applied, in batch order.
     pending: Vec<usize>,
     snapshot: Snapshot,
+    max_actions: usize,
     outcome: &'a mut BatchOutcome,
 }
 
@@ -203,7 +219,7 @@ impl Run<'_> {
     /// Plans the pending items and commits the transactions in order, stopping at the first
     /// that fails.
     async fn commit_plan<T: Table>(&mut self, table: &T, budget: &mut RetryBudget) -> Result<(), StoreError> {
-        let plan = plan(self.items, &self.pending, &self.snapshot);
+        let plan = plan(self.items, &self.pending, &self.snapshot, self.max_actions);
         let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
         self.outcome.count("already_applied", records(&plan.already_applied));
         self.outcome.count("no_effect", records(&plan.unchanged));

@@ -178,13 +178,15 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
 }
 
 /// Plans the items selected by `pending` (positions in `items`) against `snapshot`, which must
-/// hold every key [`needed_keys`] names.
+/// hold every key [`needed_keys`] names, in transactions of at most `max_actions` puts. An item's
+/// writes never split across transactions, so one item alone may exceed a limit below
+/// [`MAX_TRANSACTION_ACTIONS`].
 ///
 /// Each item moves the aggregates from what its ledger says they hold for it (or, with no
 /// ledger, its first old image) to its last new image. Measuring from the ledger rather than
 /// from the record makes a redelivered record a no-op and heals a gap left by a discarded batch;
 /// records older than the ledger's [`Assumption`] correct the baseline it took on trust.
-pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Plan {
+pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_actions: usize) -> Plan {
     let mut result = Plan::default();
     let mut current = Transaction::default();
     let mut aggregate_deltas: BTreeMap<AggregateKey, Deltas> = BTreeMap::new();
@@ -255,7 +257,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot) -> Pl
             continue;
         }
         let new_aggregates = change.keys().filter(|key| !aggregate_deltas.contains_key(*key)).count();
-        if current.actions() + aggregate_deltas.len() + 1 + new_aggregates > MAX_TRANSACTION_ACTIONS {
+        if current.actions() + aggregate_deltas.len() + 1 + new_aggregates > max_actions {
             close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
         }
         for key in change.keys() {
@@ -340,7 +342,7 @@ mod tests {
             key("student#s1"),
             Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
         );
-        let plan = plan(&items, &[0], &snapshot);
+        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
         assert_eq!(plan.already_applied, vec![0]);
         assert!(plan.transactions.is_empty());
     }
@@ -357,7 +359,7 @@ mod tests {
         );
         let (_, missing) = needed_keys(&items, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
-        let plan = plan(&items, &[0], &snapshot);
+        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
         let txn = &plan.transactions[0];
         let value = |course: &str| {
             txn.aggregates
@@ -379,7 +381,7 @@ mod tests {
             (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
-        let plan = plan(&items, &pending, &snapshot_for(&items));
+        let plan = plan(&items, &pending, &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
         assert_eq!(plan.transactions.len(), 2);
         assert!(plan.transactions.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
         let first = &plan.transactions[0].aggregates[0];
@@ -390,12 +392,33 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_limit_splits_a_batch_but_never_an_item() {
+        // Each enrolment writes its ledger and one course aggregate; a move writes three puts.
+        let mut changes: Vec<Change> =
+            (0..5).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
+        changes.push(change(5, "student#s9", "200", enrolment("a"), enrolment("b")));
+        let items = group(&changes);
+        let pending: Vec<usize> = (0..items.len()).collect();
+        let plan = plan(&items, &pending, &snapshot_for(&items), 3);
+        let sizes: Vec<(usize, usize)> = plan.transactions.iter().map(|txn| (txn.items.len(), txn.actions())).collect();
+        assert_eq!(sizes, vec![(2, 3), (2, 3), (1, 2), (1, 3)]);
+        let counts: Vec<String> = plan
+            .transactions
+            .iter()
+            .flat_map(|txn| &txn.aggregates)
+            .filter(|write| write.key == AggregateKey::Course { course_id: "a".into() })
+            .map(|write| format!("{}@{}", write.stored.values.get(Field::EnrollmentCount), write.stored.version))
+            .collect();
+        assert_eq!(counts, vec!["2@1", "4@2", "5@3", "4@4"], "values and versions chain across the transactions");
+    }
+
+    #[test]
     fn net_zero_items_advance_the_ledger_only() {
         let items = group(&[
             change(0, "student#s1", "10", Deltas::new(), enrolment("a")),
             change(1, "student#s1", "11", enrolment("a"), Deltas::new()),
         ]);
-        let plan = plan(&items, &[0], &snapshot_for(&items));
+        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
         assert!(plan.unchanged.is_empty());
         let txn = &plan.transactions[0];
         assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("11").unwrap());
@@ -408,7 +431,7 @@ mod tests {
         // Enrolled in a (record 10, discarded to the failure destination), then moved to b
         // (record 20, applied with no ledger: the old image a was assumed counted).
         let moved = group(&[change(0, "student#s1", "20", enrolment("a"), enrolment("b"))]);
-        let first = plan(&moved, &[0], &snapshot_for(&moved));
+        let first = plan(&moved, &[0], &snapshot_for(&moved), MAX_TRANSACTION_ACTIONS);
         let ledger = first.transactions[0].ledgers[0].ledger.clone();
         assert_eq!(ledger.assumed, Some(Assumption { from: SequenceNumber::parse("20").unwrap(), baseline: enrolment("a") }));
         assert_eq!(first.transactions[0].aggregates.len(), 2, "a -1, b +1");
@@ -419,7 +442,7 @@ mod tests {
         snapshot.ledgers.insert(key("student#s1"), Some(ledger));
         let (_, missing) = needed_keys(&redriven, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
-        let repair = plan(&redriven, &[0], &snapshot);
+        let repair = plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
         let txn = &repair.transactions[0];
         assert_eq!(txn.aggregates.len(), 1);
         assert_eq!(txn.aggregates[0].key, AggregateKey::Course { course_id: "a".into() });
@@ -430,13 +453,13 @@ mod tests {
         // Redriven again: no longer older than the assumption, so it is stale.
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(txn.ledgers[0].ledger.clone()));
-        assert_eq!(plan(&redriven, &[0], &snapshot).already_applied, vec![0]);
+        assert_eq!(plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS).already_applied, vec![0]);
     }
 
     #[test]
     fn items_that_never_count_write_nothing() {
         let items = group(&[change(0, "metadata", "10", Deltas::new(), Deltas::new())]);
-        let plan = plan(&items, &[0], &snapshot_for(&items));
+        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
         assert_eq!(plan.unchanged, vec![0]);
         assert!(plan.transactions.is_empty());
     }
