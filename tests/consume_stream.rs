@@ -186,3 +186,56 @@ async fn a_consumer_killed_mid_stream_resumes_exactly() {
     json(tally(&name).args(["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()]));
     verify_exact(&name);
 }
+
+#[tokio::test]
+async fn redrive_drains_the_failure_queue_deleting_only_what_it_applied() {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL_SQS").is_some(),
+        "AWS_ENDPOINT_URL_SQS is not set: run under scripts/with-sqs-local.sh (make test does)"
+    );
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "120", "--seed", "12"]));
+    let client = connect(None, None).await;
+    let reader = reader(&name).await;
+    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), std::iter::repeat_n(Some(Fault::Reject), 3)));
+    let checkpoints = Checkpoints::new(client, &name, reader.arn());
+    let _ = std::fs::remove_file(failure_log(&name));
+    Consumer::new(&engine, reader, checkpoints, &name, options(&name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    let bodies: Vec<String> = std::fs::read_to_string(failure_log(&name)).unwrap().lines().map(str::to_owned).collect();
+    assert!(!bodies.is_empty(), "the rejected batches reached the failure log");
+
+    // Lambda's on-failure destination: one message per given-up batch, and two that cannot be
+    // applied: one that is not an on-failure message, one whose shard does not exist.
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(None, None).await);
+    let queue = sqs.create_queue().queue_name(format!("failures-{name}")).send().await.unwrap().queue_url.unwrap();
+    let mut gone: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    gone["DDBStreamBatchInfo"]["shardId"] = json!("shardId-00000000000000000000-deadbeef");
+    for body in bodies.iter().cloned().chain([r#"{"hello": "world"}"#.to_owned(), gone.to_string()]) {
+        sqs.send_message().queue_url(&queue).message_body(body).send().await.unwrap();
+    }
+
+    let (code, stdout, stderr) = run(tally(&name).args(["redrive", "--queue-url", &queue, "--json"]));
+    assert_eq!(code, 2, "two messages could not be applied\n{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((summary["messages"].as_u64(), summary["failed"].as_u64()), (Some(bodies.len() as u64 + 2), Some(2)), "{summary}");
+    for range in summary["ranges"].as_array().unwrap() {
+        assert!(range["source"].as_str().unwrap().starts_with("SQS message "), "{range}");
+        assert_eq!(range["deleted"].as_bool(), Some(range.get("error").is_none()), "deleted exactly when applied: {range}");
+    }
+    verify_exact(&name);
+
+    // Only the two failures are left, hidden until their visibility timeout, then redelivered.
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let left: u64 = attributes.values().map(|count| count.parse::<u64>().unwrap()).sum();
+    assert_eq!(left, 2, "{attributes:?}");
+}

@@ -2,7 +2,8 @@
 //!
 //! Lambda sends only positions (`DDBStreamBatchInfo`), not records; they must be fetched from the
 //! stream within its 24 h retention. The engine's ledgers make a range that was partly applied,
-//! or redriven twice, safe.
+//! or redriven twice, safe. Messages come from files, or straight from the SQS failure queue
+//! (`--queue-url`), where each is deleted only once its range has been applied.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use serde_json::Value;
 use crate::cli::Common;
 use crate::consume::{BatchInfo, FailureMessage};
 use crate::decode::decode_batch;
-use crate::engine::Engine;
+use crate::engine::{BatchOutcome, Engine};
+use crate::failure_queue::{FailureQueue, Received};
 use crate::sequence::SequenceNumber;
 use crate::store::DynamoTable;
 use crate::stream::{Position, StreamReader};
@@ -25,11 +27,31 @@ use crate::stream::{Position, StreamReader};
 pub struct Opts {
     /// Files of failure messages: one message body, a JSON array of them, one per line, or the
     /// output of `aws sqs receive-message` (bodies under `Messages[].Body`).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "queue_url")]
     pub files: Vec<PathBuf>,
+    /// Drain the SQS failure queue instead: every message is redriven and deleted once its range
+    /// is applied; a message that fails stays in the queue. The endpoint follows the SDK's
+    /// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`.
+    #[arg(long, conflicts_with = "files")]
+    pub queue_url: Option<String>,
+    /// Most messages taken from the queue in one run.
+    #[arg(long, default_value_t = 1000, requires = "queue_url")]
+    pub max_messages: usize,
+    /// Seconds a received message stays hidden from other readers while this run redrives it.
+    #[arg(long, default_value_t = 900, requires = "queue_url")]
+    pub visibility_timeout: u64,
     /// Seconds the engine gets per range.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+}
+
+/// One range to redrive, and where its message came from.
+#[derive(Debug)]
+struct Range {
+    info: BatchInfo,
+    source: String,
+    /// The queue message to delete once the range is applied.
+    message: Option<Received>,
 }
 
 /// Reads every message in a file, naming the file and message on error.
@@ -46,6 +68,9 @@ pub fn messages(path: &PathBuf) -> anyhow::Result<Vec<BatchInfo>> {
     Ok(found)
 }
 
+/// Finds the failure messages in a JSON value: a message, an array of them, an SQS message
+/// (`Body`) or receive-message output (`Messages`), or an SNS notification (`Message`) when the
+/// destination is a topic with the queue subscribed.
 fn collect(value: Value, found: &mut Vec<BatchInfo>) -> anyhow::Result<()> {
     match value {
         Value::Array(values) => values.into_iter().try_for_each(|value| collect(value, found)),
@@ -56,6 +81,11 @@ fn collect(value: Value, found: &mut Vec<BatchInfo>) -> anyhow::Result<()> {
             if let Some(Value::String(body)) = object.remove("Body") {
                 return collect(serde_json::from_str(&body).context("`Body` is not JSON")?, found);
             }
+            if object.get("Type").and_then(Value::as_str) == Some("Notification") {
+                if let Some(Value::String(message)) = object.remove("Message") {
+                    return collect(serde_json::from_str(&message).context("the SNS `Message` is not JSON")?, found);
+                }
+            }
             let message: FailureMessage =
                 serde_json::from_value(Value::Object(object)).context("not an on-failure message with `DDBStreamBatchInfo`")?;
             found.push(message.batch);
@@ -65,48 +95,122 @@ fn collect(value: Value, found: &mut Vec<BatchInfo>) -> anyhow::Result<()> {
     }
 }
 
+/// What became of one range, for the summary.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    range: String,
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_class: Option<std::collections::BTreeMap<&'static str, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Whether its queue message was deleted.
+    deleted: bool,
+}
+
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let mut all = Vec::new();
-    for file in &opts.files {
-        all.extend(messages(file)?);
-    }
-    // Oldest first within each shard: a record older than what its item's ledger took on trust
-    // corrects that baseline, and the correction is exact only from the earliest such record.
-    all.sort_by(|a, b| {
-        let start = |info: &BatchInfo| SequenceNumber::parse(&info.start_sequence_number);
-        (&a.stream_arn, &a.shard_id).cmp(&(&b.stream_arn, &b.shard_id)).then_with(|| start(a).cmp(&start(b)))
-    });
-    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
-    let streams = common.streams_client().await;
-    let mut failed = 0;
+    let mut ranges = Vec::new();
     let mut reports = Vec::new();
-    for info in &all {
-        let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
-        let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
-        let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
-        let result = redrive(&engine, &reader, info, &common.table, Duration::from_secs(opts.timeout)).await;
-        match result {
-            Ok(outcome) => {
-                if common.json {
-                    reports.push(serde_json::json!({"range": label, "records": outcome.records, "by_class": outcome.by_class}));
-                } else {
-                    println!("{label}: {} record(s) {:?}", outcome.records, outcome.by_class);
-                }
-            }
-            Err(err) => {
-                failed += 1;
-                if common.json {
-                    reports.push(serde_json::json!({"range": label, "error": format!("{err:#}")}));
-                } else {
-                    eprintln!("tally: error: {label}: {err:#}");
+    let queue = match &opts.queue_url {
+        Some(url) => {
+            let client = aws_sdk_sqs::Client::new(&crate::store::sdk_config(None, common.region.as_deref()).await);
+            Some(FailureQueue::new(client, url.clone()))
+        }
+        None => None,
+    };
+    match &queue {
+        Some(queue) => {
+            let received = queue.receive_all(opts.max_messages, Duration::from_secs(opts.visibility_timeout)).await?;
+            for message in received {
+                let source = format!("SQS message {}", message.message_id);
+                let mut found = Vec::new();
+                match serde_json::from_str(&message.body).map_err(anyhow::Error::from).and_then(|value| collect(value, &mut found)) {
+                    Ok(()) if found.len() == 1 => {
+                        ranges.push(Range { info: found.remove(0), source, message: Some(message) });
+                    }
+                    Ok(()) => reports.push(failed_report(source, format!("holds {} failure messages, expected one", found.len()))),
+                    Err(err) => reports.push(failed_report(source, format!("{err:#}"))),
                 }
             }
         }
+        None => {
+            for file in &opts.files {
+                let source = file.display().to_string();
+                ranges.extend(messages(file)?.into_iter().map(|info| Range { info, source: source.clone(), message: None }));
+            }
+        }
     }
+    // Oldest first within each shard: a record older than what its item's ledger took on trust
+    // corrects that baseline, and the correction is exact only from the earliest such record.
+    ranges.sort_by(|a, b| {
+        let start = |info: &BatchInfo| SequenceNumber::parse(&info.start_sequence_number);
+        (&a.info.stream_arn, &a.info.shard_id)
+            .cmp(&(&b.info.stream_arn, &b.info.shard_id))
+            .then_with(|| start(&a.info).cmp(&start(&b.info)))
+    });
+    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
+    let streams = common.streams_client().await;
+    for range in ranges {
+        let info = &range.info;
+        let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
+        let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
+        let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
+        let mut report = match redrive(&engine, &reader, info, &common.table, Duration::from_secs(opts.timeout)).await {
+            Ok(outcome) => Report {
+                range: label,
+                source: range.source,
+                records: Some(outcome.records),
+                by_class: Some(outcome.by_class),
+                error: None,
+                deleted: false,
+            },
+            Err(err) => Report {
+                range: label,
+                source: range.source,
+                records: None,
+                by_class: None,
+                error: Some(format!("{err:#}")),
+                deleted: false,
+            },
+        };
+        if let (None, Some(queue), Some(message)) = (&report.error, &queue, &range.message) {
+            match queue.delete(message).await {
+                Ok(()) => report.deleted = true,
+                Err(err) => {
+                    report.error = Some(format!("applied, but the message could not be deleted (redriving it again is harmless): {err}"))
+                }
+            }
+        }
+        reports.push(report);
+    }
+    let failed = reports.iter().filter(|report| report.error.is_some()).count();
     if common.json {
-        println!("{}", serde_json::json!({ "messages": all.len(), "failed": failed, "ranges": reports }));
+        println!("{}", serde_json::json!({ "messages": reports.len(), "failed": failed, "ranges": reports }));
+    } else {
+        for report in &reports {
+            match (&report.error, &report.by_class) {
+                (Some(error), _) => eprintln!("tally: error: {}: {}: {error}", report.source, report.range),
+                (None, by_class) => println!(
+                    "{}: {}: {} record(s) {:?}{}",
+                    report.source,
+                    report.range,
+                    report.records.unwrap_or_default(),
+                    by_class.clone().unwrap_or_default(),
+                    if report.deleted { ", message deleted" } else { "" }
+                ),
+            }
+        }
+        if let Some(queue) = &queue {
+            println!("{} message(s) from {}: {} redriven, {failed} left in the queue", reports.len(), queue.url(), reports.len() - failed);
+        }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn failed_report(source: String, error: String) -> Report {
+    Report { range: "(unreadable)".into(), source, records: None, by_class: None, error: Some(error), deleted: false }
 }
 
 async fn redrive(
@@ -115,7 +219,7 @@ async fn redrive(
     info: &BatchInfo,
     table: &str,
     timeout: Duration,
-) -> anyhow::Result<crate::engine::BatchOutcome> {
+) -> anyhow::Result<BatchOutcome> {
     let end = SequenceNumber::parse(&info.end_sequence_number).context("`endSequenceNumber` is not a sequence number")?;
     let mut iterator = reader.iterator(&info.shard_id, &Position::At(info.start_sequence_number.clone())).await?;
     let mut records: Vec<EventRecord> = Vec::new();
