@@ -139,6 +139,44 @@ async fn backfill_refuses_while_the_stream_processor_is_writing() {
     assert_eq!(run(tally(&name).arg("verify")).0, 0);
 }
 
+#[tokio::test]
+async fn init_creates_the_table_spec_describes_and_can_run_again() {
+    let name = unique_table();
+    let first = json(tally(&name).arg("init"));
+    assert_eq!(first["state"], "created");
+    // DynamoDB Local does not implement UpdateContinuousBackups; the service does.
+    assert_eq!(first["point_in_time_recovery"], "unsupported");
+    assert_eq!(json(tally(&name).arg("init"))["state"], "exists");
+
+    let client = connect(None, None).await;
+    let table = client.describe_table().table_name(&name).send().await.unwrap().table.unwrap();
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        schema.iter().map(|key| format!("{}:{}", key.attribute_name(), key.key_type().as_str())).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(table.key_schema()), ["pk:HASH", "sk:RANGE"]);
+    let mut indexes: Vec<(String, Vec<String>, String)> = table
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            let projection = index.projection().and_then(|projection| projection.projection_type()).map(|kind| kind.as_str().to_owned());
+            (index.index_name().unwrap().to_owned(), keys(index.key_schema()), projection.unwrap_or_default())
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            ("entityType-courseDate-index".to_owned(), vec!["entityType:HASH".to_owned(), "courseDate:RANGE".to_owned()], "ALL".to_owned()),
+            ("studentID-index".to_owned(), vec!["studentID:HASH".to_owned()], "ALL".to_owned()),
+        ]
+    );
+    let stream = table.stream_specification().unwrap();
+    assert_eq!((stream.stream_enabled(), stream.stream_view_type().map(|view| view.as_str())), (true, Some("NEW_AND_OLD_IMAGES")));
+    assert_eq!(table.billing_mode_summary().and_then(|billing| billing.billing_mode()).map(|mode| mode.as_str()), Some("PAY_PER_REQUEST"));
+    let ttl = client.describe_time_to_live().table_name(&name).send().await.unwrap().time_to_live_description.unwrap();
+    assert_eq!((ttl.attribute_name(), ttl.time_to_live_status().map(|status| status.as_str())), (Some("ttl"), Some("ENABLED")));
+}
+
 #[test]
 fn every_command_has_help() {
     for command in ["init", "replay", "verify", "backfill", "seed", "consume", "redrive", "report"] {

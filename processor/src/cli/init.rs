@@ -6,22 +6,34 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::cli::Common;
-use crate::store::schema::{create_table, Created};
+use crate::store::schema::{create_table, enable_point_in_time_recovery, Created, Recovery};
 
 #[derive(Debug, Args)]
 pub struct Opts {}
 
 pub async fn cmd(common: &Common, _opts: Opts) -> anyhow::Result<ExitCode> {
     let client = common.client().await;
+    // Keys, indexes, stream and TTL come with the table; encryption at rest is always on
+    // (AWS owned key unless infra/ sets a KMS key); PITR is a separate call.
     let created = create_table(&client, &common.table).await.with_context(|| format!("creating table `{}`", common.table))?;
+    let recovery = enable_point_in_time_recovery(&client, &common.table)
+        .await
+        .with_context(|| format!("turning on point-in-time recovery of `{}`", common.table))?;
     let state = match created {
         Created::New => "created",
         Created::Existing => "exists",
     };
+    let recovery = match recovery {
+        Recovery::Enabled => "enabled",
+        Recovery::Unsupported => "unsupported",
+    };
     if common.json {
-        println!("{}", serde_json::json!({ "table": common.table, "state": state }));
+        println!("{}", serde_json::json!({ "table": common.table, "state": state, "point_in_time_recovery": recovery }));
     } else {
-        println!("table `{}` {state} and ACTIVE", common.table);
+        println!("table `{}` {state} and ACTIVE; point-in-time recovery {recovery}", common.table);
+        if recovery == "unsupported" {
+            println!("(this endpoint does not implement point-in-time recovery: DynamoDB Local does not)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use aggregates::keys::{ENTITY_TYPE, PK, SK, TTL};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 
@@ -84,6 +85,33 @@ pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created
             .map_err(|err| classify("UpdateTimeToLive", &err))?;
     }
     Ok(created)
+}
+
+/// Whether point-in-time recovery is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    Enabled,
+    /// The endpoint does not implement it (DynamoDB Local).
+    Unsupported,
+}
+
+/// Turns on point-in-time recovery (SPEC: PITR on); a no-op where it already is. Just after
+/// `CreateTable` the service may answer that backups are not available yet: that is retried for
+/// up to a minute.
+pub async fn enable_point_in_time_recovery(client: &DynamoDbClient, name: &str) -> Result<Recovery, StoreError> {
+    let specification = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("enabled is set");
+    for _ in 0..60 {
+        match client.update_continuous_backups().table_name(name).point_in_time_recovery_specification(specification.clone()).send().await {
+            Ok(_) => return Ok(Recovery::Enabled),
+            Err(err) if err.code() == Some("UnknownOperationException") => return Ok(Recovery::Unsupported),
+            Err(err) if err.code() == Some("ContinuousBackupsUnavailableException") => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(err) => return Err(classify("UpdateContinuousBackups", &err)),
+        }
+    }
+    Err(StoreError::Transient {
+        operation: "UpdateContinuousBackups",
+        message: format!("backups of `{name}` stayed unavailable for a minute"),
+    })
 }
 
 async fn wait_active(client: &DynamoDbClient, name: &str) -> Result<(), StoreError> {
