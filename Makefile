@@ -7,18 +7,22 @@ VENV := .venv
 TOOLS := .tools
 NODE_STAMP := $(TOOLS)/node_modules/.tally-installed
 VENV_STAMP := $(VENV)/.tally-installed
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.tally-installed
 WITH_DDB := scripts/with-dynamodb-local.sh
+WITH_SQS := scripts/with-sqs-local.sh
 FEATURES := --features dynamodb-local
 # Property-test cases against DynamoDB Local; raise for a longer soak.
 TALLY_ORACLE_CASES ?= 200
 export TALLY_ORACLE_CASES
 
-.PHONY: help install java test test-rust test-lambda test-infra demo bench lint clean
+.PHONY: help install java test test-rust test-lambda test-infra demo bench package lint clean
 
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
 	@echo "make test    - install what is needed and run every test (Rust, Lambda emulator, infra)"
 	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
+	@echo "make package - sam build of the Lambda function (arm64, offline) and its size"
 	@echo "make lint    - rustfmt and clippy"
 
 install: java $(NODE_STAMP) $(VENV_STAMP)
@@ -36,11 +40,16 @@ $(VENV_STAMP): requirements-dev.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(DEPLOY_STAMP): requirements-deploy.txt
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-deploy.txt
+	touch $@
+
 test: install test-rust test-lambda test-infra
 
 test-rust: install
 	cargo build --workspace --all-targets $(FEATURES)
-	$(WITH_DDB) cargo test --workspace --all-targets $(FEATURES)
+	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES)
 
 test-lambda: install
 	cargo build -p processor --bin tally
@@ -57,10 +66,17 @@ demo: install
 bench: install
 	$(WITH_DDB) cargo bench --bench cost $(FEATURES)
 
+# cargo-lambda (from .venv, whose python3 carries zig) cross-compiles for arm64; no Docker, no AWS.
+package: install $(DEPLOY_STAMP)
+	if command -v rustup >/dev/null 2>&1; then rustup target add aarch64-unknown-linux-gnu; fi
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 \
+	  sam build --beta-features
+	@$(VENV)/bin/python scripts/package-size.py infra/.aws-sam/build/Function/bootstrap
+
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(TOOLS)/node_modules
+	rm -rf $(VENV) $(DEPLOY_VENV) $(TOOLS)/node_modules infra/.aws-sam

@@ -368,22 +368,32 @@ def test_function_build_and_runtime(resources):
     assert props["Runtime"] == "provided.al2023"
     assert props["Handler"] == "bootstrap"
     assert props["Architectures"] == ["arm64"]
-    assert props["CodeUri"] == ".."
+    assert props["CodeUri"] == "../processor"
     assert props["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": "FunctionLogGroup"}}
 
 
-def test_code_uri_is_the_workspace_with_a_tally_binary():
-    root = (INFRA / "..").resolve()
-    manifest = tomllib.loads((root / "Cargo.toml").read_text())
-    assert "workspace" in manifest
-    bins = set()
-    for member in manifest["workspace"].get("members", []):
-        for path in root.glob(f"{member}/Cargo.toml"):
-            member_manifest = tomllib.loads(path.read_text())
-            bins.update(b.get("name") for b in member_manifest.get("bin", []))
-            if (path.parent / "src" / "main.rs").exists():
-                bins.add(member_manifest["package"]["name"])
-    assert "tally" in bins, "rust-cargolambda builds --bin tally; no workspace member defines it"
+def package_bins(manifest_dir: Path) -> set[str]:
+    """The binaries of the package whose manifest is in `manifest_dir`: its [[bin]] targets and,
+    when src/main.rs exists, the implicit one named after the package."""
+    manifest = tomllib.loads((manifest_dir / "Cargo.toml").read_text())
+    bins = {b["name"] for b in manifest.get("bin", [])}
+    if (manifest_dir / "src" / "main.rs").exists():
+        bins.add(manifest["package"]["name"])
+    return bins
+
+
+def test_code_uri_builds_the_binary(resources):
+    # rust-cargolambda runs `cargo lambda build --bin <Binary>` in CodeUri. Cargo resolves --bin in
+    # the package whose manifest it finds there; a workspace root that is itself a package (ours:
+    # the integration tests) would only look at that package and find no `tally`.
+    fn = resources["Function"]
+    code_dir = (INFRA / fn["Properties"]["CodeUri"]).resolve()
+    binary = fn["Metadata"]["BuildProperties"]["Binary"]
+    manifest = tomllib.loads((code_dir / "Cargo.toml").read_text())
+    assert "package" in manifest, f"{code_dir} must be a package, not a virtual workspace manifest"
+    assert binary in package_bins(code_dir), f"`cargo lambda build --bin {binary}` in {code_dir} finds no such binary"
+    root = tomllib.loads((INFRA.parent / "Cargo.toml").read_text())
+    assert code_dir.relative_to(INFRA.parent).as_posix() in root["workspace"]["members"], "one Cargo.lock and target/ for all"
 
 
 def test_function_settings(template, stack):
