@@ -53,6 +53,9 @@ async fn malformed_files_fail_naming_the_problem_and_write_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let good: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/events/01-term-opens.json")).unwrap()).unwrap();
     let mut cases: Vec<(&str, String, &str)> = vec![("not-json.json", "{\"Records\": [".into(), "not JSON")];
+    let mut second = good.clone();
+    second["Records"].as_array_mut().unwrap().truncate(1);
+    cases.push(("two-events.json", format!("{good}\n{second}"), "more after the event, which must be the file's only JSON value"));
     let mut shape = good.clone();
     shape["Records"][2]["dynamodb"] = Value::from(5);
     cases.push(("wrong-shape.json", shape.to_string(), "not a Lambda DynamoDB event at `Records[2].dynamodb`"));
@@ -192,23 +195,27 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     for name in [&single, &segmented] {
         json(tally(name).arg("init"));
         json(tally(name).args(["seed", "--ops", "300", "--seed", "21"]));
+        // The stream processor has been at work (ledgers exist), then writes went unprocessed.
+        consume(name);
+        json(tally(name).args(["seed", "--ops", "100", "--seed", "22"]));
     }
-    json(tally(&single).arg("backfill"));
+    assert_eq!(run(tally(&single).arg("verify")).0, 1, "the last writes are not in the aggregates");
+    json(tally(&single).args(["backfill", "--force"]));
 
-    let segment = |index: u32| {
-        tally(&segmented).args(["backfill", "--segment", &index.to_string(), "--total-segments", "4", "--run", "r1"]).output().unwrap()
+    let segment = |index: u32, run_id: &str| {
+        run(tally(&segmented).args(["backfill", "--force", "--segment", &index.to_string(), "--total-segments", "4", "--run", run_id]))
     };
     for index in [0, 1, 3] {
-        assert!(segment(index).status.success());
+        let (code, stdout, stderr) = segment(index, "r1");
+        assert_eq!(code, 0, "segment {index}\n{stdout}\n{stderr}");
     }
     let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r1"]));
     assert_eq!(code, 2, "a combine before every slice is done must fail");
     assert!(stderr.contains("segment(s) 2 of 4 have not finished"), "{stderr}");
-    assert!(segment(2).status.success());
+    assert_eq!(segment(2, "r1").0, 0);
     json(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r1"]));
     let (code, stdout, _) = run(tally(&segmented).arg("verify"));
     assert_eq!(code, 0, "{stdout}");
-
     let client = connect(None, None).await;
     let aggregates = |items: Vec<processor::store::SdkItem>| {
         items
@@ -227,4 +234,37 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     let (one, four) = (aggregates(scan(&client, &single).await), aggregates(scan(&client, &segmented).await));
     assert!(!one.is_empty());
     assert_eq!(one, four);
+
+    // The stream processor runs between the workers' scans and the combine: the combine must not
+    // overwrite what it applied.
+    for index in 0..4 {
+        assert_eq!(segment(index, "r2").0, 0);
+    }
+    json(tally(&segmented).args(["seed", "--ops", "60", "--seed", "23"]));
+    consume(&segmented);
+    let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r2"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("changed after the workers scanned them") && stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(run(tally(&segmented).arg("verify")).0, 0, "the processor's writes stand");
+}
+
+/// Processes the table's stream to its end, as the Lambda would.
+fn consume(name: &str) {
+    let log = std::env::temp_dir().join(format!("{name}-failures.jsonl"));
+    let summary = json(tally(name).args(["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()]));
+    assert_eq!(summary["records_to_failure_log"], 0, "{summary}");
+}
+
+#[test]
+fn backfill_refuses_flag_combinations_it_would_ignore() {
+    for args in [
+        &["--total-segments", "4", "--run", "r9"][..],
+        &["--combine", "--total-segments", "4", "--run", "r9", "--segments", "8"],
+        &["--combine", "--total-segments", "4", "--run", "r9", "--force"],
+        &["--segment", "0", "--total-segments", "0", "--run", "r9"],
+    ] {
+        let (code, _, stderr) = run(tally("unused").arg("backfill").args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("error:"), "{args:?}: {stderr}");
+    }
 }

@@ -24,47 +24,50 @@ use aggregates::{AggregateKey, Deltas, Field, Number};
 use anyhow::{bail, ensure, Context as _};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use crate::audit::{needs_ledger, Audit};
 use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, LedgerWrite};
 use crate::retry::RetryBudget;
-use crate::store::codec::{aggregate_key, encode_aggregate, encode_ledger, ConditionalPut, Expect, Writer};
+use crate::store::codec::{aggregate_key, decode_ledger, encode_aggregate, encode_ledger, ledger_key, ConditionalPut, Expect, Writer};
 use crate::store::error::classify;
 use crate::store::{DynamoTable, SdkItem, StoreError, Table};
 
 /// Puts per `TransactWriteItems`.
 const CHUNK: usize = 100;
 const PARTIAL_ENTITY_TYPE: &str = "tally_backfill_partial";
+const SCANNED_VERSION: &str = "scannedVersion";
 /// Partial results outlive any reasonable gap between the workers and the combine.
 const PARTIAL_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("segmented").args(["segment", "combine"])))]
 pub struct Opts {
     /// Parallel scan segments on this machine (default: two per core, at least 4).
-    #[arg(long, conflicts_with = "segment")]
+    #[arg(long, conflicts_with_all = ["segment", "combine"])]
     pub segments: Option<u32>,
     /// Report what would change; write nothing.
     #[arg(long, conflicts_with_all = ["segment", "combine"])]
     pub dry_run: bool,
     /// Run even though the stream processor wrote within the quiet period.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "combine")]
     pub force: bool,
     /// Seconds without processor writes required before backfill runs.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, conflicts_with = "combine")]
     pub quiet_period: u64,
     /// Process only this slice (0-based) of a segmented run.
     #[arg(long, requires_all = ["total_segments", "run"])]
     pub segment: Option<u32>,
-    /// Number of slices of a segmented run.
-    #[arg(long)]
+    /// Number of slices of a segmented run (with --segment or --combine).
+    #[arg(long, requires = "segmented", value_parser = clap::value_parser!(u32).range(1..))]
     pub total_segments: Option<u32>,
-    /// Name shared by the workers and the combine of one segmented run.
-    #[arg(long)]
+    /// Name shared by the workers and the combine of one segmented run (with --segment or --combine).
+    #[arg(long, requires = "segmented")]
     pub run: Option<String>,
-    /// Add up the slices of a segmented run and write the aggregates.
+    /// Add up the slices of a segmented run and write the aggregates. Refuses if any aggregate
+    /// changed after the workers scanned it.
     #[arg(long, requires_all = ["total_segments", "run"], conflicts_with = "segment")]
     pub combine: bool,
 }
@@ -84,8 +87,11 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             ((0..total).collect(), total)
         }
     };
-    let audit = scan::audit(common, &segments, total).await?;
+    let mut audit = scan::audit(common, &segments, total).await?;
     check_quiet(&audit, common, &opts)?;
+    if segments.len() < total as usize {
+        read_ledgers_of_this_slice(&table, &mut audit).await?;
+    }
     let (aggregates, mut ledgers) = audit.backfill_plan();
     ledgers.extend(orphaned(&table, &audit).await?);
 
@@ -123,6 +129,21 @@ fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()
             common.table,
             opts.quiet_period
         );
+    }
+    Ok(())
+}
+
+/// A ledger's key (`tally#ledger#{pk}`) hashes to another scan segment than its item, so a slice
+/// sees few of its own items' ledgers: the rest are read by key, or their reset would expect them
+/// absent and fail.
+async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> anyhow::Result<()> {
+    let items: Vec<ItemKey> = audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).cloned().collect();
+    let keys: Vec<ItemKey> = items.iter().map(ledger_key).collect();
+    let found = table.read(&keys).await.context("reading the ledgers of this slice's items")?;
+    for (item, key) in items.into_iter().zip(keys) {
+        if let Some(stored) = found.get(&key) {
+            audit.ledgers.insert(item, decode_ledger(&key, stored)?);
+        }
     }
     Ok(())
 }
@@ -200,21 +221,32 @@ async fn write_partials(table: &DynamoTable, run: &str, segment: u32, total: u32
         .iter()
         .enumerate()
         .map(|(index, key)| {
-            let fields = audit
+            let fields: HashMap<String, AttributeValue> = audit
                 .recompute
                 .totals
                 .fields(key)
                 .map(|(field, amount)| (field.attribute().to_owned(), AttributeValue::N(amount.to_string())))
                 .collect();
-            HashMap::from([
+            let mut entry = HashMap::from([
                 (PK.to_owned(), AttributeValue::S(partition(run))),
                 (SK.to_owned(), AttributeValue::S(format!("part#{segment:06}#{index:09}"))),
                 (ENTITY_TYPE.to_owned(), AttributeValue::S(PARTIAL_ENTITY_TYPE.into())),
                 ("aggregatePk".to_owned(), AttributeValue::S(key.pk())),
                 ("aggregateSk".to_owned(), AttributeValue::S(key.sk())),
-                ("fields".to_owned(), AttributeValue::M(fields)),
                 (TTL.to_owned(), ttl.clone()),
-            ])
+            ]);
+            // An aggregate nothing counts any more has no fields. The attribute is left out rather
+            // than an empty map: DynamoDB Local's stream renders `{"M": {}}` as `{}`, which no SDK
+            // can parse, and `tally consume` would stop at it.
+            if !fields.is_empty() {
+                entry.insert("fields".to_owned(), AttributeValue::M(fields));
+            }
+            // The one slice that holds the aggregate item records the version it saw, so that
+            // the combine can tell whether anything wrote it since.
+            if let Some(scanned) = audit.stored.get(key) {
+                entry.insert(SCANNED_VERSION.to_owned(), AttributeValue::N(scanned.stored.version.to_string()));
+            }
+            entry
         })
         .collect();
     let count = entries.len();
@@ -262,7 +294,9 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
                 whole(item, "totalSegments") == Some(u64::from(total)),
                 "run `{run}`: segment {segment} was run with a different --total-segments"
             );
-            entries_of.insert(segment, whole(item, "entries").unwrap_or_default());
+            let entries =
+                whole(item, "entries").with_context(|| format!("run `{run}`: the marker of segment {segment} has no entry count"))?;
+            entries_of.insert(segment, entries);
         }
     }
     let missing: Vec<String> = (0..total).filter(|segment| !entries_of.contains_key(segment)).map(|segment| segment.to_string()).collect();
@@ -273,6 +307,7 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     );
     let mut audit = Audit::default();
     let mut keys = std::collections::BTreeSet::new();
+    let mut scanned_versions: HashMap<AggregateKey, u64> = HashMap::new();
     for item in &items {
         let Some(sk) = text(item, SK) else { continue };
         let Some(rest) = sk.strip_prefix("part#") else { continue };
@@ -286,6 +321,9 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
             bail!("run `{run}`: partial `{sk}` names no aggregate")
         };
         let key = AggregateKey::parse(&pk, &aggregate_sk).with_context(|| format!("run `{run}`: partial `{sk}` names no aggregate"))?;
+        if let Some(version) = whole(item, SCANNED_VERSION) {
+            scanned_versions.insert(key.clone(), version);
+        }
         if let Some(AttributeValue::M(fields)) = item.get("fields") {
             for (name, value) in fields {
                 let field =
@@ -304,6 +342,20 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
             audit.add(item)?;
         }
     }
+    // The partials are sums as of the workers' scans: an aggregate written since (the stream
+    // processor ran) would lose that write if overwritten.
+    let moved: Vec<String> = keys
+        .iter()
+        .filter(|key| audit.stored.get(*key).map(|scanned| scanned.stored.version) != scanned_versions.get(*key).copied())
+        .map(|key| format!("pk=`{}` sk=`{}`", key.pk(), key.sk()))
+        .collect();
+    ensure!(
+        moved.is_empty(),
+        "run `{run}`: {} aggregate(s) changed after the workers scanned them (the stream was processed during the run): {}; \
+         nothing was written. Pause the event source mapping and run every segment and the combine again",
+        moved.len(),
+        moved.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+    );
     let (aggregates, _) = audit.backfill_plan();
     let now = Utc::now();
     let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
