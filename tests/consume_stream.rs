@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use processor::consume::{ConsumeOptions, Consumer};
+use processor::consume::{ConsumeOptions, ConsumeSummary, Consumer};
 use processor::engine::Engine;
 use processor::store::{connect, sdk_config, DynamoTable};
 use processor::stream::checkpoint::Checkpoints;
@@ -85,20 +85,26 @@ async fn handler_failures_are_retried_from_the_failure_point() {
     verify_exact(&name);
 }
 
+/// Seeds a table and consumes its stream while the table rejects the first three commits for
+/// good; with no retries, those batches' positions go to the failure log.
+async fn consume_giving_up_the_first_batches(name: &str, seed: &str) -> ConsumeSummary {
+    json(tally(name).arg("init"));
+    json(tally(name).args(["seed", "--ops", "120", "--seed", seed]));
+    let client = connect(None, None).await;
+    let reader = reader(name).await;
+    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), name), std::iter::repeat_n(Some(Fault::Reject), 3)));
+    let checkpoints = Checkpoints::new(client, name, reader.arn());
+    let _ = std::fs::remove_file(failure_log(name));
+    let summary =
+        Consumer::new(&engine, reader, checkpoints, name, options(name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    assert!(summary.records_to_failure_log > 0, "{summary:?}");
+    summary
+}
+
 #[tokio::test]
 async fn exhausted_retries_go_to_the_failure_log_and_redrive_applies_them() {
     let name = unique_table();
-    json(tally(&name).arg("init"));
-    json(tally(&name).args(["seed", "--ops", "120", "--seed", "9"]));
-    let client = connect(None, None).await;
-    let reader = reader(&name).await;
-    // The table rejects the first batches' writes for good; with no retries they are given up.
-    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), std::iter::repeat_n(Some(Fault::Reject), 3)));
-    let checkpoints = Checkpoints::new(client, &name, reader.arn());
-    let _ = std::fs::remove_file(failure_log(&name));
-    let summary =
-        Consumer::new(&engine, reader, checkpoints, &name, options(&name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
-    assert!(summary.records_to_failure_log > 0, "{summary:?}");
+    consume_giving_up_the_first_batches(&name, "9").await;
     assert_eq!(run(tally(&name).arg("verify")).0, 1, "the given-up records are missing");
 
     let redriven = json(tally(&name).args(["redrive", failure_log(&name).to_str().unwrap()]));
@@ -150,6 +156,11 @@ async fn a_hand_made_failure_message_redrives_a_range_once() {
     assert!(redriven["ranges"][0]["by_class"]["applied"].as_u64().unwrap() > 0, "the unconsumed part is applied: {redriven}");
     verify_exact(&name);
 
+    // Into another table, the range would be all `other_table` records: applied as nothing.
+    let (code, _, stderr) = run(tally(&name).args(["--table", "elsewhere", "redrive", path.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains(&format!("the range is in the stream of table `{name}`, not of `elsewhere`: pass --table {name}")), "{stderr}");
+
     let gone = std::env::temp_dir().join(format!("{name}-gone.json"));
     let mut bogus = message(0, 1);
     bogus["DDBStreamBatchInfo"]["shardId"] = json!("shardId-00000000000000000000-deadbeef");
@@ -194,14 +205,7 @@ async fn redrive_drains_the_failure_queue_deleting_only_what_it_applied() {
         "AWS_ENDPOINT_URL_SQS is not set: run under scripts/with-sqs-local.sh (make test does)"
     );
     let name = unique_table();
-    json(tally(&name).arg("init"));
-    json(tally(&name).args(["seed", "--ops", "120", "--seed", "12"]));
-    let client = connect(None, None).await;
-    let reader = reader(&name).await;
-    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), std::iter::repeat_n(Some(Fault::Reject), 3)));
-    let checkpoints = Checkpoints::new(client, &name, reader.arn());
-    let _ = std::fs::remove_file(failure_log(&name));
-    Consumer::new(&engine, reader, checkpoints, &name, options(&name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    consume_giving_up_the_first_batches(&name, "12").await;
     let bodies: Vec<String> = std::fs::read_to_string(failure_log(&name)).unwrap().lines().map(str::to_owned).collect();
     assert!(!bodies.is_empty(), "the rejected batches reached the failure log");
 

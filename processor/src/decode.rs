@@ -124,8 +124,12 @@ fn is_unknown(assessment: &Assessment) -> bool {
 /// Whether an `eventSourceARN` (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) names
 /// `table_name`. A record without an ARN (a hand-written fixture) is taken as this table's.
 fn from_table(arn: Option<&str>, table_name: &str) -> bool {
-    let Some(arn) = arn else { return true };
-    arn.split_once(":table/").map(|(_, rest)| rest.split('/').next() == Some(table_name)).unwrap_or(false)
+    arn.is_none_or(|arn| table_of_stream(arn) == Some(table_name))
+}
+
+/// The table a stream ARN belongs to.
+pub fn table_of_stream(arn: &str) -> Option<&str> {
+    arn.split_once(":table/").and_then(|(_, rest)| rest.split('/').next())
 }
 
 #[cfg(test)]

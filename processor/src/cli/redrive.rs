@@ -16,12 +16,15 @@ use serde_json::Value;
 
 use crate::cli::Common;
 use crate::consume::{BatchInfo, FailureMessage};
-use crate::decode::decode_batch;
+use crate::decode::{decode_batch, table_of_stream};
 use crate::engine::{BatchOutcome, Engine};
 use crate::failure_queue::{FailureQueue, Received};
 use crate::sequence::SequenceNumber;
 use crate::store::DynamoTable;
 use crate::stream::{Position, StreamReader};
+
+/// Empty pages in a row after which a range that has not reached its end is given up.
+const MAX_EMPTY_PAGES: u32 = 20;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -35,10 +38,11 @@ pub struct Opts {
     #[arg(long, conflicts_with = "files")]
     pub queue_url: Option<String>,
     /// Most messages taken from the queue in one run.
-    #[arg(long, default_value_t = 1000, requires = "queue_url")]
-    pub max_messages: usize,
-    /// Seconds a received message stays hidden from other readers while this run redrives it.
-    #[arg(long, default_value_t = 900, requires = "queue_url")]
+    #[arg(long, default_value_t = 1000, requires = "queue_url", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_messages: u64,
+    /// Seconds a received message stays hidden from other readers while this run redrives it
+    /// (SQS allows up to 12 hours).
+    #[arg(long, default_value_t = 900, requires = "queue_url", value_parser = clap::value_parser!(u64).range(0..=43_200))]
     pub visibility_timeout: u64,
     /// Seconds the engine gets per range.
     #[arg(long, default_value_t = 300)]
@@ -122,7 +126,9 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     };
     match &queue {
         Some(queue) => {
-            let received = queue.receive_all(opts.max_messages, Duration::from_secs(opts.visibility_timeout)).await?;
+            let received = queue
+                .receive_all(usize::try_from(opts.max_messages).unwrap_or(usize::MAX), Duration::from_secs(opts.visibility_timeout))
+                .await?;
             for message in received {
                 let source = format!("SQS message {}", message.message_id);
                 let mut found = Vec::new();
@@ -220,27 +226,51 @@ async fn redrive(
     table: &str,
     timeout: Duration,
 ) -> anyhow::Result<BatchOutcome> {
+    // Records of another table's stream are skipped by the engine: redriven into the wrong table,
+    // the range would apply nothing and look done.
+    match table_of_stream(&info.stream_arn) {
+        Some(stream_table) if stream_table == table => {}
+        Some(stream_table) => bail!("the range is in the stream of table `{stream_table}`, not of `{table}`: pass --table {stream_table}"),
+        None => bail!("`streamArn` `{}` is not a DynamoDB stream ARN", info.stream_arn),
+    }
     let end = SequenceNumber::parse(&info.end_sequence_number).context("`endSequenceNumber` is not a sequence number")?;
     let mut iterator = reader.iterator(&info.shard_id, &Position::At(info.start_sequence_number.clone())).await?;
     let mut records: Vec<EventRecord> = Vec::new();
     let mut empty_pages = 0;
+    let mut reached_end = false;
     'pages: while let Some(current) = iterator.take() {
         let page = reader.page(&current, 1000).await?;
         empty_pages = if page.records.is_empty() { empty_pages + 1 } else { 0 };
         for record in page.records {
-            let past_end = record.change.sequence_number.as_deref().and_then(SequenceNumber::parse).is_none_or(|sequence| sequence > end);
-            if past_end {
+            let Some(sequence) = record.change.sequence_number.as_deref().and_then(SequenceNumber::parse) else {
+                bail!("record `{}` of the range has no valid sequence number", record.event_id);
+            };
+            if sequence > end {
+                reached_end = true;
                 break 'pages;
             }
             records.push(record);
+            if sequence == end {
+                reached_end = true;
+                break 'pages;
+            }
         }
-        if empty_pages >= 3 {
+        // An open shard can answer empty pages before the records that follow; the range's end
+        // was in the stream once, so keep reading, within reason.
+        if empty_pages >= MAX_EMPTY_PAGES {
             break;
         }
         iterator = page.next;
     }
     if records.is_empty() {
         bail!("no records found in the range (expired from the stream, or the shard is gone)");
+    }
+    if !reached_end {
+        bail!(
+            "read {} record(s) of the range but not its end `{}` (the stream answered nothing more); nothing was applied, run redrive again",
+            records.len(),
+            info.end_sequence_number
+        );
     }
     let changes = decode_batch(&records, table)?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
