@@ -7,11 +7,12 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, LambdaEvent};
+use processor::decode::decode_batch;
 use processor::engine::Engine;
 use processor::handler;
 use support::faults::{Fault, FaultyTable};
 use support::images::*;
-use support::{aggregate, apply, drift, drop_table, event, fresh_table, number, Rec};
+use support::{aggregate, apply, drift, drop_table, event, fresh_table, number, records, Rec};
 
 fn context(timeout: Duration) -> Context {
     let mut context = Context::default();
@@ -78,6 +79,16 @@ async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
     assert!(started.elapsed() < Duration::from_secs(3), "gave up before Lambda's deadline");
     assert_eq!(response.batch_item_failures.len(), 2);
     assert_eq!(aggregate(&table, "course#c1", "stats").await, None, "nothing half-applied");
+
+    // Running out of time names what kept failing, not only the deadline.
+    let changes = decode_batch(&records(&recs, table.name()), table.name()).unwrap();
+    let outcome = engine.process(&changes, tokio::time::Instant::now() + Duration::from_millis(500)).await;
+    let failure = outcome.failure.unwrap();
+    assert!(
+        failure.starts_with("deadline reached")
+            && failure.ends_with("last failure: transient DynamoDB failure in TransactWriteItems: injected: connection reset"),
+        "{failure}"
+    );
     drop_table(&table).await;
 }
 

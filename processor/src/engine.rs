@@ -152,9 +152,15 @@ struct Run<'a> {
 
 impl Run<'_> {
     async fn drive<T: Table>(&mut self, table: &T, mut budget: RetryBudget) -> Result<(), String> {
+        // What made the last attempt fail, so that running out of time names the cause.
+        let mut last_failure: Option<String> = None;
+        let gave_up = |reason: &str, last_failure: &Option<String>| match last_failure {
+            Some(failure) => format!("{reason}; last failure: {failure}"),
+            None => reason.to_owned(),
+        };
         while !self.pending.is_empty() {
             if budget.expired() {
-                return Err("deadline reached".into());
+                return Err(gave_up("deadline reached", &last_failure));
             }
             // The deadline bounds calls in flight too: one SDK call may retry for longer than the
             // margin left before Lambda's own deadline.
@@ -165,22 +171,24 @@ impl Run<'_> {
                     Err(_) => {
                         // A commit cut short may have landed: read everything again.
                         self.snapshot = Snapshot::default();
-                        return Err("deadline reached during a commit".into());
+                        return Err(gave_up("deadline reached during a commit", &last_failure));
                     }
                 },
                 Ok(Err(err)) => Err(err),
-                Err(_) => return Err("deadline reached during a read".into()),
+                Err(_) => return Err(gave_up("deadline reached during a read", &last_failure)),
             };
             match step {
                 Ok(()) => {}
                 Err(StoreError::Changed(current)) => {
                     self.outcome.conflicts += 1;
+                    last_failure = Some(format!("{} item(s) changed by a concurrent writer", current.len()));
                     self.absorb(current).map_err(|err| err.to_string())?;
-                    self.wait(&mut budget).await?;
+                    self.wait(&mut budget).await.map_err(|reason| gave_up(&reason, &last_failure))?;
                 }
                 Err(err @ StoreError::Transient { .. }) => {
                     tracing::warn!(error = %err, "Transient DynamoDB failure; retrying.");
-                    self.wait(&mut budget).await?;
+                    last_failure = Some(err.to_string());
+                    self.wait(&mut budget).await.map_err(|reason| gave_up(&reason, &last_failure))?;
                 }
                 Err(err) => return Err(err.to_string()),
             }

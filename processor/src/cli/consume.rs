@@ -28,9 +28,9 @@ pub struct Opts {
     /// Where to start a shard that has no checkpoint yet.
     #[arg(long, value_enum, default_value = "trim-horizon")]
     pub from: From,
-    /// Most records in one batch.
-    #[arg(long, default_value_t = 100)]
-    pub batch_size: usize,
+    /// Most records in one batch (1 to 10000, as for Lambda's event source mapping).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
     /// Milliseconds to gather records into a batch before delivering a partial one.
     #[arg(long, default_value_t = 500)]
     pub batch_window: u64,
@@ -69,7 +69,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             From::TrimHorizon => Position::TrimHorizon,
             From::Latest => Position::Latest,
         },
-        batch_size: opts.batch_size.clamp(1, 10_000),
+        batch_size: usize::from(opts.batch_size),
         batch_window: Duration::from_millis(opts.batch_window),
         max_retries: opts.max_retries,
         batch_timeout: Duration::from_secs(opts.batch_timeout),

@@ -46,11 +46,13 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
         let error = |problem: String| FileError { path: path.clone(), problem };
         let meta = std::fs::metadata(path).map_err(|err| error(format!("cannot read: {err}")))?;
         if meta.is_dir() {
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|err| error(format!("cannot list: {err}")))?
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|entry| entry.extension().is_some_and(|ext| ext == "json"))
-                .collect();
+            let mut inside = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(|err| error(format!("cannot list: {err}")))? {
+                let entry = entry.map_err(|err| error(format!("cannot list: {err}")))?.path();
+                if entry.extension().is_some_and(|ext| ext == "json") {
+                    inside.push(entry);
+                }
+            }
             inside.sort();
             if inside.is_empty() {
                 return Err(error("directory holds no .json files".into()));
@@ -77,6 +79,8 @@ pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
             error(format!("not a Lambda DynamoDB event at `{at}`: {inner}"))
         }
     })?;
+    // A second event (or anything else) after the first would otherwise be dropped unread.
+    deserializer.end().map_err(|err| error(format!("more after the event, which must be the file's only JSON value: {err}")))?;
     if event.records.is_empty() {
         return Err(error("`Records` is empty".into()));
     }
