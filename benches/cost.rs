@@ -9,9 +9,11 @@ mod support;
 
 use std::time::Instant;
 
+use processor::decode::decode_batch;
 use processor::engine::Engine;
+use processor::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
 use support::images::*;
-use support::{apply, drop_table, fresh_table, Rec};
+use support::{apply, drop_table, fresh_table, records, Rec};
 
 /// 100 records of a university day: enrolments, submissions (half graded), regrades, orders and
 /// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.
@@ -120,4 +122,34 @@ fn main() {
         println!("commits {requests}, conflicts re-planned {conflicts}, elapsed {} ms", started.elapsed().as_millis());
         drop_table(&table).await;
     });
+    planning_cpu();
+}
+
+/// The engine's own CPU per batch, without DynamoDB: decoding and validating 100 records,
+/// coalescing them per item and planning their transactions against an empty snapshot.
+fn planning_cpu() {
+    const ROUNDS: usize = 300;
+    let events = records(&standard_mix(1), "university");
+    let mut samples: Vec<std::time::Duration> = (0..ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            let changes = decode_batch(&events, "university").expect("the standard mix decodes");
+            let items = group(&changes);
+            let mut snapshot = Snapshot::default();
+            let (ledgers, aggregates) = needed_keys(&items, &snapshot);
+            snapshot.ledgers.extend(ledgers.into_iter().map(|key| (key, None)));
+            snapshot.aggregates.extend(aggregates.into_iter().map(|key| (key, None)));
+            let pending: Vec<usize> = (0..items.len()).collect();
+            let planned = plan(&items, &pending, &snapshot, MAX_TRANSACTION_ACTIONS);
+            std::hint::black_box(planned);
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let median = samples[ROUNDS / 2];
+    println!(
+        "\nengine CPU without DynamoDB (decode, validate, coalesce, plan) of one 100-record batch: median {} us over {ROUNDS} rounds, {:.1} us/record",
+        median.as_micros(),
+        median.as_secs_f64() * 1e6 / events.len() as f64
+    );
 }
