@@ -39,17 +39,30 @@ pub struct Scanned {
     pub average: Option<String>,
 }
 
+/// What a scan keeps besides the recompute and the stored aggregates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Nothing per item: memory grows with the number of aggregates, not of items (verify).
+    #[default]
+    Aggregates,
+    /// Every source item's contribution and every ledger, which resetting the ledgers needs
+    /// (backfill).
+    Items,
+}
+
 /// Everything a scan learns: the recompute from source items, the stored aggregates, and what
 /// backfill needs to reset the ledgers.
 #[derive(Debug, Default)]
 pub struct Audit {
+    pub keep: Keep,
     /// Every item scanned, tally's own included.
     pub scanned: u64,
     pub recompute: aggregates::Recompute,
     pub stored: BTreeMap<AggregateKey, Scanned>,
     /// Contribution of each application item that can contribute (all but courses, users,
-    /// sessions and unknown items), as scanned.
+    /// sessions and unknown items), as scanned; with [`Keep::Items`] only.
     pub contributions: BTreeMap<ItemKey, Deltas>,
+    /// Ledgers by source item; with [`Keep::Items`] only.
     pub ledgers: BTreeMap<ItemKey, Ledger>,
     /// Latest `updatedAt` of a ledger the stream processor wrote: when it last applied a record.
     pub latest_ledger_write: Option<String>,
@@ -58,6 +71,10 @@ pub struct Audit {
 const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 
 impl Audit {
+    pub fn new(keep: Keep) -> Self {
+        Audit { keep, ..Audit::default() }
+    }
+
     pub fn add(&mut self, item: &SdkItem) -> Result<(), StoreError> {
         self.scanned += 1;
         let text = |name| match item.get(name) {
@@ -84,8 +101,9 @@ impl Audit {
             }
             KeyOwner::Bookkeeping => {
                 if pk.starts_with(LEDGER_PK_PREFIX) {
-                    if let Some(source) = source_of_ledger(&key) {
-                        self.ledgers.insert(source, decode_ledger(&key, item)?);
+                    let ledger = decode_ledger(&key, item)?;
+                    if let (Keep::Items, Some(source)) = (self.keep, source_of_ledger(&key)) {
+                        self.ledgers.insert(source, ledger);
                     }
                     let by_stream = text(WRITTEN_BY) != Some(Writer::Backfill.as_str());
                     if let (true, Some(updated)) = (by_stream, text(UPDATED_AT)) {
@@ -97,7 +115,7 @@ impl Audit {
             }
             KeyOwner::Application => {
                 if let Some(assessment) = self.recompute.add_item(&serde_dynamo::Item::from(item.clone())) {
-                    if needs_ledger(&assessment) {
+                    if self.keep == Keep::Items && needs_ledger(&assessment) {
                         self.contributions.insert(key, assessment.contribution());
                     }
                 }

@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 
-use crate::audit::{needs_ledger, Audit};
+use crate::audit::{needs_ledger, Audit, Keep};
 use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, LedgerWrite};
@@ -87,7 +87,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             ((0..total).collect(), total)
         }
     };
-    let mut audit = scan::audit(common, &segments, total).await?;
+    let mut audit = scan::audit(common, &segments, total, Keep::Items).await?;
     check_quiet(&audit, common, &opts)?;
     if segments.len() < total as usize {
         read_ledgers_of_this_slice(&table, &mut audit).await?;
@@ -167,10 +167,14 @@ async fn orphaned(table: &DynamoTable, audit: &Audit) -> anyhow::Result<Vec<Ledg
         .collect())
 }
 
+/// Encoded a chunk at a time: a whole table's ledger items at once would double backfill's memory.
 async fn write_ledgers(table: &DynamoTable, ledgers: &[LedgerWrite]) -> anyhow::Result<()> {
     let now = Utc::now();
-    let puts: Vec<ConditionalPut> = ledgers.iter().map(|write| encode_ledger(write, Writer::Backfill, now)).collect();
-    commit_all(table, &puts, true).await
+    for chunk in ledgers.chunks(CHUNK) {
+        let puts: Vec<ConditionalPut> = chunk.iter().map(|write| encode_ledger(write, Writer::Backfill, now)).collect();
+        commit(table, &puts).await?;
+    }
+    Ok(())
 }
 
 async fn commit_all(table: &DynamoTable, puts: &[ConditionalPut], quiet: bool) -> anyhow::Result<()> {

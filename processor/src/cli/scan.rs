@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, Keep};
 use crate::cli::progress::Progress;
 use crate::cli::Common;
 use crate::store::scan::scan_segment;
@@ -13,13 +13,13 @@ pub fn default_segments() -> u32 {
 }
 
 /// Scans `segments` (numbers out of `total`) concurrently and folds them into one audit.
-pub async fn audit(common: &Common, segments: &[u32], total: u32) -> anyhow::Result<Audit> {
+pub async fn audit(common: &Common, segments: &[u32], total: u32, keep: Keep) -> anyhow::Result<Audit> {
     let client = common.client().await;
     let progress = Progress::new(0, "items scanned", common.json);
     let scans = segments.iter().map(|&segment| {
         let (client, progress) = (&client, &progress);
         async move {
-            let mut audit = Audit::default();
+            let mut audit = Audit::new(keep);
             scan_segment(client, &common.table, segment, total, |items| {
                 progress.advance(items.len() as u64);
                 items.iter().try_for_each(|item| audit.add(item))
@@ -29,7 +29,7 @@ pub async fn audit(common: &Common, segments: &[u32], total: u32) -> anyhow::Res
             anyhow::Ok(audit)
         }
     });
-    let mut whole = Audit::default();
+    let mut whole = Audit::new(keep);
     for audit in futures::future::join_all(scans).await {
         whole.combine(audit?);
     }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::audit::Keep;
 use crate::cli::{scan, Common};
 
 #[derive(Debug, Args)]
@@ -16,7 +17,7 @@ pub struct Opts {
 /// Exit status: 0 no drift, 1 drift, 2 error.
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
-    let audit = scan::audit(common, &(0..total).collect::<Vec<_>>(), total).await?;
+    let audit = scan::audit(common, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
     let drift = audit.drift();
     if common.json {
         let summary = serde_json::json!({
