@@ -80,7 +80,7 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             attrs.key_id(PK, "course#")?;
             attrs.key_exact(SK, "metadata")?;
             if let Some(date) = attrs.optional_string("courseDate")? {
-                NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| Rejection::BadDate("courseDate"))?;
+                calendar_date(date).ok_or(Rejection::BadDate("courseDate"))?;
             }
             SourceItem::Course
         }
@@ -105,7 +105,10 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
         }
         "submission" => {
             let course_id = attrs.key_id(PK, "course#")?;
-            attrs.key_id(SK, "submission#")?;
+            let ids = attrs.key_id(SK, "submission#")?;
+            if !ids.split_once('#').is_some_and(|(assignment, student)| !assignment.is_empty() && !student.is_empty()) {
+                return Err(Rejection::KeyShape { attribute: SK, shape: prefix_shape("submission#") });
+            }
             let grade = attrs.optional_number("grade")?;
             if grade.as_ref().is_some_and(Number::is_negative) {
                 return Err(Rejection::NegativeGrade);
@@ -145,8 +148,59 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
     Ok(Decoded::Source(item))
 }
 
+/// A calendar date in ISO 8601's extended form, `YYYY-MM-DD` exactly: chrono alone also takes
+/// `2026-3-1`.
+fn calendar_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(index, byte)| if index == 4 || index == 7 { *byte == b'-' } else { byte.is_ascii_digit() });
+    shaped.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
+}
+
+/// Whether a date-time has ISO 8601's extended shape: `YYYY-MM-DDTHH:MM`, then optionally `:SS`
+/// and a fraction, then optionally `Z` or an offset `±HH:MM` / `±HHMM`. chrono's formats alone
+/// accept one-digit fields.
+fn iso_date_time_shape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|part| part.iter().all(u8::is_ascii_digit));
+    if bytes.len() < 16
+        || calendar_date(&text[..10]).is_none()
+        || bytes[10] != b'T'
+        || !digits(11..13)
+        || bytes[13] != b':'
+        || !digits(14..16)
+    {
+        return false;
+    }
+    let mut rest = &bytes[16..];
+    if let [b':', a, b, tail @ ..] = rest {
+        if !(a.is_ascii_digit() && b.is_ascii_digit()) {
+            return false;
+        }
+        rest = tail;
+        if let [b'.', tail @ ..] = rest {
+            let fraction = tail.iter().take_while(|byte| byte.is_ascii_digit()).count();
+            if fraction == 0 {
+                return false;
+            }
+            rest = &tail[fraction..];
+        }
+    }
+    match rest {
+        [] | [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] | [b'+' | b'-', h1, h2, m1, m2] => [h1, h2, m1, m2].iter().all(|byte| byte.is_ascii_digit()),
+        _ => false,
+    }
+}
+
 /// Parses an ISO 8601 date or date-time and returns its UTC day; a date-time without an offset is UTC.
 pub fn utc_day(text: &str) -> Option<NaiveDate> {
+    if text.len() == 10 {
+        return calendar_date(text);
+    }
+    if !iso_date_time_shape(text) {
+        return None;
+    }
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc).date_naive());
     }
@@ -160,7 +214,7 @@ pub fn utc_day(text: &str) -> Option<NaiveDate> {
             return Some(at.date());
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    None
 }
 
 fn type_name(value: &AttributeValue) -> &'static str {
@@ -226,7 +280,7 @@ impl Attrs<'_> {
         let bad_shape = || Rejection::KeyShape { attribute: SK, shape };
         let sk = self.optional_string(SK)?.ok_or(Rejection::Missing(SK))?;
         let (date, rest) = sk.split_once('#').ok_or_else(bad_shape)?;
-        let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad_shape())?;
+        let day = calendar_date(date).ok_or_else(bad_shape)?;
         match rest.strip_prefix(kind).and_then(|rest| rest.strip_prefix('#')) {
             Some(id) if !id.is_empty() => Ok(day),
             _ => Err(bad_shape()),
@@ -395,6 +449,27 @@ mod tests {
                 "key_shape",
             ),
             (
+                image(&[("pk", s("user#u1")), ("sk", s("2026-3-1#order#o1")), ("entityType", s("order")), ("amount", n("1"))]),
+                Rejection::KeyShape { attribute: "sk", shape: "{YYYY-MM-DD}#order#{orderId}" },
+                "key_shape",
+            ),
+            (
+                image(&[
+                    ("pk", s("course#c1")),
+                    ("sk", s("submission#a1")),
+                    ("entityType", s("submission")),
+                    ("studentID", s("s1")),
+                    ("assignmentID", s("a1")),
+                ]),
+                Rejection::KeyShape { attribute: "sk", shape: "submission#{assignmentId}#{studentId}" },
+                "key_shape",
+            ),
+            (
+                image(&[("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-9-1"))]),
+                Rejection::BadDate("courseDate"),
+                "bad_date",
+            ),
+            (
                 image(&[("pk", s("user#u1")), ("sk", s("2026-01-01#order#o1")), ("entityType", s("order")), ("amount", s("19.99"))]),
                 Rejection::WrongType { attribute: "amount", expected: "N", found: "S" },
                 "wrong_type",
@@ -426,7 +501,20 @@ mod tests {
         assert_eq!(utc_day("2026-03-01T23:30:00.123456"), day(2026, 3, 1));
         assert_eq!(utc_day("2026-03-01T23:30"), day(2026, 3, 1));
         assert_eq!(utc_day("2026-03-01"), day(2026, 3, 1));
+        assert_eq!(utc_day("2026-03-01T23:30:00.5+01:00"), day(2026, 3, 1));
         assert_eq!(utc_day("03/01/2026"), None);
         assert_eq!(utc_day("2026-02-30T00:00:00Z"), None);
+        // Not ISO 8601's shape, though chrono's formats alone would take them.
+        for loose in [
+            "2026-3-1",
+            "26-03-01",
+            "2026-03-01T1:00:00Z",
+            "2026-03-1T10:00",
+            "2026-03-01 10:00:00Z",
+            "2026-03-01T10:00:00.Z",
+            "2026-03-01T10:00:00+1",
+        ] {
+            assert_eq!(utc_day(loose), None, "{loose}");
+        }
     }
 }
