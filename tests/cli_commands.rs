@@ -180,6 +180,51 @@ async fn init_creates_the_table_spec_describes_and_can_run_again() {
     assert_eq!((ttl.attribute_name(), ttl.time_to_live_status().map(|status| status.as_str())), (Some("ttl"), Some("ENABLED")));
 }
 
+#[tokio::test]
+async fn backfill_counts_once_what_the_stream_still_holds_for_items_it_did_not_count() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "200", "--seed", "31"]));
+    consume(&name);
+    let table = table(&name).await;
+    let items = scan(table.client(), &name).await;
+    let of_type = |entity_type: &str| {
+        items
+            .iter()
+            .find(|item| item.get("entityType") == Some(&AttributeValue::S(entity_type.into())))
+            .map(|item| (item["pk"].clone(), item["sk"].clone()))
+            .unwrap()
+    };
+    let (enrolment, order) = (of_type("student"), of_type("order"));
+    // Both items were last written more than 48 h ago, as if: their ledgers have expired.
+    for (pk, sk) in [&enrolment, &order] {
+        let AttributeValue::S(pk) = pk else { unreachable!() };
+        let ledger_pk = AttributeValue::S(format!("tally#ledger#{pk}"));
+        table.client().delete_item().table_name(&name).key("pk", ledger_pk).key("sk", sk.clone()).send().await.unwrap();
+    }
+    // With the processor paused, the enrolment expires and the order loses its entityType; both
+    // records wait on the stream while backfill counts neither item.
+    table.client().delete_item().table_name(&name).key("pk", enrolment.0.clone()).key("sk", enrolment.1.clone()).send().await.unwrap();
+    table
+        .client()
+        .update_item()
+        .table_name(&name)
+        .key("pk", order.0.clone())
+        .key("sk", order.1.clone())
+        .update_expression("REMOVE entityType")
+        .send()
+        .await
+        .unwrap();
+    let backfilled = json(tally(&name).args(["backfill", "--force"]));
+    assert!(backfilled["note"].as_str().unwrap().starts_with("2 ledger(s) written for uncounted items"), "{backfilled}");
+    assert_eq!(run(tally(&name).arg("verify")).0, 0);
+    // The processor resumes: the pending records must not take the items off a second time.
+    consume(&name);
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 0, "{stdout}");
+}
+
 #[test]
 fn every_command_has_help() {
     for command in ["init", "replay", "verify", "backfill", "seed", "consume", "redrive", "report"] {

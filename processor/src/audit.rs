@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::decode::ItemKey;
 use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
-use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, WRITTEN_BY};
+use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
 use crate::store::{SdkItem, StoreError};
 
 /// One field of one aggregate that differs from the recompute.
@@ -64,6 +64,8 @@ pub struct Audit {
     pub contributions: BTreeMap<ItemKey, Deltas>,
     /// Ledgers by source item; with [`Keep::Items`] only.
     pub ledgers: BTreeMap<ItemKey, Ledger>,
+    /// The segmented backfill run that last reset a ledger, by source item; with [`Keep::Items`] only.
+    pub ledger_runs: BTreeMap<ItemKey, String>,
     /// Latest `updatedAt` of a ledger the stream processor wrote: when it last applied a record.
     pub latest_ledger_write: Option<String>,
 }
@@ -103,9 +105,12 @@ impl Audit {
                 if pk.starts_with(LEDGER_PK_PREFIX) {
                     let ledger = decode_ledger(&key, item)?;
                     if let (Keep::Items, Some(source)) = (self.keep, source_of_ledger(&key)) {
+                        if let Some(run) = text(BACKFILL_RUN) {
+                            self.ledger_runs.insert(source.clone(), run.to_owned());
+                        }
                         self.ledgers.insert(source, ledger);
                     }
-                    let by_stream = text(WRITTEN_BY) != Some(Writer::Backfill.as_str());
+                    let by_stream = text(WRITTEN_BY) != Some(Writer::Backfill { run: None }.as_str());
                     if let (true, Some(updated)) = (by_stream, text(UPDATED_AT)) {
                         if self.latest_ledger_write.as_deref().is_none_or(|latest| latest < updated) {
                             self.latest_ledger_write = Some(updated.to_owned());
@@ -131,6 +136,7 @@ impl Audit {
         self.stored.extend(other.stored);
         self.contributions.extend(other.contributions);
         self.ledgers.extend(other.ledgers);
+        self.ledger_runs.extend(other.ledger_runs);
         if other.latest_ledger_write > self.latest_ledger_write {
             self.latest_ledger_write = other.latest_ledger_write;
         }
@@ -206,15 +212,24 @@ impl Audit {
         (aggregates, ledgers)
     }
 
-    /// Ledgers whose source item this audit did not see: the item is gone, or (in a segmented
-    /// backfill) lives in another slice. The caller reads those items to tell which.
-    pub fn orphan_ledgers(&self) -> Vec<(&ItemKey, &Ledger)> {
+    /// Ledgers that still hold something for an item this audit did not count: the item is gone,
+    /// no longer counts, or (in a segmented run) lives in another slice. With `run`, ledgers a
+    /// worker of that segmented run has already reset are left out: their item was counted in
+    /// that worker's slice.
+    pub fn orphan_ledgers(&self, run: Option<&str>) -> Vec<(&ItemKey, &Ledger)> {
         self.ledgers
             .iter()
             .filter(|(item, ledger)| {
                 !self.contributions.contains_key(*item) && (!ledger.contribution.is_empty() || ledger.assumed.is_some())
             })
+            .filter(|(item, _)| run.is_none_or(|run| self.ledger_runs.get(*item).map(String::as_str) != Some(run)))
             .collect()
+    }
+
+    /// In a backfill of the whole table every orphan is emptied, whatever its item holds by
+    /// now: the aggregates backfill writes count nothing the scan did not see.
+    pub fn emptied_orphans(&self) -> Vec<LedgerWrite> {
+        self.orphan_ledgers(None).into_iter().map(|(item, ledger)| emptied(item, ledger)).collect()
     }
 
     fn aggregate_keys<'a>(&'a self, expected: &'a BTreeMap<AggregateKey, AggregateValues>) -> Vec<&'a AggregateKey> {
@@ -222,6 +237,15 @@ impl Audit {
         keys.sort();
         keys.dedup();
         keys
+    }
+}
+
+/// Rewrites a ledger to hold nothing, from the version it was read at.
+pub fn emptied(item: &ItemKey, ledger: &Ledger) -> LedgerWrite {
+    LedgerWrite {
+        item: item.clone(),
+        expected_version: Some(ledger.version),
+        ledger: Ledger { version: ledger.version + 1, sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
     }
 }
 
@@ -246,4 +270,49 @@ pub fn needs_ledger(assessment: &Assessment) -> bool {
 /// Items of a kind that never contributes need no ledger.
 fn can_contribute(entity_type: &str) -> bool {
     !matches!(entity_type, "course" | "user" | "session")
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::{AggregateKey, Field, Number};
+
+    use super::*;
+
+    fn item(sk: &str) -> ItemKey {
+        ItemKey { pk: "course#c1".into(), sk: sk.into() }
+    }
+
+    fn enrolment() -> Deltas {
+        let mut deltas = Deltas::new();
+        deltas.add(AggregateKey::Course { course_id: "c1".into() }, Field::EnrollmentCount, &Number::one());
+        deltas
+    }
+
+    fn ledger(version: u64) -> Ledger {
+        Ledger { version, sequence: SequenceNumber::parse("42").unwrap(), contribution: enrolment(), assumed: None }
+    }
+
+    #[test]
+    fn a_whole_table_backfill_empties_every_ledger_whose_item_it_did_not_count() {
+        let mut audit = Audit::new(Keep::Items);
+        audit.ledgers.insert(item("student#gone"), ledger(3));
+        audit.ledgers.insert(item("student#counted"), ledger(5));
+        audit.contributions.insert(item("student#counted"), enrolment());
+        let emptied = audit.emptied_orphans();
+        assert_eq!(emptied.len(), 1);
+        assert_eq!(emptied[0].item, item("student#gone"));
+        assert_eq!((emptied[0].expected_version, emptied[0].ledger.version), (Some(3), 4));
+        assert!(emptied[0].ledger.contribution.is_empty());
+        assert_eq!(emptied[0].ledger.sequence, SequenceNumber::parse("42").unwrap(), "the last applied record stays applied");
+    }
+
+    #[test]
+    fn a_segment_leaves_alone_the_orphans_another_worker_of_its_run_reset() {
+        let mut audit = Audit::new(Keep::Items);
+        audit.ledgers.insert(item("student#elsewhere"), ledger(2));
+        audit.ledger_runs.insert(item("student#elsewhere"), "r1".into());
+        assert!(audit.orphan_ledgers(Some("r1")).is_empty(), "counted in the other worker's slice");
+        assert_eq!(audit.orphan_ledgers(Some("r2")).len(), 1, "reset by an earlier run: still to be judged");
+        assert_eq!(audit.orphan_ledgers(None).len(), 1);
+    }
 }

@@ -24,11 +24,7 @@ use crate::engine::{Engine, Totals};
 use crate::retry::RetryBudget;
 use crate::store::Table;
 use crate::stream::checkpoint::{Checkpoint, Checkpoints};
-use crate::stream::{Position, StreamError, StreamReader};
-
-/// Empty pages in a row after which an open shard counts as caught up: DynamoDB Streams may
-/// return an empty page before a later part of the shard that holds records.
-const EMPTY_PAGES_CAUGHT_UP: u32 = 3;
+use crate::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
 
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {

@@ -24,19 +24,22 @@ const ASSUMED_FROM: &str = "assumedFrom";
 const ASSUMED_BASELINE: &str = "assumedBaseline";
 const FIELDS: &str = "fields";
 pub const WRITTEN_BY: &str = "writtenBy";
+/// The segmented backfill run that last reset a ledger.
+pub const BACKFILL_RUN: &str = "backfillRun";
 
-/// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill.
+/// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill,
+/// and a segmented run's workers must see which ledgers another worker of the run has reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writer {
+pub enum Writer<'a> {
     Stream,
-    Backfill,
+    Backfill { run: Option<&'a str> },
 }
 
-impl Writer {
+impl Writer<'_> {
     pub fn as_str(self) -> &'static str {
         match self {
             Writer::Stream => "stream",
-            Writer::Backfill => "backfill",
+            Writer::Backfill { .. } => "backfill",
         }
     }
 }
@@ -107,7 +110,7 @@ fn timestamp(now: DateTime<Utc>) -> AttributeValue {
     s(now.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) -> ConditionalPut {
+pub fn encode_ledger(write: &LedgerWrite, writer: Writer<'_>, now: DateTime<Utc>) -> ConditionalPut {
     let key = ledger_key(&write.item);
     let mut item: SdkItem = [
         (PK.to_owned(), s(&key.pk)),
@@ -121,6 +124,9 @@ pub fn encode_ledger(write: &LedgerWrite, writer: Writer, now: DateTime<Utc>) ->
         (WRITTEN_BY.to_owned(), s(writer.as_str())),
     ]
     .into();
+    if let Writer::Backfill { run: Some(run) } = writer {
+        item.insert(BACKFILL_RUN.to_owned(), s(run));
+    }
     if let Some(assumed) = &write.ledger.assumed {
         item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
         item.insert(ASSUMED_BASELINE.to_owned(), encode_deltas(&assumed.baseline));

@@ -39,6 +39,10 @@ fn service<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::D
     }
 }
 
+/// Empty pages in a row after which an open shard counts as caught up: DynamoDB Streams may
+/// return an empty page before a later part of the shard that holds records.
+pub const EMPTY_PAGES_CAUGHT_UP: u32 = 3;
+
 /// Where to start reading a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
@@ -123,6 +127,41 @@ impl StreamReader {
         let records =
             output.records.unwrap_or_default().into_iter().map(|record| to_event_record(record, &self.arn, &self.region)).collect();
         Ok(Page { records, next: output.next_shard_iterator })
+    }
+}
+
+impl StreamReader {
+    /// Reads every record the stream still holds, shard by shard, handing each page to `page`:
+    /// closed shards to their end, open ones until caught up. An iterator that expires (after
+    /// 15 minutes) is renewed after the last record read.
+    pub async fn read_retained(&self, mut page: impl FnMut(Vec<EventRecord>)) -> Result<(), StreamError> {
+        for shard in self.shards().await? {
+            let Some(shard_id) = shard.shard_id() else { continue };
+            let mut last: Option<String> = None;
+            let mut iterator = self.iterator(shard_id, &Position::TrimHorizon).await?;
+            let mut empty_pages = 0;
+            while let Some(current) = iterator.take() {
+                let read = match self.page(&current, 1000).await {
+                    Ok(read) => read,
+                    Err(StreamError::ExpiredIterator) => {
+                        let from = last.clone().map_or(Position::TrimHorizon, Position::After);
+                        iterator = self.iterator(shard_id, &from).await?;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
+                empty_pages = if read.records.is_empty() { empty_pages + 1 } else { 0 };
+                if let Some(sequence) = read.records.last().and_then(|record| record.change.sequence_number.clone()) {
+                    last = Some(sequence);
+                }
+                page(read.records);
+                if empty_pages >= EMPTY_PAGES_CAUGHT_UP {
+                    break;
+                }
+                iterator = read.next;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -15,21 +15,23 @@
 //! `--combine --run ID --total-segments N` checks every marker, adds the partials, and writes the
 //! aggregates that differ.
 
+mod pending;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use aggregates::keys::{ENTITY_TYPE, PK, SK, TTL, UPDATED_AT};
-use aggregates::{AggregateKey, Deltas, Field, Number};
+use aggregates::{AggregateKey, Field, Number};
 use anyhow::{bail, ensure, Context as _};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 
-use crate::audit::{needs_ledger, Audit, Keep};
+use crate::audit::{emptied, needs_ledger, Audit, Keep};
 use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
-use crate::plan::{Ledger, LedgerWrite};
+use crate::plan::LedgerWrite;
 use crate::retry::RetryBudget;
 use crate::store::codec::{aggregate_key, decode_ledger, encode_aggregate, encode_ledger, ledger_key, ConditionalPut, Expect, Writer};
 use crate::store::error::classify;
@@ -93,10 +95,10 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         read_ledgers_of_this_slice(&table, &mut audit).await?;
     }
     let (aggregates, mut ledgers) = audit.backfill_plan();
-    ledgers.extend(orphaned(&table, &audit).await?);
 
     if let (Some(segment), Some(run)) = (opts.segment, &opts.run) {
-        write_ledgers(&table, &ledgers).await?;
+        ledgers.extend(orphans_of_slice(&table, &audit, run).await?);
+        write_ledgers(&table, &ledgers, Writer::Backfill { run: Some(run) }).await?;
         let entries = write_partials(&table, run, segment, total, &audit).await?;
         summarize(
             common,
@@ -108,14 +110,28 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    ledgers.extend(audit.emptied_orphans());
+    let mut note = String::new();
     if !opts.dry_run {
         let now = Utc::now();
         let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
         commit_all(&table, &puts, common.json).await?;
-        write_ledgers(&table, &ledgers).await?;
+        write_ledgers(&table, &ledgers, Writer::Backfill { run: None }).await?;
+        note = protect_pending_records(common, &table).await?;
     }
-    summarize(common, &audit, Some(aggregates.len()), ledgers.len(), opts.dry_run, "")?;
+    summarize(common, &audit, Some(aggregates.len()), ledgers.len(), opts.dry_run, &note)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes [`pending::ledgers_for_pending_records`]; returns a line for the summary.
+async fn protect_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<String> {
+    Ok(match pending::ledgers_for_pending_records(common, table).await? {
+        Some(ledgers) => {
+            write_ledgers(table, &ledgers, Writer::Backfill { run: None }).await?;
+            format!("{} ledger(s) written for uncounted items with records still in the stream", ledgers.len())
+        }
+        None => "the table has no stream: no records pending".to_owned(),
+    })
 }
 
 fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()> {
@@ -148,10 +164,11 @@ async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> a
     Ok(())
 }
 
-/// Ledgers whose item is gone (or no longer counts) now hold nothing. Their items may live in
-/// another slice, so they are read rather than judged from this scan.
-async fn orphaned(table: &DynamoTable, audit: &Audit) -> anyhow::Result<Vec<LedgerWrite>> {
-    let orphans = audit.orphan_ledgers();
+/// Ledgers this slice scanned whose item it did not count. The item may be another slice's, so it
+/// is read: gone (or no longer counting) means the ledger now holds nothing. Ledgers another
+/// worker of this run has reset are left alone: their item was counted in that worker's slice.
+async fn orphans_of_slice(table: &DynamoTable, audit: &Audit, run: &str) -> anyhow::Result<Vec<LedgerWrite>> {
+    let orphans = audit.orphan_ledgers(Some(run));
     let keys: Vec<ItemKey> = orphans.iter().map(|(item, _)| (*item).clone()).collect();
     let found = table.read(&keys).await.context("reading the items of orphaned ledgers")?;
     Ok(orphans
@@ -159,19 +176,15 @@ async fn orphaned(table: &DynamoTable, audit: &Audit) -> anyhow::Result<Vec<Ledg
         .filter(|(item, _)| {
             found.get(*item).is_none_or(|image| !needs_ledger(&aggregates::assess(Some(&serde_dynamo::Item::from(image.clone())))))
         })
-        .map(|(item, ledger)| LedgerWrite {
-            item: item.clone(),
-            expected_version: Some(ledger.version),
-            ledger: Ledger { version: ledger.version + 1, sequence: ledger.sequence.clone(), contribution: Deltas::new(), assumed: None },
-        })
+        .map(|(item, ledger)| emptied(item, ledger))
         .collect())
 }
 
 /// Encoded a chunk at a time: a whole table's ledger items at once would double backfill's memory.
-async fn write_ledgers(table: &DynamoTable, ledgers: &[LedgerWrite]) -> anyhow::Result<()> {
+async fn write_ledgers(table: &DynamoTable, ledgers: &[LedgerWrite], writer: Writer<'_>) -> anyhow::Result<()> {
     let now = Utc::now();
     for chunk in ledgers.chunks(CHUNK) {
-        let puts: Vec<ConditionalPut> = chunk.iter().map(|write| encode_ledger(write, Writer::Backfill, now)).collect();
+        let puts: Vec<ConditionalPut> = chunk.iter().map(|write| encode_ledger(write, writer, now)).collect();
         commit(table, &puts).await?;
     }
     Ok(())
@@ -364,7 +377,8 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     let now = Utc::now();
     let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
     commit_all(table, &puts, common.json).await?;
-    summarize(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`"))?;
+    let pending = protect_pending_records(common, table).await?;
+    summarize(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`; {pending}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

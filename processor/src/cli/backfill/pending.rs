@@ -1,0 +1,65 @@
+//! Ledgers for items backfill did not count but whose records still wait on the stream.
+//!
+//! Backfill counts each item as its scan found it and leaves every counted item a ledger saying
+//! so. The engine measures an item without a ledger from its first record's old image, taken as
+//! counted. For an item the scan did not count (gone, or no longer of a kind that counts) whose
+//! records were written before the scan but are not applied yet, that image was not counted: a
+//! TTL deletion of an enrolment whose ledger had expired would be subtracted a second time. So
+//! every such item found among the stream's retained records gets an empty ledger. Records
+//! written after this read need none: they follow from the state the scan saw.
+
+use std::collections::BTreeSet;
+
+use aggregates::Deltas;
+use anyhow::Context as _;
+
+use crate::cli::Common;
+use crate::decode::{decode_batch, ItemKey, Origin};
+use crate::plan::{Ledger, LedgerWrite};
+use crate::sequence::SequenceNumber;
+use crate::store::codec::ledger_key;
+use crate::store::{DynamoTable, Table};
+use crate::stream::{stream_arn, StreamError, StreamReader};
+
+/// Gives an empty ledger to every item with contributing records in the stream and no ledger.
+/// Returns the ledgers to write, or `None` when the table has no stream (nothing is pending).
+pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
+    let arn = match stream_arn(table.client(), table.name()).await {
+        Ok(arn) => arn,
+        Err(err) if matches!(err.downcast_ref::<StreamError>(), Some(StreamError::NoStream(_))) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
+    let reader = StreamReader::new(common.streams_client().await, &arn, region);
+    let mut items = BTreeSet::new();
+    reader
+        .read_retained(|records| {
+            for record in records {
+                // A record the engine cannot identify never reaches the aggregates.
+                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name()) else { continue };
+                for change in changes {
+                    if change.origin == Origin::Source && !(change.old.contribution().is_empty() && change.new.contribution().is_empty()) {
+                        items.insert(change.key);
+                    }
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("reading the records still in stream {arn}"))?;
+    let items: Vec<ItemKey> = items.into_iter().collect();
+    let keys: Vec<ItemKey> = items.iter().map(ledger_key).collect();
+    let found = table.read(&keys).await.context("reading the ledgers of items with records in the stream")?;
+    let nothing_yet = SequenceNumber::parse("0").expect("0 is a sequence number");
+    Ok(Some(
+        items
+            .into_iter()
+            .zip(keys)
+            .filter(|(_, key)| !found.contains_key(key))
+            .map(|(item, _)| LedgerWrite {
+                item,
+                expected_version: None,
+                ledger: Ledger { version: 1, sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },
+            })
+            .collect(),
+    ))
+}
