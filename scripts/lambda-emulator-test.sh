@@ -22,16 +22,16 @@ watchers=()
 stop_watchers() { for pid in "${watchers[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done; }
 trap stop_watchers EXIT INT TERM
 
-# Serves the function with TABLE_NAME=$1 and AWS_ACCESS_KEY_ID=$2 on a free port; prints the port.
+# Serves the function with TABLE_NAME=$1 and AWS_ACCESS_KEY_ID=$2 on a free port, which it leaves
+# in $port. Not called in $(...): the watcher's PID must reach this shell's trap.
 # DynamoDB Local keeps one database per access key: another key sees none of this key's tables.
 serve() {
-    local port
     port=$(free_port)
     setsid env TABLE_NAME="$1" AWS_ACCESS_KEY_ID="$2" "$cargo_lambda" lambda watch --manifest-path processor/Cargo.toml --bin tally --ignore-changes --invoke-port "$port" \
         >"$root/target/lambda-watch-$2.log" 2>&1 &
     watchers+=($!)
     for _ in $(seq 1 240); do
-        if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
+        if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.5
     done
     echo "cargo lambda watch did not listen on $port" >&2
@@ -43,7 +43,7 @@ invoke() { # port, event file
     timeout 300 "$cargo_lambda" lambda invoke tally --invoke-port "$1" --data-file "$2" --output-format json
 }
 
-port=$(serve "$table" "$AWS_ACCESS_KEY_ID")
+serve "$table" "$AWS_ACCESS_KEY_ID"
 response=$(invoke "$port" fixtures/events/01-term-opens.json)
 check "first fixture batch applies" '{"batchItemFailures":[]}' "$(echo "$response" | tr -d ' \n')"
 response=$(invoke "$port" fixtures/events/02-grading-and-expiry.json)
@@ -54,7 +54,8 @@ course=$(curl -sf -X POST "$AWS_ENDPOINT_URL_DYNAMODB" -H 'Content-Type: applica
 check "course average landed" "91.25" "$(echo "$course" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Item"]["gradeAverage"]["N"])')"
 grep -q '"_aws"' "$root/target/lambda-watch-$AWS_ACCESS_KEY_ID.log" && check "EMF metrics emitted" yes yes || check "EMF metrics emitted" yes no
 
-missing_port=$(serve "$table" tallyempty)
+serve "$table" tallyempty
+missing_port=$port
 response=$(invoke "$missing_port" fixtures/events/01-term-opens.json)
 expected=$(python3 -c 'import json; r=json.load(open("fixtures/events/01-term-opens.json"))["Records"]; print(json.dumps({"batchItemFailures":[{"itemIdentifier":x["dynamodb"]["SequenceNumber"]} for x in r]}, separators=(",",":")))')
 check "a failing batch reports every unapplied record" "$expected" "$(echo "$response" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), separators=(",",":")))')"
