@@ -188,18 +188,7 @@ mod tests {
 
     use super::*;
     use crate::recompute::Recompute;
-
-    fn s(text: &str) -> AttributeValue {
-        AttributeValue::S(text.to_owned())
-    }
-
-    fn n(text: &str) -> AttributeValue {
-        AttributeValue::N(text.to_owned())
-    }
-
-    fn image(attrs: Vec<(&str, AttributeValue)>) -> Item {
-        Item::from(attrs.into_iter().map(|(name, value)| (name.to_owned(), value)).collect::<HashMap<_, _>>())
-    }
+    use crate::source::tests::{image, n, s, submission};
 
     fn day(text: &str) -> AggregateKey {
         AggregateKey::Daily { day: NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap() }
@@ -224,7 +213,7 @@ mod tests {
 
     #[test]
     fn an_enrolment_counts_on_its_course_its_student_and_its_utc_day() {
-        let enrolment = image(vec![
+        let enrolment = image(&[
             ("pk", s("course#c1")),
             ("sk", s("student#s1")),
             ("entityType", s("student")),
@@ -242,22 +231,9 @@ mod tests {
         assert_eq!(got, expected);
     }
 
-    /// Student s1's submission of assignment a1 in course c1, with `extra` attributes.
-    fn submission(extra: Vec<(&'static str, AttributeValue)>) -> Item {
-        let mut attrs = vec![
-            ("pk", s("course#c1")),
-            ("sk", s("submission#a1#s1")),
-            ("entityType", s("submission")),
-            ("studentID", s("s1")),
-            ("assignmentID", s("a1")),
-        ];
-        attrs.extend(extra);
-        image(attrs)
-    }
-
     #[test]
     fn a_graded_submission_counts_on_course_assignment_student_and_day() {
-        let deltas = of(&submission(vec![("submittedAt", s("2026-03-01T10:00:00Z")), ("grade", n("88.50"))]));
+        let deltas = of(&submission(&[("submittedAt", s("2026-03-01T10:00:00Z")), ("grade", n("88.50"))]));
         let assignment = AggregateKey::Assignment { course_id: "c1".into(), assignment_id: "a1".into() };
         for key in [course("c1"), assignment, academic("s1")] {
             let fields: Vec<(Field, String)> = deltas.fields(&key).map(|(field, amount)| (field, amount.to_string())).collect();
@@ -273,14 +249,14 @@ mod tests {
 
     #[test]
     fn an_ungraded_undated_submission_counts_only_itself() {
-        let deltas = of(&submission(vec![]));
+        let deltas = of(&submission(&[]));
         assert!(deltas.iter().all(|(key, field, _)| field == Field::SubmissionCount && key.kind() != crate::AggregateKind::DailyStats));
         assert_eq!(deltas.iter().count(), 3);
     }
 
     #[test]
     fn orders_count_on_their_user_and_the_day_of_their_sort_key_transactions_only_on_their_user() {
-        let order = image(vec![("pk", s("user#u1")), ("sk", s("2026-03-01#order#o1")), ("entityType", s("order")), ("amount", n("19.99"))]);
+        let order = image(&[("pk", s("user#u1")), ("sk", s("2026-03-01#order#o1")), ("entityType", s("order")), ("amount", n("19.99"))]);
         let orders = AggregateKey::Orders { user_id: "u1".into() };
         let mut got = amounts(&of(&order));
         got.sort();
@@ -293,12 +269,8 @@ mod tests {
         expected.sort();
         assert_eq!(got, expected);
 
-        let transaction = image(vec![
-            ("pk", s("user#u1")),
-            ("sk", s("2026-03-01#transaction#t1")),
-            ("entityType", s("transaction")),
-            ("amount", n("-5.5")),
-        ]);
+        let transaction =
+            image(&[("pk", s("user#u1")), ("sk", s("2026-03-01#transaction#t1")), ("entityType", s("transaction")), ("amount", n("-5.5"))]);
         assert_eq!(
             amounts(&of(&transaction)),
             vec![(orders.clone(), "transactionCount", "1".to_owned()), (orders, "transactionBalance", "-5.5".to_owned())]
@@ -308,15 +280,15 @@ mod tests {
     #[test]
     fn instructors_and_assignments_count_on_their_course_courses_users_and_sessions_on_nothing() {
         let instructor =
-            image(vec![("pk", s("course#c1")), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))]);
+            image(&[("pk", s("course#c1")), ("sk", s("instructor#i1")), ("entityType", s("instructor")), ("instructorID", s("i1"))]);
         assert_eq!(amounts(&of(&instructor)), vec![(course("c1"), "instructorCount", "1".to_owned())]);
         let assignment =
-            image(vec![("pk", s("course#c1")), ("sk", s("assignment#a1")), ("entityType", s("assignment")), ("assignmentID", s("a1"))]);
+            image(&[("pk", s("course#c1")), ("sk", s("assignment#a1")), ("entityType", s("assignment")), ("assignmentID", s("a1"))]);
         assert_eq!(amounts(&of(&assignment)), vec![(course("c1"), "assignmentCount", "1".to_owned())]);
         for silent in [
-            image(vec![("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-09-01"))]),
-            image(vec![("pk", s("user#u1")), ("sk", s("profile")), ("entityType", s("user"))]),
-            image(vec![("pk", s("session#x")), ("sk", s("session")), ("entityType", s("session")), ("ttl", n("1"))]),
+            image(&[("pk", s("course#c1")), ("sk", s("metadata")), ("entityType", s("course")), ("courseDate", s("2026-09-01"))]),
+            image(&[("pk", s("user#u1")), ("sk", s("profile")), ("entityType", s("user"))]),
+            image(&[("pk", s("session#x")), ("sk", s("session")), ("entityType", s("session")), ("ttl", n("1"))]),
         ] {
             assert!(matches!(assess(Some(&silent)), Assessment::Source { .. }), "{silent:?}");
             assert!(of(&silent).is_empty());
@@ -383,7 +355,7 @@ mod tests {
                 if let (Some(date), 0 | 3 | 4) = (date, kind) {
                     attrs.push((if kind == 0 { "enrolledAt" } else { "submittedAt" }, s(date)));
                 }
-                image(attrs)
+                image(&attrs)
             },
         )
     }

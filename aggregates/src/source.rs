@@ -322,7 +322,7 @@ fn prefix_shape(prefix: &'static str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -330,15 +330,16 @@ mod tests {
         Item::from(attrs.iter().cloned().map(|(k, v)| (k.to_owned(), v)).collect::<HashMap<_, _>>())
     }
 
-    fn s(text: &str) -> AttributeValue {
+    pub(crate) fn s(text: &str) -> AttributeValue {
         AttributeValue::S(text.to_owned())
     }
 
-    fn n(text: &str) -> AttributeValue {
+    pub(crate) fn n(text: &str) -> AttributeValue {
         AttributeValue::N(text.to_owned())
     }
 
-    fn submission(extra: &[(&str, AttributeValue)]) -> Item {
+    /// Student s1's submission of assignment a1 in course c1, with `extra` attributes.
+    pub(crate) fn submission(extra: &[(&str, AttributeValue)]) -> Item {
         let mut attrs = vec![
             ("pk", s("course#c1")),
             ("sk", s("submission#a1#s1")),
