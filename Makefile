@@ -52,7 +52,7 @@ test-rust: install
 	cargo build --workspace --all-targets $(FEATURES)
 	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES) -- --skip $(ORACLE)
 	@# The oracle on a server of its own: tables other tests leave behind slow DynamoDB Local down.
-	$(WITH_DDB) cargo test $(FEATURES) --test store_oracle -- $(ORACLE)
+	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- $(ORACLE)
 
 test-lambda: install
 	cargo build -p processor --bin tally
