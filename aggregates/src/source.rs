@@ -151,10 +151,13 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
 /// A calendar date in ISO 8601's extended form, `YYYY-MM-DD` exactly: chrono alone also takes
 /// `2026-3-1`.
 fn calendar_date(text: &str) -> Option<NaiveDate> {
-    let bytes = text.as_bytes();
-    let shaped = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(index, byte)| if index == 4 || index == 7 { *byte == b'-' } else { byte.is_ascii_digit() });
-    shaped.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
+    date_shape(text.as_bytes()).then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
+}
+
+/// `DDDD-DD-DD`, on bytes: the shape alone, before any parsing.
+fn date_shape(bytes: &[u8]) -> bool {
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(index, byte)| if index == 4 || index == 7 { *byte == b'-' } else { byte.is_ascii_digit() })
 }
 
 /// Whether a date-time has ISO 8601's extended shape: `YYYY-MM-DDTHH:MM`, then optionally `:SS`
@@ -163,13 +166,7 @@ fn calendar_date(text: &str) -> Option<NaiveDate> {
 fn iso_date_time_shape(text: &str) -> bool {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|part| part.iter().all(u8::is_ascii_digit));
-    if bytes.len() < 16
-        || calendar_date(&text[..10]).is_none()
-        || bytes[10] != b'T'
-        || !digits(11..13)
-        || bytes[13] != b':'
-        || !digits(14..16)
-    {
+    if bytes.len() < 16 || !date_shape(&bytes[..10]) || bytes[10] != b'T' || !digits(11..13) || bytes[13] != b':' || !digits(14..16) {
         return false;
     }
     let mut rest = &bytes[16..];
@@ -514,6 +511,8 @@ pub(crate) mod tests {
             "2026-03-01 10:00:00Z",
             "2026-03-01T10:00:00.Z",
             "2026-03-01T10:00:00+1",
+            // A multi-byte character across the date's end is not a date either (nor a panic).
+            "2026-03-0é10:00:00Z",
         ] {
             assert_eq!(utc_day(loose), None, "{loose}");
         }
