@@ -21,10 +21,7 @@ use crate::engine::{BatchOutcome, Engine};
 use crate::failure_queue::{FailureQueue, Received};
 use crate::sequence::SequenceNumber;
 use crate::store::DynamoTable;
-use crate::stream::{Position, StreamReader};
-
-/// Empty pages in a row after which a range that has not reached its end is given up.
-const MAX_EMPTY_PAGES: u32 = 20;
+use crate::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -257,7 +254,7 @@ async fn redrive(
         }
         // An open shard can answer empty pages before the records that follow; the range's end
         // was in the stream once, so keep reading, within reason.
-        if empty_pages >= MAX_EMPTY_PAGES {
+        if empty_pages >= EMPTY_PAGES_AT_END {
             break;
         }
         iterator = page.next;

@@ -40,8 +40,12 @@ fn service<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::D
 }
 
 /// Empty pages in a row after which an open shard counts as caught up: DynamoDB Streams may
-/// return an empty page before a later part of the shard that holds records.
+/// return an empty page before a later part of the shard that holds records. Enough for a
+/// consumer, which polls again anyway.
 pub const EMPTY_PAGES_CAUGHT_UP: u32 = 3;
+/// Empty pages in a row after which a reader that must not miss a record (a redrive, backfill's
+/// search for pending records) takes an open shard as read to its end.
+pub const EMPTY_PAGES_AT_END: u32 = 20;
 
 /// Where to start reading a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,11 +132,9 @@ impl StreamReader {
             output.records.unwrap_or_default().into_iter().map(|record| to_event_record(record, &self.arn, &self.region)).collect();
         Ok(Page { records, next: output.next_shard_iterator })
     }
-}
 
-impl StreamReader {
     /// Reads every record the stream still holds, shard by shard, handing each page to `page`:
-    /// closed shards to their end, open ones until caught up. An iterator that expires (after
+    /// closed shards to their end, open ones until [`EMPTY_PAGES_AT_END`]. An iterator that expires (after
     /// 15 minutes) is renewed after the last record read.
     pub async fn read_retained(&self, mut page: impl FnMut(Vec<EventRecord>)) -> Result<(), StreamError> {
         for shard in self.shards().await? {
@@ -155,7 +157,7 @@ impl StreamReader {
                     last = Some(sequence);
                 }
                 page(read.records);
-                if empty_pages >= EMPTY_PAGES_CAUGHT_UP {
+                if empty_pages >= EMPTY_PAGES_AT_END {
                     break;
                 }
                 iterator = read.next;

@@ -31,7 +31,7 @@ use clap::{ArgGroup, Args};
 use crate::audit::{emptied, needs_ledger, Audit, Keep};
 use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
-use crate::plan::LedgerWrite;
+use crate::plan::{Ledger, LedgerWrite};
 use crate::retry::RetryBudget;
 use crate::store::codec::{aggregate_key, decode_ledger, encode_aggregate, encode_ledger, ledger_key, ConditionalPut, Expect, Writer};
 use crate::store::error::classify;
@@ -154,14 +154,22 @@ fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()
 /// absent and fail.
 async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> anyhow::Result<()> {
     let items: Vec<ItemKey> = audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).cloned().collect();
+    let found = read_ledgers(table, &items).await.context("reading the ledgers of this slice's items")?;
+    audit.ledgers.extend(found);
+    Ok(())
+}
+
+/// The ledgers of `items` that exist, by source item.
+async fn read_ledgers(table: &DynamoTable, items: &[ItemKey]) -> anyhow::Result<HashMap<ItemKey, Ledger>> {
     let keys: Vec<ItemKey> = items.iter().map(ledger_key).collect();
-    let found = table.read(&keys).await.context("reading the ledgers of this slice's items")?;
-    for (item, key) in items.into_iter().zip(keys) {
-        if let Some(stored) = found.get(&key) {
-            audit.ledgers.insert(item, decode_ledger(&key, stored)?);
+    let found = table.read(&keys).await?;
+    let mut ledgers = HashMap::new();
+    for (item, key) in items.iter().zip(&keys) {
+        if let Some(stored) = found.get(key) {
+            ledgers.insert(item.clone(), decode_ledger(key, stored)?);
         }
     }
-    Ok(())
+    Ok(ledgers)
 }
 
 /// Ledgers this slice scanned whose item it did not count. The item may be another slice's, so it

@@ -17,8 +17,7 @@ use crate::cli::Common;
 use crate::decode::{decode_batch, ItemKey, Origin};
 use crate::plan::{Ledger, LedgerWrite};
 use crate::sequence::SequenceNumber;
-use crate::store::codec::ledger_key;
-use crate::store::{DynamoTable, Table};
+use crate::store::DynamoTable;
 use crate::stream::{stream_arn, StreamError, StreamReader};
 
 /// Gives an empty ledger to every item with contributing records in the stream and no ledger.
@@ -47,15 +46,13 @@ pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -
         .await
         .with_context(|| format!("reading the records still in stream {arn}"))?;
     let items: Vec<ItemKey> = items.into_iter().collect();
-    let keys: Vec<ItemKey> = items.iter().map(ledger_key).collect();
-    let found = table.read(&keys).await.context("reading the ledgers of items with records in the stream")?;
+    let found = super::read_ledgers(table, &items).await.context("reading the ledgers of items with records in the stream")?;
     let nothing_yet = SequenceNumber::parse("0").expect("0 is a sequence number");
     Ok(Some(
         items
             .into_iter()
-            .zip(keys)
-            .filter(|(_, key)| !found.contains_key(key))
-            .map(|(item, _)| LedgerWrite {
+            .filter(|item| !found.contains_key(item))
+            .map(|item| LedgerWrite {
                 item,
                 expected_version: None,
                 ledger: Ledger { version: 1, sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },
