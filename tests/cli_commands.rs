@@ -7,7 +7,7 @@ use std::path::Path;
 
 use processor::store::{connect, DynamoTable};
 use serde_json::Value;
-use support::cli::{json, run, tally, unique_table};
+use support::cli::{consume, json, run, tally, unique_table};
 use support::{aggregate, number, scan};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
@@ -129,12 +129,7 @@ async fn backfill_refuses_while_the_stream_processor_is_writing() {
     let name = unique_table();
     json(tally(&name).arg("init"));
     json(tally(&name).args(["seed", "--ops", "40"]));
-    json(tally(&name).args([
-        "consume",
-        "--until-caught-up",
-        "--failure-log",
-        std::env::temp_dir().join(format!("{name}.jsonl")).to_str().unwrap(),
-    ]));
+    consume(&name);
     let (code, _, stderr) = run(tally(&name).arg("backfill"));
     assert_eq!(code, 2);
     assert!(stderr.contains("update-event-source-mapping") && stderr.contains("--force"), "{stderr}");
@@ -291,13 +286,6 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("changed after the workers scanned them") && stderr.contains("nothing was written"), "{stderr}");
     assert_eq!(run(tally(&segmented).arg("verify")).0, 0, "the processor's writes stand");
-}
-
-/// Processes the table's stream to its end, as the Lambda would.
-fn consume(name: &str) {
-    let log = std::env::temp_dir().join(format!("{name}-failures.jsonl"));
-    let summary = json(tally(name).args(["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()]));
-    assert_eq!(summary["records_to_failure_log"], 0, "{summary}");
 }
 
 #[test]

@@ -35,6 +35,19 @@ pub fn json(command: &mut Command) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|err| panic!("not JSON ({err}): {stdout}"))
 }
 
+/// Where `consume` and the tests that give batches up put `table`'s failure log.
+pub fn failure_log(table: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{table}-failures.jsonl"))
+}
+
+/// `tally consume --until-caught-up`: the table's stream processed to its end, as the Lambda
+/// would; nothing may go to the failure log. Returns the summary.
+pub fn consume(table: &str) -> serde_json::Value {
+    let summary = json(tally(table).args(["consume", "--until-caught-up", "--failure-log", failure_log(table).to_str().unwrap()]));
+    assert_eq!(summary["records_to_failure_log"], 0, "{summary}");
+    summary
+}
+
 pub fn unique_table() -> String {
     format!("university-{}", uuid::Uuid::new_v4().simple())
 }
