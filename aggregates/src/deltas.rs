@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_dynamo::Item;
 
-use crate::keys::{AggregateKey, Field};
+use crate::keys::{AggregateKey, Field, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, PK, SK};
 use crate::number::Number;
 use crate::source::{decode, Decoded, Rejection, SourceItem};
 
@@ -155,10 +155,32 @@ impl Assessment {
 pub fn assess(image: Option<&Item>) -> Assessment {
     let Some(image) = image else { return Assessment::Absent };
     match decode(image) {
-        Ok(Decoded::Source(item)) => Assessment::Source { entity_type: item.entity_type(), contribution: contribution(&item) },
+        Ok(Decoded::Source(item)) => {
+            let contribution = contribution(&item);
+            match oversized_key(&contribution) {
+                Some(rejection) => Assessment::Rejected(rejection),
+                None => Assessment::Source { entity_type: item.entity_type(), contribution },
+            }
+        }
         Ok(Decoded::Unknown) => Assessment::Unknown,
         Err(rejection) => Assessment::Rejected(rejection),
     }
+}
+
+/// The first aggregate key DynamoDB could not store (an id attribute can be far longer than a
+/// key may be): such an image is invalid, so that whatever tally must write can be written.
+fn oversized_key(contribution: &Deltas) -> Option<Rejection> {
+    contribution.keys().find_map(|key| {
+        let aggregate = key.kind().entity_type();
+        let (pk, sk) = (key.pk(), key.sk());
+        if pk.len() > MAX_PARTITION_KEY_BYTES {
+            Some(Rejection::AggregateKeyTooLong { aggregate, key: PK, bytes: pk.len(), limit: MAX_PARTITION_KEY_BYTES })
+        } else if sk.len() > MAX_SORT_KEY_BYTES {
+            Some(Rejection::AggregateKeyTooLong { aggregate, key: SK, bytes: sk.len(), limit: MAX_SORT_KEY_BYTES })
+        } else {
+            None
+        }
+    })
 }
 
 impl SourceItem {
@@ -189,6 +211,7 @@ mod tests {
     use super::*;
     use crate::recompute::Recompute;
     use crate::source::tests::{image, n, s, submission};
+    use crate::source::Rejection;
 
     fn day(text: &str) -> AggregateKey {
         AggregateKey::Daily { day: NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap() }
@@ -293,6 +316,66 @@ mod tests {
             assert!(matches!(assess(Some(&silent)), Assessment::Source { .. }), "{silent:?}");
             assert!(of(&silent).is_empty());
         }
+    }
+
+    #[test]
+    fn an_image_is_invalid_when_a_key_it_needs_is_past_dynamodbs_limits() {
+        let student = |id: &str| {
+            image(&[
+                ("pk", s("course#c1")),
+                ("sk", s("student#s1")),
+                ("entityType", s("student")),
+                ("studentID", s(id)),
+                ("enrolledAt", s("2026-03-01")),
+            ])
+        };
+        // `user#` + 2,043 bytes is DynamoDB's 2,048 exactly; one more byte cannot be stored.
+        assert!(!of(&student(&"é".repeat(1021).chars().chain("x".chars()).collect::<String>())).is_empty(), "2,043 bytes");
+        let rejected = assess(Some(&student(&"x".repeat(2044))));
+        assert_eq!(
+            rejected,
+            Assessment::Rejected(Rejection::AggregateKeyTooLong { aggregate: "academic_stats", key: "pk", bytes: 2049, limit: 2048 })
+        );
+        // `stats#assignment#` + 1,007 bytes is the sort key's 1,024.
+        assert!(!of(&submission(&[("assignmentID", s(&"a".repeat(1007)))])).is_empty());
+        match assess(Some(&submission(&[("assignmentID", s(&"a".repeat(1008)))]))) {
+            Assessment::Rejected(rejection) => {
+                assert_eq!(rejection.reason(), "key_too_long");
+                assert_eq!(rejection.to_string(), "the `assignment_stats` item's `sk` would be 1025 bytes, over DynamoDB's 1024");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_image_is_invalid_when_its_own_key_leaves_no_room_for_its_ledger() {
+        let instructor = |pk: String, sk: String| {
+            image(&[("pk", s(&pk)), ("sk", s(&sk)), ("entityType", s("instructor")), ("instructorID", s("i1"))])
+        };
+        let pk = |bytes: usize| format!("course#{}", "c".repeat(bytes - "course#".len()));
+        let sk = |bytes: usize| format!("instructor#{}", "i".repeat(bytes - "instructor#".len()));
+        assert!(!of(&instructor(pk(1984), sk(960))).is_empty());
+        for (image, key, bytes, limit) in [(instructor(pk(1985), sk(20)), "pk", 1985, 1984), (instructor(pk(20), sk(961)), "sk", 961, 960)] {
+            let rejection = Rejection::KeyTooLong { key, bytes, limit };
+            assert_eq!(rejection.reason(), "key_too_long");
+            assert_eq!(assess(Some(&image)), Assessment::Rejected(rejection));
+        }
+    }
+
+    #[test]
+    fn summed_values_past_20_integer_or_8_fraction_digits_are_out_of_range() {
+        let order = |amount: &str| {
+            image(&[("pk", s("user#u1")), ("sk", s("2026-03-01#order#o1")), ("entityType", s("order")), ("amount", n(amount))])
+        };
+        for fits in ["0.01", "99999999999999999999.99999999", "-1E+19", "1.100000000000"] {
+            assert!(!of(&order(fits)).is_empty(), "{fits}");
+        }
+        for past in ["1E+37", "123456789012345678901", "0.000000001"] {
+            assert_eq!(assess(Some(&order(past))), Assessment::Rejected(Rejection::OutOfRange("amount")), "{past}");
+        }
+        let graded = submission(&[("grade", n("2E+35"))]);
+        assert_eq!(assess(Some(&graded)), Assessment::Rejected(Rejection::OutOfRange("grade")));
+        assert_eq!(Rejection::OutOfRange("grade").reason(), "out_of_range");
     }
 
     /// Images over a small universe of keys, so that histories revisit the same aggregates, with

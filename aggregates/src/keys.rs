@@ -12,6 +12,14 @@ pub const GRADE_AVERAGE: &str = "gradeAverage";
 /// Partition-key prefix of every bookkeeping item tally writes (ledgers, checkpoints).
 pub const BOOKKEEPING_PK_PREFIX: &str = "tally#";
 
+/// DynamoDB's limits on a key, in UTF-8 bytes.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// The longest source keys tally accepts (SPEC): the margin below DynamoDB's limits leaves room
+/// for the prefix of the item's ledger key (`tally#ledger#{pk}`).
+pub const MAX_SOURCE_PK_BYTES: usize = 1984;
+pub const MAX_SOURCE_SK_BYTES: usize = 960;
+
 const DAILY_PK: &str = "stats#university";
 const DAY_SK_PREFIX: &str = "day#";
 const COURSE_PK_PREFIX: &str = "course#";

@@ -17,6 +17,12 @@ pub const MAX_SIGNIFICANT_DIGITS: u64 = 38;
 /// Decimal places of `gradeAverage`.
 pub const AVERAGE_SCALE: i64 = 4;
 
+/// Most digits a summed value (`grade`, `amount`) may have before and after the decimal point
+/// (SPEC, `out_of_range`): then any sum of up to 10^10 such values, and its average to
+/// [`AVERAGE_SCALE`] places, fits DynamoDB's 38 digits.
+pub const MAX_INTEGER_DIGITS: u64 = 20;
+pub const MAX_FRACTION_DIGITS: u64 = 8;
+
 /// Why a string is not a DynamoDB number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
@@ -56,6 +62,27 @@ impl Number {
         } else {
             self.0.digits()
         }
+    }
+
+    /// Digits before the decimal point; `0.5` has none.
+    pub fn integer_digits(&self) -> u64 {
+        let (_, scale) = self.0.as_bigint_and_exponent();
+        (self.significant_digits() as i64 - scale).max(0) as u64
+    }
+
+    /// Digits after the decimal point, trailing zeros not counted (the value is normalized).
+    pub fn fraction_digits(&self) -> u64 {
+        let (_, scale) = self.0.as_bigint_and_exponent();
+        if self.0.is_zero() {
+            0
+        } else {
+            scale.max(0) as u64
+        }
+    }
+
+    /// Whether the value is within [`MAX_INTEGER_DIGITS`] and [`MAX_FRACTION_DIGITS`].
+    pub fn is_summable(&self) -> bool {
+        self.integer_digits() <= MAX_INTEGER_DIGITS && self.fraction_digits() <= MAX_FRACTION_DIGITS
     }
 
     /// Checks the value still fits a DynamoDB number (a sum can outgrow its parts).
@@ -218,6 +245,22 @@ mod tests {
         assert_eq!(Number::average(&n("171"), &n("2")).unwrap().to_string(), "85.5");
         assert_eq!(Number::average(&n("1E+3"), &n("1E+1")).unwrap().to_string(), "100");
         assert_eq!(Number::average(&n("5"), &n("0")), None);
+    }
+
+    #[test]
+    fn summable_values_have_at_most_20_integer_and_8_fraction_digits() {
+        assert_eq!((n("12345.678").integer_digits(), n("12345.678").fraction_digits()), (5, 3));
+        assert_eq!((n("0.5").integer_digits(), n("0.5").fraction_digits()), (0, 1));
+        assert_eq!((n("1E+3").integer_digits(), n("1E+3").fraction_digits()), (4, 0));
+        assert_eq!((n("0").integer_digits(), n("0").fraction_digits()), (0, 0));
+        assert!(n(&"9".repeat(20)).is_summable());
+        assert!(!n(&"9".repeat(21)).is_summable());
+        assert!(!n("1E+37").is_summable());
+        assert!(n("0.00000001").is_summable());
+        assert!(!n("0.000000001").is_summable());
+        // Trailing zeros do not count.
+        assert!(n("1.500000000000").is_summable());
+        assert!(n("-99999999999999999999.99999999").is_summable());
     }
 
     proptest! {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::keys::{ENTITY_TYPE, PK, SK, TTL};
-use crate::number::{Number, NumberError};
+use crate::keys::{ENTITY_TYPE, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, PK, SK, TTL};
+use crate::number::{Number, NumberError, MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS};
 
 /// Why an image contributes nothing. Messages name attributes, never their values: images hold
 /// personal data and these messages reach the logs.
@@ -24,6 +24,14 @@ pub enum Rejection {
     NegativeGrade,
     #[error("attribute `{0}` is not an ISO 8601 date or date-time")]
     BadDate(&'static str),
+    /// The image's own key leaves no room for its ledger's key.
+    #[error("key `{key}` is {bytes} bytes, over the {limit} tally accepts")]
+    KeyTooLong { key: &'static str, bytes: usize, limit: usize },
+    /// An aggregate the image contributes to would have a key DynamoDB cannot store.
+    #[error("the `{aggregate}` item's `{key}` would be {bytes} bytes, over DynamoDB's {limit}")]
+    AggregateKeyTooLong { aggregate: &'static str, key: &'static str, bytes: usize, limit: usize },
+    #[error("attribute `{0}` has more than {MAX_INTEGER_DIGITS} digits before the decimal point or {MAX_FRACTION_DIGITS} after it")]
+    OutOfRange(&'static str),
 }
 
 impl Rejection {
@@ -38,6 +46,8 @@ impl Rejection {
             Rejection::BadNumber { .. } => "bad_number",
             Rejection::NegativeGrade => "negative_grade",
             Rejection::BadDate(_) => "bad_date",
+            Rejection::KeyTooLong { .. } | Rejection::AggregateKeyTooLong { .. } => "key_too_long",
+            Rejection::OutOfRange(_) => "out_of_range",
         }
     }
 }
@@ -67,14 +77,21 @@ pub enum Decoded {
     Unknown,
 }
 
-/// Decodes and validates one image.
+/// Every `entityType` SPEC lists for a source item.
+pub const ENTITY_TYPES: [&str; 9] = ["course", "student", "instructor", "assignment", "submission", "user", "order", "transaction", "session"];
+
+/// Decodes and validates one image's own attributes and keys. The keys of the aggregates it
+/// feeds are checked by [`crate::assess`], which needs its contribution.
 pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
     let entity_type = match image.get(ENTITY_TYPE) {
         None => return Ok(Decoded::Unknown),
-        Some(AttributeValue::S(value)) => value.as_str(),
+        Some(AttributeValue::S(value)) if ENTITY_TYPES.contains(&value.as_str()) => value.as_str(),
+        Some(AttributeValue::S(_)) => return Ok(Decoded::Unknown),
         Some(other) => return Err(wrong_type(ENTITY_TYPE, "S", other)),
     };
     let attrs = Attrs(image);
+    attrs.key_within(PK, MAX_SOURCE_PK_BYTES)?;
+    attrs.key_within(SK, MAX_SOURCE_SK_BYTES)?;
     let item = match entity_type {
         "course" => {
             attrs.key_id(PK, "course#")?;
@@ -113,6 +130,7 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             if grade.as_ref().is_some_and(Number::is_negative) {
                 return Err(Rejection::NegativeGrade);
             }
+            let grade = grade.map(|grade| summable("grade", grade)).transpose()?;
             SourceItem::Submission {
                 course_id,
                 assignment_id: attrs.id("assignmentID")?,
@@ -130,7 +148,7 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             let user_id = attrs.key_id(PK, "user#")?;
             let is_order = entity_type == "order";
             let day = attrs.dated_sk(if is_order { "order" } else { "transaction" })?;
-            let amount = attrs.optional_number("amount")?.ok_or(Rejection::Missing("amount"))?;
+            let amount = summable("amount", attrs.optional_number("amount")?.ok_or(Rejection::Missing("amount"))?)?;
             if is_order {
                 SourceItem::Order { user_id, day, amount }
             } else {
@@ -214,6 +232,15 @@ pub fn utc_day(text: &str) -> Option<NaiveDate> {
     None
 }
 
+/// A value that is summed into aggregates must stay within SPEC's `out_of_range` bounds.
+fn summable(attribute: &'static str, value: Number) -> Result<Number, Rejection> {
+    if value.is_summable() {
+        Ok(value)
+    } else {
+        Err(Rejection::OutOfRange(attribute))
+    }
+}
+
 fn type_name(value: &AttributeValue) -> &'static str {
     match value {
         AttributeValue::N(_) => "N",
@@ -261,6 +288,14 @@ impl Attrs<'_> {
         match value.strip_prefix(prefix) {
             Some(id) if !id.is_empty() => Ok(id.to_owned()),
             _ => Err(shape()),
+        }
+    }
+
+    /// A key attribute, when it is a string, must be at most `limit` bytes (UTF-8).
+    fn key_within(&self, key: &'static str, limit: usize) -> Result<(), Rejection> {
+        match self.0.get(key) {
+            Some(AttributeValue::S(value)) if value.len() > limit => Err(Rejection::KeyTooLong { key, bytes: value.len(), limit }),
+            _ => Ok(()),
         }
     }
 
