@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
 use crate::decode::ItemKey;
-use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use crate::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
 use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
 use crate::store::{SdkItem, StoreError};
@@ -184,7 +184,7 @@ impl Audit {
                 AggregateWrite {
                     key: key.clone(),
                     expected_version: version,
-                    stored: StoredAggregate { values, version: version.map_or(1, |v| v + 1) },
+                    stored: StoredAggregate { values, version: version.map_or_else(first_version, |v| v + 1) },
                 }
             })
             .collect();
@@ -202,7 +202,7 @@ impl Audit {
                 item: item.clone(),
                 expected_version: existing.map(|ledger| ledger.version),
                 ledger: Ledger {
-                    version: existing.map_or(1, |ledger| ledger.version + 1),
+                    version: existing.map_or_else(first_version, |ledger| ledger.version + 1),
                     sequence,
                     contribution: contribution.clone(),
                     assumed: None,

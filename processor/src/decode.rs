@@ -4,7 +4,7 @@
 //! before anything is written: it has no stable identity to report or to skip safely. A record
 //! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
 
-use aggregates::keys::{PK, SK};
+use aggregates::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, PK, SK};
 use aggregates::{assess, Assessment, KeyOwner};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
@@ -25,6 +25,14 @@ pub struct DecodeError {
 pub struct ItemKey {
     pub pk: String,
     pub sk: String,
+}
+
+impl ItemKey {
+    /// Whether the item's ledger key fits DynamoDB's limits: SPEC makes every image of a longer
+    /// key invalid, so such an item never has a ledger and is never read for one.
+    pub fn fits_ledger(&self) -> bool {
+        self.pk.len() <= MAX_SOURCE_PK_BYTES && self.sk.len() <= MAX_SOURCE_SK_BYTES
+    }
 }
 
 /// What a record is, for routing and metrics.
@@ -89,6 +97,9 @@ pub fn decode_batch(records: &[EventRecord], table_name: &str) -> Result<Vec<Cha
 fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result<Change, DecodeError> {
     let fail = |problem: String| DecodeError { index, event_id: record.event_id.clone(), problem };
     let stream = &record.change;
+    // Another table's record is skipped whatever its keys are called (SPEC): its keys need not be
+    // `pk` / `sk`, so the table is judged before they are read.
+    let other_table = !from_table(record.event_source_arn.as_deref(), table_name);
     let sequence_text = stream.sequence_number.as_deref().ok_or_else(|| fail("missing `dynamodb.SequenceNumber`".into()))?;
     let sequence = SequenceNumber::parse(sequence_text)
         .ok_or_else(|| fail(format!("`dynamodb.SequenceNumber` `{sequence_text}` is not a string of digits")))?;
@@ -98,22 +109,24 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         Some(_) => Err(fail(format!("`dynamodb.Keys.{name}` is not a string"))),
         None => Err(fail(format!("`dynamodb.Keys.{name}` is missing"))),
     };
+    let ttl_removal =
+        record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
+    if other_table {
+        // Its images are not the application's: they are neither assessed nor counted as rejected.
+        let key = ItemKey { pk: key_attr(PK).unwrap_or_default(), sk: key_attr(SK).unwrap_or_default() };
+        let (old, new) = (Assessment::Absent, Assessment::Absent);
+        return Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin: Origin::OtherTable, old, new, ttl_removal });
+    }
     let key = ItemKey { pk: key_attr(PK)?, sk: key_attr(SK)? };
     let image = |item: &Item| (!item.is_empty()).then_some(item.clone());
     let (old_image, new_image) = (image(&stream.old_image), image(&stream.new_image));
     let (old, new) = (assess(old_image.as_ref()), assess(new_image.as_ref()));
-    let origin = if !from_table(record.event_source_arn.as_deref(), table_name) {
-        Origin::OtherTable
-    } else {
-        match KeyOwner::of(&key.pk, &key.sk) {
-            KeyOwner::Aggregate => Origin::OwnAggregate,
-            KeyOwner::Bookkeeping => Origin::OwnBookkeeping,
-            KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
-            KeyOwner::Application => Origin::Source,
-        }
+    let origin = match KeyOwner::of(&key.pk, &key.sk) {
+        KeyOwner::Aggregate => Origin::OwnAggregate,
+        KeyOwner::Bookkeeping => Origin::OwnBookkeeping,
+        KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+        KeyOwner::Application => Origin::Source,
     };
-    let ttl_removal =
-        record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_removal })
 }
 
@@ -169,6 +182,16 @@ mod tests {
 
         let unknown = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}});
         assert_eq!(decode_record(0, &record(base(keys, unknown)), "university").unwrap().origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn another_tables_record_is_skipped_whatever_its_keys_are_called() {
+        // A real capture of another table, whose key is `id`.
+        let mut value = base(json!({"id": {"N": "42"}}), json!({"id": {"N": "42"}, "entityType": {"S": "student"}}));
+        value["eventSourceARN"] = json!("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000");
+        let change = decode_record(0, &record(value), "university").unwrap();
+        assert_eq!(change.origin, Origin::OtherTable);
+        assert_eq!(change.rejections().count(), 0);
     }
 
     #[test]

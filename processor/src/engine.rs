@@ -6,6 +6,13 @@
 //! a redelivery got there first: the cancellation reasons carry the items' current state, the
 //! snapshot is corrected and the rest re-planned. See docs/design.md for why this is exact under
 //! every delivery schedule SPEC lists.
+//!
+//! # No poison
+//! An item whose writes DynamoDB refuses for good ([`StoreError::Refused`]: a value or key it
+//! cannot store that no rule foresaw) must not hold back the rest of its batch. A refused read or
+//! commit of several items is narrowed down: each item is then read or committed alone, the ones
+//! DynamoDB refuses are set aside as [`Refused`], every other item is applied, and the batch
+//! reports from the first unapplied record.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -38,7 +45,26 @@ pub struct BatchOutcome {
     /// again; every record before it has been applied or needed nothing.
     pub failed_from: Option<usize>,
     pub failure: Option<String>,
+    /// Items DynamoDB refused for good; retrying their records cannot help.
+    pub refused: Vec<Refused>,
     pub usage: Usage,
+}
+
+/// A source item whose reads or writes DynamoDB refused for good. Its records stay unapplied:
+/// they are reported as failures, and a redelivery fails the same way (SPEC, "No poison").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Batch position of the item's first record.
+    pub index: usize,
+    pub event_id: String,
+    pub key: ItemKey,
+    pub cause: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record {} (eventID `{}`), item pk=`{}` sk=`{}`: {}", self.index, self.event_id, self.key.pk, self.key.sk, self.cause)
+    }
 }
 
 /// Many batches' outcomes added up: what `replay` and `consume` report.
@@ -128,12 +154,33 @@ impl<T: Table> Engine<T> {
             pending: (0..items.len()).collect(),
             snapshot: Snapshot::default(),
             max_actions: self.max_actions,
+            solo: HashSet::new(),
+            refused: Vec::new(),
             outcome: &mut outcome,
         };
-        if let Err(failure) = run.drive(&self.table, RetryBudget::new(deadline)).await {
-            let failed_from = run.pending.iter().map(|&position| items[position].first_index()).min();
-            run.outcome.failed_from = failed_from;
-            run.outcome.failure = Some(failure);
+        let result = run.drive(&self.table, RetryBudget::new(deadline)).await;
+        let refused = std::mem::take(&mut run.refused);
+        let unapplied = run.pending.iter().chain(refused.iter().map(|(position, _)| position));
+        let failed_from = unapplied.map(|&position| items[position].first_index()).min();
+        let mut failures: Vec<String> = result.err().into_iter().collect();
+        for (position, cause) in refused {
+            let item = &items[position];
+            let index = item.first_index();
+            let event_id = changes.iter().find(|change| change.index == index).map_or_else(String::new, |change| change.event_id.clone());
+            outcome.count("refused", item.records.len());
+            outcome.refused.push(Refused { index, event_id, key: item.key.clone(), cause });
+        }
+        if !outcome.refused.is_empty() {
+            let list: Vec<String> = outcome.refused.iter().map(ToString::to_string).collect();
+            failures.push(format!(
+                "{} item(s) refused by DynamoDB for good, every other item applied; retrying cannot help: {}",
+                outcome.refused.len(),
+                list.join("; ")
+            ));
+        }
+        if failed_from.is_some() {
+            outcome.failed_from = failed_from;
+            outcome.failure = Some(failures.join("; and "));
         }
         outcome.usage = self.table.usage() - usage_before;
         outcome
@@ -147,6 +194,10 @@ struct Run<'a> {
     pending: Vec<usize>,
     snapshot: Snapshot,
     max_actions: usize,
+    /// Items to commit one per transaction: a commit of several of them was refused.
+    solo: HashSet<usize>,
+    /// Items DynamoDB refused for good, with the cause; no longer pending.
+    refused: Vec<(usize, String)>,
     outcome: &'a mut BatchOutcome,
 }
 
@@ -201,11 +252,34 @@ impl Run<'_> {
         budget.pause().await.map_err(|err| err.to_string())
     }
 
-    /// Reads whatever the pending items need that the snapshot lacks. A ledger can name
-    /// aggregates the records do not, hence the loop (two rounds at most).
+    /// Reads whatever the pending items need that the snapshot lacks. A read DynamoDB refuses is
+    /// narrowed down to the items whose keys it refuses; those are set aside.
     async fn read_missing<T: Table>(&mut self, table: &T) -> Result<(), StoreError> {
+        let pending = self.pending.clone();
+        match self.read_for(table, &pending).await {
+            Err(err @ StoreError::Refused { .. }) if pending.len() == 1 => {
+                self.refuse(pending[0], &err);
+                Ok(())
+            }
+            Err(StoreError::Refused { .. }) => {
+                for position in pending {
+                    match self.read_for(table, &[position]).await {
+                        Ok(()) => {}
+                        Err(err @ StoreError::Refused { .. }) => self.refuse(position, &err),
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Reads what the items at `positions` need. A ledger can name aggregates the records do
+    /// not, hence the loop (two rounds at most).
+    async fn read_for<T: Table>(&mut self, table: &T, positions: &[usize]) -> Result<(), StoreError> {
         loop {
-            let (ledgers, aggregates) = needed_keys(self.pending.iter().map(|&position| &self.items[position]), &self.snapshot);
+            let (ledgers, aggregates) = needed_keys(positions.iter().map(|&position| &self.items[position]), &self.snapshot);
             if ledgers.is_empty() && aggregates.is_empty() {
                 return Ok(());
             }
@@ -225,9 +299,24 @@ impl Run<'_> {
     }
 
     /// Plans the pending items and commits the transactions in order, stopping at the first
-    /// that fails.
+    /// that fails; items that must go alone are planned and committed one at a time after the rest.
     async fn commit_plan<T: Table>(&mut self, table: &T, budget: &mut RetryBudget) -> Result<(), StoreError> {
-        let plan = plan(self.items, &self.pending, &self.snapshot, self.max_actions);
+        let (alone, together): (Vec<usize>, Vec<usize>) = self.pending.iter().partition(|position| self.solo.contains(position));
+        if !together.is_empty() && !self.commit_group(table, &together, budget).await? {
+            // A commit was refused and its items now go alone: the caller plans again.
+            return Ok(());
+        }
+        for position in alone {
+            self.commit_group(table, &[position], budget).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans the items at `positions` and commits their transactions in order. Returns `false`
+    /// when DynamoDB refused a commit: nothing of it was written, and its items are set aside
+    /// (one item) or marked to go alone (several).
+    async fn commit_group<T: Table>(&mut self, table: &T, positions: &[usize], budget: &mut RetryBudget) -> Result<bool, StoreError> {
+        let plan = plan(self.items, positions, &self.snapshot, self.max_actions);
         let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
         self.outcome.count("already_applied", records(&plan.already_applied));
         self.outcome.count("no_effect", records(&plan.unchanged));
@@ -242,16 +331,30 @@ impl Run<'_> {
                     self.record_committed(transaction);
                     budget.reset();
                 }
-                Err(err) => {
-                    if !matches!(err, StoreError::Changed(_)) {
-                        // The commit may have landed with its response lost: read it all again.
-                        self.forget(&puts);
+                Err(err @ StoreError::Refused { .. }) => {
+                    match transaction.items[..] {
+                        [position] => self.refuse(position, &err),
+                        _ => self.solo.extend(transaction.items.iter().copied()),
                     }
+                    return Ok(false);
+                }
+                Err(err) => {
+                    // The commit may have landed with its response lost; or, if its conditions
+                    // failed, an item that passed its own may still be stale (deleted by TTL and
+                    // created anew): read every item of it again, beyond those reported changed.
+                    self.forget(&puts);
                     return Err(err);
                 }
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    fn refuse(&mut self, position: usize, err: &StoreError) {
+        tracing::error!(pk = %self.items[position].key.pk, sk = %self.items[position].key.sk, error = %err, "Item refused by DynamoDB for good; applying the rest of the batch.");
+        self.pending.retain(|pending| *pending != position);
+        self.solo.remove(&position);
+        self.refused.push((position, err.to_string()));
     }
 
     fn record_committed(&mut self, transaction: &Transaction) {

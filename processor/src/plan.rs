@@ -14,6 +14,17 @@ use crate::sequence::SequenceNumber;
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ACTIONS: usize = 100;
 
+/// The version a newly created ledger or aggregate starts at: random, not 1.
+///
+/// Writes are conditioned on the version that was read. TTL deletes a ledger, and another writer
+/// may then create the item anew; had every incarnation started at 1, a writer holding the old
+/// incarnation's version 1 would pass the new one's condition and commit a plan computed from a
+/// ledger that no longer exists. With a random 62-bit start, incarnations never share a version
+/// (SPEC, "Two writers").
+pub fn first_version() -> u64 {
+    rand::random_range(1 << 32..1 << 62)
+}
+
 /// All of one source item's records in a batch, coalesced.
 #[derive(Debug, Clone)]
 pub struct ItemChanges {
@@ -160,6 +171,8 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
     let mut aggregates = BTreeSet::new();
     for item in items {
         match snapshot.ledgers.get(&item.key) {
+            // A key too long for its ledger's key never had a ledger: every image of it is invalid.
+            None if !item.key.fits_ledger() => {}
             None => ledgers.push(item.key.clone()),
             Some(ledger) => {
                 if let Some(ledger) = ledger {
@@ -204,7 +217,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
             let before = projected.get(&key).cloned().unwrap_or_else(|| snapshot.aggregates.get(&key).cloned().flatten());
             let mut values = before.as_ref().map(|stored| stored.values.clone()).unwrap_or_else(|| AggregateValues::zero(key.kind()));
             values.apply(&key, &deltas);
-            let stored = StoredAggregate { values, version: before.as_ref().map_or(1, |stored| stored.version + 1) };
+            let stored = StoredAggregate { values, version: before.as_ref().map_or_else(first_version, |stored| stored.version + 1) };
             projected.insert(key.clone(), Some(stored.clone()));
             current.aggregates.push(AggregateWrite { key, expected_version: before.map(|stored| stored.version), stored });
         }
@@ -218,7 +231,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
             None => (
                 Deltas::change(&item.before, &item.after),
                 Ledger {
-                    version: 1,
+                    version: first_version(),
                     sequence: item.last_sequence().clone(),
                     contribution: item.after.clone(),
                     assumed: Some(Assumption { from: item.first_sequence().clone(), baseline: item.before.clone() }),
@@ -386,8 +399,8 @@ mod tests {
         assert!(plan.transactions.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
         let first = &plan.transactions[0].aggregates[0];
         let second = &plan.transactions[1].aggregates[0];
-        assert_eq!((first.expected_version, first.stored.version), (None, 1));
-        assert_eq!((second.expected_version, second.stored.version), (Some(1), 2));
+        assert_eq!(first.expected_version, None);
+        assert_eq!((second.expected_version, second.stored.version), (Some(first.stored.version), first.stored.version + 1));
         assert_eq!(second.stored.values.get(Field::EnrollmentCount).to_string(), "150");
     }
 
@@ -402,14 +415,18 @@ mod tests {
         let plan = plan(&items, &pending, &snapshot_for(&items), 3);
         let sizes: Vec<(usize, usize)> = plan.transactions.iter().map(|txn| (txn.items.len(), txn.actions())).collect();
         assert_eq!(sizes, vec![(2, 3), (2, 3), (1, 2), (1, 3)]);
-        let counts: Vec<String> = plan
+        let writes: Vec<&AggregateWrite> = plan
             .transactions
             .iter()
             .flat_map(|txn| &txn.aggregates)
             .filter(|write| write.key == AggregateKey::Course { course_id: "a".into() })
-            .map(|write| format!("{}@{}", write.stored.values.get(Field::EnrollmentCount), write.stored.version))
             .collect();
-        assert_eq!(counts, vec!["2@1", "4@2", "5@3", "4@4"], "values and versions chain across the transactions");
+        let first = writes[0].stored.version;
+        let counts: Vec<String> = writes
+            .iter()
+            .map(|write| format!("{}@{}", write.stored.values.get(Field::EnrollmentCount), write.stored.version - first))
+            .collect();
+        assert_eq!(counts, vec!["2@0", "4@1", "5@2", "4@3"], "values and versions chain across the transactions");
     }
 
     #[test]
@@ -454,6 +471,24 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(txn.ledgers[0].ledger.clone()));
         assert_eq!(plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS).already_applied, vec![0]);
+    }
+
+    #[test]
+    fn new_items_start_at_versions_no_earlier_incarnation_shares() {
+        let versions: std::collections::HashSet<u64> = (0..1000).map(|_| first_version()).collect();
+        assert_eq!(versions.len(), 1000);
+        assert!(versions.iter().all(|version| *version >= 1 << 32), "never 0, which means an item without a version");
+    }
+
+    #[test]
+    fn a_key_too_long_for_a_ledger_is_not_read() {
+        let long = ItemKey { pk: format!("course#{}", "c".repeat(2030)), sk: "student#s1".into() };
+        let mut record = change(0, "student#s1", "10", Deltas::new(), Deltas::new());
+        record.key = long;
+        let items = group(&[record]);
+        let (ledgers, aggregates) = needed_keys(&items, &Snapshot::default());
+        assert!(ledgers.is_empty() && aggregates.is_empty());
+        assert_eq!(plan(&items, &[0], &Snapshot::default(), MAX_TRANSACTION_ACTIONS).unchanged, vec![0]);
     }
 
     #[test]

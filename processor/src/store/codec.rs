@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::decode::ItemKey;
-use crate::plan::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
+use crate::plan::{first_version, AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
 use crate::store::error::{SdkItem, StoreError};
 
@@ -65,6 +65,19 @@ pub enum Expect {
     Equals { attribute: &'static str, value: AttributeValue },
     /// The item exists without `attribute` (written before tally versioned it, or by hand).
     Missing { attribute: &'static str },
+}
+
+/// The same ledger written as a new incarnation: expected absent, at a fresh version. For a
+/// ledger that TTL deleted after it was read, which is a legitimate state, not a race.
+pub fn recreated(put: &ConditionalPut) -> ConditionalPut {
+    let mut item = put.item.clone();
+    item.insert(VERSION.to_owned(), n(first_version()));
+    ConditionalPut { key: put.key.clone(), item, expect: Expect::Absent }
+}
+
+/// Whether a key is a ledger's.
+pub fn is_ledger_key(key: &ItemKey) -> bool {
+    key.pk.starts_with(LEDGER_PK_PREFIX)
 }
 
 /// The condition for an item read at `version` (`None`: absent; 0: present without a version).

@@ -21,13 +21,28 @@ pub enum StoreError {
     /// own retries. Retry with backoff; the write may or may not have been applied.
     #[error("transient DynamoDB failure in {operation}: {message}")]
     Transient { operation: &'static str, message: String },
-    /// Will fail again: validation, permissions, a missing table. Do not retry.
+    /// DynamoDB refused the request for what it holds (`ValidationException`: a key or a value it
+    /// cannot store). Permanent for these items, but other items may go through: the engine
+    /// narrows such a failure down to the items that cause it.
+    #[error("DynamoDB refused {operation} for its items: {message}")]
+    Refused { operation: &'static str, message: String },
+    /// Will fail again whatever the items: permissions, a missing table. Do not retry.
     #[error("DynamoDB rejected {operation}: {message}")]
     Permanent { operation: &'static str, message: String },
     /// An item tally owns does not have the shape tally writes.
     #[error("item pk=`{}` sk=`{}` is corrupt: {problem}", .key.pk, .key.sk)]
     Corrupt { key: ItemKey, problem: String },
 }
+
+impl StoreError {
+    /// Whether trying again (after re-planning, for [`StoreError::Changed`]) can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Changed(_) | StoreError::Transient { .. })
+    }
+}
+
+/// The code DynamoDB answers when a request holds something it cannot store.
+const VALIDATION_CODE: &str = "ValidationException";
 
 /// Error codes DynamoDB documents as transient.
 const TRANSIENT_CODES: &[&str] = &[
@@ -44,6 +59,8 @@ const TRANSIENT_CODES: &[&str] = &[
 
 /// Cancellation reason codes that clear up on retry (`ConditionalCheckFailed` is handled apart).
 const TRANSIENT_CANCELLATION_CODES: &[&str] = &["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
+/// Cancellation reason codes that name an item DynamoDB cannot store.
+const REFUSED_CANCELLATION_CODES: &[&str] = &["ValidationError", "ItemCollectionSizeLimitExceeded"];
 
 /// Classifies an SDK error from any operation by its code and HTTP status: documented transient
 /// codes and any 5xx are retried.
@@ -60,6 +77,8 @@ where
             let message = format!("{code}: {}", context.err().message().unwrap_or("no message"));
             if TRANSIENT_CODES.contains(&code) || context.raw().status().is_server_error() {
                 StoreError::Transient { operation, message }
+            } else if code == VALIDATION_CODE {
+                StoreError::Refused { operation, message }
             } else {
                 StoreError::Permanent { operation, message }
             }
@@ -79,9 +98,11 @@ pub fn classify_cancellation(reasons: &[aws_sdk_dynamodb::types::CancellationRea
     if !changed.is_empty() {
         return StoreError::Changed(changed);
     }
-    let transient = reasons.iter().any(|reason| reason.code().is_some_and(|code| TRANSIENT_CANCELLATION_CODES.contains(&code)));
-    if transient {
+    let any = |codes: &[&str]| reasons.iter().any(|reason| reason.code().is_some_and(|code| codes.contains(&code)));
+    if any(TRANSIENT_CANCELLATION_CODES) {
         StoreError::Transient { operation: "TransactWriteItems", message }
+    } else if any(REFUSED_CANCELLATION_CODES) {
+        StoreError::Refused { operation: "TransactWriteItems", message }
     } else {
         StoreError::Permanent { operation: "TransactWriteItems", message }
     }
@@ -127,7 +148,34 @@ mod tests {
         ));
         assert!(matches!(
             classify_cancellation(&[reason("ValidationError"), reason("None")], &keys, String::new()),
-            StoreError::Permanent { .. }
+            StoreError::Refused { .. }
         ));
+        assert!(matches!(classify_cancellation(&[reason("None"), reason("Unknown")], &keys, String::new()), StoreError::Permanent { .. }));
+    }
+
+    fn service_error(code: &str, status: u16) -> SdkError<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError, HttpResponse> {
+        use aws_sdk_dynamodb::error::ErrorMetadata;
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
+        let response = HttpResponse::new(status.try_into().unwrap(), aws_smithy_types::body::SdkBody::empty());
+        SdkError::service_error(BatchGetItemError::generic(ErrorMetadata::builder().code(code).message("m").build()), response)
+    }
+
+    #[test]
+    fn service_errors_are_classified_by_code_and_status() {
+        let verdict = |code, status| match classify("BatchGetItem", &service_error(code, status)) {
+            StoreError::Transient { .. } => "transient",
+            StoreError::Refused { .. } => "refused",
+            StoreError::Permanent { .. } => "permanent",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(verdict("ThrottlingException", 400), "transient");
+        assert_eq!(verdict("ProvisionedThroughputExceededException", 400), "transient");
+        assert_eq!(verdict("InternalServerError", 500), "transient");
+        assert_eq!(verdict("SomethingNew", 503), "transient");
+        assert_eq!(verdict("ValidationException", 400), "refused");
+        assert_eq!(verdict("AccessDeniedException", 400), "permanent");
+        assert_eq!(verdict("ResourceNotFoundException", 400), "permanent");
+        assert!(StoreError::Transient { operation: "x", message: String::new() }.is_retryable());
+        assert!(!StoreError::Refused { operation: "x", message: String::new() }.is_retryable());
     }
 }

@@ -17,7 +17,7 @@
 
 mod pending;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,7 +33,9 @@ use crate::cli::{scan, Common};
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, LedgerWrite};
 use crate::retry::RetryBudget;
-use crate::store::codec::{aggregate_key, decode_ledger, encode_aggregate, encode_ledger, ledger_key, ConditionalPut, Expect, Writer};
+use crate::store::codec::{
+    aggregate_key, decode_ledger, encode_aggregate, encode_ledger, is_ledger_key, ledger_key, recreated, ConditionalPut, Expect, Writer,
+};
 use crate::store::error::classify;
 use crate::store::{DynamoTable, SdkItem, StoreError, Table};
 
@@ -208,15 +210,29 @@ async fn commit_all(table: &DynamoTable, puts: &[ConditionalPut], quiet: bool) -
     Ok(())
 }
 
-async fn commit(table: &DynamoTable, puts: &[ConditionalPut]) -> anyhow::Result<()> {
+/// Commits one chunk of backfill's writes, each conditioned on the item as scanned.
+///
+/// A ledger that has disappeared since the scan was deleted by TTL (ledgers expire 48 h after
+/// their last write, lazily): that is a legitimate state, so its reset is written as a new ledger.
+/// Any other changed item means a writer raced backfill, and the chunk is refused.
+pub async fn commit<T: Table>(table: &T, puts: &[ConditionalPut]) -> anyhow::Result<()> {
     let mut budget = RetryBudget::new(tokio::time::Instant::now() + Duration::from_secs(120));
+    let mut puts = puts.to_vec();
     loop {
-        match table.commit(puts).await {
+        match table.commit(&puts).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Changed(changed)) => {
-                let keys: Vec<String> = changed.iter().map(|(key, _)| format!("pk=`{}` sk=`{}`", key.pk, key.sk)).collect();
+                let (expired, raced): (Vec<_>, Vec<_>) = changed.iter().partition(|(key, current)| current.is_none() && is_ledger_key(key));
+                if raced.is_empty() {
+                    let expired: HashSet<&ItemKey> = expired.into_iter().map(|(key, _)| key).collect();
+                    for put in puts.iter_mut().filter(|put| expired.contains(&put.key) && put.expect != Expect::Absent) {
+                        *put = recreated(put);
+                    }
+                    continue;
+                }
+                let keys: Vec<String> = raced.iter().map(|(key, _)| format!("pk=`{}` sk=`{}`", key.pk, key.sk)).collect();
                 bail!(
-                    "{} changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
+                    "{} item(s) changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
                      Pause the event source mapping and run backfill again",
                     keys.len(),
                     keys.join(", ")

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 
 use crate::cli::Common;
 use crate::decode::{decode_batch, ItemKey, Origin};
-use crate::plan::{Ledger, LedgerWrite};
+use crate::plan::{first_version, Ledger, LedgerWrite};
 use crate::sequence::SequenceNumber;
 use crate::store::DynamoTable;
 use crate::stream::{stream_arn, StreamError, StreamReader};
@@ -55,7 +55,7 @@ pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -
             .map(|item| LedgerWrite {
                 item,
                 expected_version: None,
-                ledger: Ledger { version: 1, sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },
+                ledger: Ledger { version: first_version(), sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },
             })
             .collect(),
     ))
