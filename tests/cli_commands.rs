@@ -22,11 +22,24 @@ async fn replaying_the_fixtures_gives_the_expected_aggregates_and_twice_changes_
     // skipped, so they are replayed into a table of that name (this test binary's only user of it).
     let name = "university";
     json(tally(name).arg("init"));
-    let first = json(tally(name).args(["replay", &format!("{FIXTURES}/events")]));
+    // The fixtures were captured on 2026-09-01: older than the stream's retention, so replay
+    // refuses them unless told this table never saw them.
+    let (code, _, stderr) = run(tally(name).args(["replay", &format!("{FIXTURES}/events")]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("01-term-opens.json: record 0 (eventID `")
+            && stderr.contains("was written at 2026-09-01T00:00:00Z")
+            && stderr.contains("`tally backfill`")
+            && stderr.contains("--allow-stale"),
+        "{stderr}"
+    );
+    assert!(scan(&connect(None, None).await, name).await.is_empty(), "a refused replay writes nothing");
+    let first = json(tally(name).args(["replay", "--allow-stale", &format!("{FIXTURES}/events")]));
     assert_eq!(first["by_class"]["applied"], 15, "{first}");
     assert_eq!(first["rejected"]["wrong_type"], 1);
     let second = json(tally(name).args([
         "replay",
+        "--allow-stale",
         &format!("{FIXTURES}/events/01-term-opens.json"),
         &format!("{FIXTURES}/events/02-grading-and-expiry.json"),
     ]));

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 use serde::Serialize;
 use serde_dynamo::AttributeValue;
@@ -12,7 +13,9 @@ use serde_dynamo::AttributeValue;
 use crate::cli::Common;
 use crate::decode::{decode_batch, Change};
 use crate::engine::{Engine, Totals};
+use crate::store::codec::LEDGER_RETENTION;
 use crate::store::DynamoTable;
+use crate::stream::STREAM_RETENTION;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -22,6 +25,11 @@ pub struct Opts {
     /// Give up on a file's batch after this many seconds of retrying.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Apply records older than the stream's 24 h retention. Their items' ledgers may have
+    /// expired, so a record applied before would count again: only for a table that never saw
+    /// these records (a fresh table, a test).
+    #[arg(long)]
+    pub allow_stale: bool,
 }
 
 /// A file that cannot be replayed; names the file, and the record and field where known.
@@ -37,6 +45,28 @@ pub struct FileError {
 pub struct Batch {
     pub path: PathBuf,
     pub changes: Vec<Change>,
+    /// When DynamoDB wrote each record (`dynamodb.ApproximateCreationDateTime`), by position.
+    pub written_at: Vec<DateTime<Utc>>,
+}
+
+impl Batch {
+    /// The first record written more than `retention` before `now`, as a refusal naming it.
+    pub fn first_stale(&self, now: DateTime<Utc>, retention: chrono::Duration) -> Option<FileError> {
+        let (index, at) = self.written_at.iter().enumerate().find(|(_, at)| now.signed_duration_since(**at) > retention)?;
+        let event_id = self.changes.get(index).map_or("", |change| change.event_id.as_str());
+        Some(FileError {
+            path: self.path.clone(),
+            problem: format!(
+                "record {index} (eventID `{event_id}`) was written at {} (`dynamodb.ApproximateCreationDateTime`), longer ago than the \
+                 stream's {} h retention. Ledgers expire {} h after an item's last write, so a record applied back then would now \
+                 count twice. To rebuild the aggregates from the table, run `tally backfill`; to apply the file anyway (a table \
+                 that never saw these records), pass --allow-stale. Nothing was written",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                retention.num_hours(),
+                LEDGER_RETENTION.num_hours(),
+            ),
+        })
+    }
 }
 
 /// Expands directories into their `.json` files, sorted.
@@ -95,7 +125,8 @@ pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
         }
     }
     let changes = decode_batch(&event.records, table).map_err(|err| error(err.to_string()))?;
-    Ok(Batch { path: path.to_owned(), changes })
+    let written_at = event.records.iter().map(|record| record.change.approximate_creation_date_time).collect();
+    Ok(Batch { path: path.to_owned(), changes, written_at })
 }
 
 /// A number DynamoDB could not have stored cannot come from a real stream: the file is not a
@@ -124,6 +155,12 @@ pub struct Summary {
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let batches = expand(&opts.paths)?.iter().map(|path| load(path, &common.table)).collect::<Result<Vec<_>, _>>()?;
+    if !opts.allow_stale {
+        let now = Utc::now();
+        if let Some(refusal) = batches.iter().find_map(|batch| batch.first_stale(now, STREAM_RETENTION)) {
+            return Err(refusal.into());
+        }
+    }
     let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
     let progress = crate::cli::progress::Progress::new(batches.len() as u64, "files", common.json);

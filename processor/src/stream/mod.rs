@@ -39,6 +39,9 @@ fn service<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::D
     }
 }
 
+/// How long DynamoDB Streams keeps a record.
+pub const STREAM_RETENTION: chrono::Duration = chrono::Duration::hours(24);
+
 /// Empty pages in a row after which an open shard counts as caught up: DynamoDB Streams may
 /// return an empty page before a later part of the shard that holds records. Enough for a
 /// consumer, which polls again anyway.
