@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod faults;
+pub mod history;
 pub mod images;
 
 use std::time::Duration;
