@@ -16,8 +16,12 @@ FEATURES := --features dynamodb-local
 TALLY_ORACLE_CASES ?= 200
 export TALLY_ORACLE_CASES
 ORACLE := aggregates_equal_a_recompute_whatever_the_delivery
+# `make audit`: cargo-deny, pinned, in a project-local root (not on PATH).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
+ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
 
-.PHONY: help install java test test-rust test-lambda test-infra demo bench package lint clean
+.PHONY: help install java test test-rust test-lambda test-infra demo bench package lint audit clean
 
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
@@ -25,6 +29,7 @@ help:
 	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
 	@echo "make package - sam build of the Lambda function (arm64, offline) and its size"
 	@echo "make lint    - rustfmt and clippy"
+	@echo "make audit   - cargo-deny: licenses, bans, sources; advisories when the RustSec db can be had"
 
 install: java $(NODE_STAMP) $(VENV_STAMP)
 
@@ -79,6 +84,25 @@ package: install $(DEPLOY_STAMP)
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
+
+$(CARGO_DENY):
+	cargo install cargo-deny --locked --version $(CARGO_DENY_VERSION) --root $(TOOLS)/cargo
+
+# Licenses, bans and sources need only crates.io. Advisories need the RustSec advisory-db, a git
+# repository on GitHub: checked when it can be fetched, else against a copy fetched before, else
+# skipped with a notice (this workplace reaches only the package registries). Not part of `test`.
+audit: $(CARGO_DENY)
+	$(CARGO_DENY) check bans licenses sources
+	@if $(CARGO_DENY) fetch db; then \
+	  $(CARGO_DENY) --offline check advisories; \
+	elif compgen -G "$(ADVISORY_DBS)/*/.git" >/dev/null; then \
+	  echo "audit: advisory-db unreachable; checking against the copy already in $(ADVISORY_DBS)"; \
+	  $(CARGO_DENY) --offline check advisories; \
+	else \
+	  echo "audit: advisories NOT checked: the RustSec advisory-db (a GitHub repository) cannot be"; \
+	  echo "       fetched from here, and $(ADVISORY_DBS) holds no copy. Where GitHub is reachable"; \
+	  echo "       make audit fetches it; a copy cloned there is then used offline when it is not."; \
+	fi
 
 clean:
 	cargo clean

@@ -2,13 +2,24 @@
 //!
 //! The SDK retries each request on throttling and 5xx (standard mode, 3 attempts). This loop sits
 //! above it and owns what the SDK cannot see: conflicting commits, failed conditions, and
-//! transient failures that outlast the SDK's attempts. It is the only user of `backoff`.
+//! transient failures that outlast the SDK's attempts. It is the only user of `backon`.
+//!
+//! The base wait starts at 15 ms and doubles up to 1.5 s; `backon`'s jitter adds a random 0–100 %
+//! of it, so the first wait is 15–30 ms and the longest 1.5–3 s (the same bounds as the ±50 %
+//! around 20 ms…2 s this had with `backoff`). No attempt or total-time limit: the deadline is it.
 
 use std::time::Duration;
 
-use backoff::backoff::Backoff as _;
-use backoff::ExponentialBackoff;
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
+
+/// Waits before retries: 15 ms doubling to 1.5 s, each plus a random 0–100 % jitter.
+const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(15))
+    .with_factor(2.0)
+    .with_max_delay(Duration::from_millis(1500))
+    .with_jitter()
+    .without_max_times();
 
 /// Backoff state for one batch.
 #[derive(Debug)]
@@ -24,15 +35,7 @@ pub struct DeadlineReached;
 
 impl RetryBudget {
     pub fn new(deadline: Instant) -> Self {
-        let backoff = ExponentialBackoff {
-            initial_interval: Duration::from_millis(20),
-            randomization_factor: 0.5,
-            multiplier: 2.0,
-            max_interval: Duration::from_secs(2),
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
-        };
-        RetryBudget { deadline, backoff }
+        RetryBudget { deadline, backoff: BACKOFF.build() }
     }
 
     pub fn deadline(&self) -> Instant {
@@ -45,7 +48,7 @@ impl RetryBudget {
 
     /// Sleeps for the next backoff interval, or fails at once if that would pass the deadline.
     pub async fn pause(&mut self) -> Result<(), DeadlineReached> {
-        let delay = self.backoff.next_backoff().ok_or(DeadlineReached)?;
+        let delay = self.backoff.next().ok_or(DeadlineReached)?;
         if Instant::now() + delay >= self.deadline {
             return Err(DeadlineReached);
         }
@@ -55,7 +58,7 @@ impl RetryBudget {
 
     /// After progress, the next failure starts again from a short wait.
     pub fn reset(&mut self) {
-        self.backoff.reset();
+        self.backoff = BACKOFF.build();
     }
 }
 
