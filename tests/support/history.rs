@@ -78,15 +78,24 @@ pub fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
 
 /// Turns a history into per-shard record lists and the final images.
 pub fn records(history: &[Op]) -> (Vec<Vec<Rec>>, Vec<Value>) {
-    let mut state: BTreeMap<usize, Value> = BTreeMap::new();
+    let mut state = BTreeMap::new();
+    let shards = records_after(history, &mut state, 1000);
+    (shards, state.into_values().collect())
+}
+
+/// The shard DynamoDB would put a partition key in (stand-in hash).
+pub fn shard_of(pk: &str) -> usize {
+    pk.bytes().map(usize::from).sum::<usize>() % SHARDS
+}
+
+/// Continues a history from `state` (each slot's current image), with sequence numbers from
+/// `first_sequence`; `state` ends as the items' final images.
+pub fn records_after(history: &[Op], state: &mut BTreeMap<usize, Value>, first_sequence: u64) -> Vec<Vec<Rec>> {
     let mut shards: Vec<Vec<Rec>> = vec![Vec::new(); SHARDS];
     for (i, op) in history.iter().enumerate() {
-        let sequence = 1000 + i as u64;
+        let sequence = first_sequence + i as u64;
         let new = image(op.slot, op.values);
-        let shard = {
-            let pk = new["pk"]["S"].as_str().unwrap();
-            pk.bytes().map(usize::from).sum::<usize>() % SHARDS
-        };
+        let shard = shard_of(new["pk"]["S"].as_str().unwrap());
         let rec = match (state.get(&op.slot).cloned(), op.action % 5) {
             (Some(old), 3) => {
                 state.remove(&op.slot);
@@ -107,7 +116,7 @@ pub fn records(history: &[Op]) -> (Vec<Vec<Rec>>, Vec<Value>) {
         };
         shards[shard].push(rec);
     }
-    (shards, state.into_values().collect())
+    shards
 }
 
 /// Deterministic choices drawn from proptest's dice, reused in a cycle.
@@ -123,4 +132,3 @@ impl Dice<'_> {
         face as usize % sides
     }
 }
-
