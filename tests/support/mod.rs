@@ -5,6 +5,7 @@ pub mod cli;
 pub mod faults;
 pub mod history;
 pub mod images;
+pub mod proxy;
 
 use std::time::Duration;
 
