@@ -892,7 +892,11 @@ def test_failure_queue_alarm(stack):
 
 @pytest.mark.parametrize(
     "logical_id, metric, threshold",
-    [("RecordsRejectedAlarm", "RecordsRejected", 0), ("ConflictRetriesAlarm", "ConflictRetries", "100")],
+    [
+        ("RecordsRejectedAlarm", "RecordsRejected", 0),
+        ("RecordsRefusedAlarm", "RecordsRefused", 0),
+        ("ConflictRetriesAlarm", "ConflictRetries", "100"),
+    ],
 )
 def test_emf_alarms(template, stack, logical_id, metric, threshold):
     a = alarm_props(stack, logical_id)
@@ -914,6 +918,7 @@ ALARMS = [
     "TableSystemErrorsAlarm",
     "FailureQueueAlarm",
     "RecordsRejectedAlarm",
+    "RecordsRefusedAlarm",
     "ConflictRetriesAlarm",
 ]
 

@@ -47,6 +47,9 @@ pub struct BatchOutcome {
     pub failure: Option<String>,
     /// Items DynamoDB refused for good; retrying their records cannot help.
     pub refused: Vec<Refused>,
+    /// Whether items other than the refused ones were left unapplied (the deadline passed, or the
+    /// table failed every write): delivering the batch again may apply them.
+    pub incomplete: bool,
     pub usage: Usage,
 }
 
@@ -160,6 +163,7 @@ impl<T: Table> Engine<T> {
         };
         let result = run.drive(&self.table, RetryBudget::new(deadline)).await;
         let refused = std::mem::take(&mut run.refused);
+        let incomplete = !run.pending.is_empty();
         let unapplied = run.pending.iter().chain(refused.iter().map(|(position, _)| position));
         let failed_from = unapplied.map(|&position| items[position].first_index()).min();
         let mut failures: Vec<String> = result.err().into_iter().collect();
@@ -178,6 +182,7 @@ impl<T: Table> Engine<T> {
                 list.join("; ")
             ));
         }
+        outcome.incomplete = incomplete;
         if failed_from.is_some() {
             outcome.failed_from = failed_from;
             outcome.failure = Some(failures.join("; and "));

@@ -16,6 +16,8 @@ pub const RECORDS: &str = "Records";
 pub const RECORDS_REJECTED: &str = "RecordsRejected";
 pub const RECORDS_REJECTED_BY_REASON: &str = "RecordsRejectedByReason";
 pub const RECORDS_FAILED: &str = "RecordsFailed";
+/// Records of items DynamoDB refused for good (SPEC, "No poison"); alarmed in infra/.
+pub const RECORDS_REFUSED: &str = "RecordsRefused";
 pub const TTL_DELETIONS: &str = "TtlDeletions";
 pub const CONFLICT_RETRIES: &str = "ConflictRetries";
 pub const RETRIES: &str = "Retries";
@@ -51,6 +53,7 @@ pub fn record_batch(outcome: &BatchOutcome, elapsed: Duration) {
     if let Some(failed_from) = outcome.failed_from {
         counter!(RECORDS_FAILED).increment((outcome.records - failed_from) as u64);
     }
+    counter!(RECORDS_REFUSED).increment(outcome.by_class.get("refused").copied().unwrap_or_default());
     counter!(TTL_DELETIONS).increment(outcome.ttl_removals);
     counter!(CONFLICT_RETRIES).increment(outcome.conflicts);
     counter!(RETRIES).increment(outcome.retries);

@@ -272,7 +272,13 @@ async fn redrive(
     let changes = decode_batch(&records, table)?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
     if let Some(failed_from) = outcome.failed_from {
-        bail!("applied up to record {failed_from} of {}: {}; run redrive again", records.len(), outcome.failure.unwrap_or_default());
+        let failure = outcome.failure.as_deref().unwrap_or_default();
+        let advice = if !outcome.incomplete {
+            "every record of the range after it was applied; re-running cannot help until what DynamoDB refuses is fixed"
+        } else {
+            "run redrive again"
+        };
+        bail!("not applied from record {failed_from} of {}: {failure}; {advice}", records.len());
     }
     Ok(outcome)
 }
