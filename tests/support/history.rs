@@ -38,6 +38,9 @@ pub fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
                 0 => drop(image.as_object_mut().unwrap().remove("enrolledAt")),
                 1 => image["enrolledAt"] = json!({"S": "last tuesday"}),
                 2 => image["studentID"] = json!({"S": ""}),
+                // `user#` + 2,043 bytes is the partition key limit exactly; one byte more is key_too_long.
+                3 => image["studentID"] = json!({"S": format!("s{}", "x".repeat(2042))}),
+                4 => image["studentID"] = json!({"S": format!("s{}", "x".repeat(2043))}),
                 _ => {}
             }
             image
@@ -49,6 +52,9 @@ pub fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
                 2 => Some(json!({"S": "A+"})),
                 3 => Some(n("-1")),
                 4 => Some(n(&"9".repeat(39))),
+                // At SPEC's out_of_range bounds, and one digit past them.
+                5 if c % 3 == 0 => Some(n("99999999999999999999.99999999")),
+                5 if c % 3 == 1 => Some(n("0.000000001")),
                 _ => Some(n(&format!("{}.{}", c % 101, a % 100))),
             };
             let mut image = submission(&course, &format!("a{}", a % 2), &student, &format!("{}T10:00:00Z", day(c)), grade);
@@ -57,14 +63,23 @@ pub fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
             if c % 5 == 0 {
                 image.as_object_mut().unwrap().remove("submittedAt");
             }
+            // `stats#assignment#` + 1,007 bytes is the sort key limit exactly; one byte more is key_too_long.
+            match c % 11 {
+                3 => image["assignmentID"] = json!({"S": format!("a{}", "y".repeat(1006))}),
+                4 => image["assignmentID"] = json!({"S": format!("a{}", "y".repeat(1007))}),
+                _ => {}
+            }
             image
         }
         12 | 13 => instructor(&course, "i1"),
         14 | 15 => assignment(&course, "a1"),
         16..=19 => {
             let mut image = order(&format!("u{}", slot % 2), &day(slot as u8 / 2), &format!("o{slot}"), &format!("{}.{:02}", a, b % 100));
-            if c % 9 == 0 {
-                image["amount"] = json!({"S": "19.99"});
+            match c % 9 {
+                0 => image["amount"] = json!({"S": "19.99"}),
+                1 => image["amount"] = n("1E+37"),
+                2 => image["amount"] = n("99999999999999999999.99999999"),
+                _ => {}
             }
             image
         }
