@@ -14,6 +14,20 @@ use bigdecimal::{BigDecimal, One, Signed, Zero};
 /// Most significant digits a DynamoDB number may have.
 pub const MAX_SIGNIFICANT_DIGITS: u64 = 38;
 
+/// DynamoDB's range of decimal exponents (as in `1.5E+125`) for a non-zero number.
+const EXPONENTS: std::ops::RangeInclusive<i64> = -130..=125;
+
+/// Longest input an error message repeats: a hostile number can be megabytes long.
+const SHOWN_CHARS: usize = 64;
+
+/// `text` as an error message may repeat it: cut to [`SHOWN_CHARS`] characters.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Decimal places of `gradeAverage`.
 pub const AVERAGE_SCALE: i64 = 4;
 
@@ -89,14 +103,14 @@ impl Number {
     pub fn check_fits(&self) -> Result<(), NumberError> {
         let digits = self.significant_digits();
         if digits > MAX_SIGNIFICANT_DIGITS {
-            return Err(NumberError::TooPrecise { value: self.to_string(), digits });
+            return Err(NumberError::TooPrecise { value: shown(&self.0.to_scientific_notation()), digits });
         }
         if !self.0.is_zero() {
             // value = mantissa × 10^-scale; its decimal exponent (as in 1.23E+x) is digits - 1 - scale.
             let (_, scale) = self.0.as_bigint_and_exponent();
-            let exponent = digits as i64 - 1 - scale;
-            if !(-130..=125).contains(&exponent) {
-                return Err(NumberError::OutOfRange(self.to_string()));
+            let exponent = i128::from(digits) - 1 - i128::from(scale);
+            if !(i128::from(*EXPONENTS.start())..=i128::from(*EXPONENTS.end())).contains(&exponent) {
+                return Err(NumberError::OutOfRange(shown(&self.0.to_scientific_notation())));
             }
         }
         Ok(())
@@ -141,22 +155,70 @@ impl FromStr for Number {
     type Err = NumberError;
 
     /// Parses a DynamoDB number string (`-12.50`, `1E+3`) and enforces DynamoDB's limits.
+    ///
+    /// The shape, the digit count and the exponent are checked on the text itself, in one pass,
+    /// before any arithmetic: the text may come from a hostile file, and `1E+100000000000` or a
+    /// megabyte of digits must be refused in bounded time and memory.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let not_a_number = || NumberError::NotANumber(shown(text));
         let trimmed = text.trim();
-        let looks_numeric = !trimmed.is_empty()
-            && trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E'))
-            && trimmed.chars().any(|c| c.is_ascii_digit());
-        if !looks_numeric {
-            return Err(NumberError::NotANumber(text.to_owned()));
+        let (negative, unsigned) = match trimmed.as_bytes().first() {
+            Some(b'-') => (true, &trimmed[1..]),
+            Some(b'+') => (false, &trimmed[1..]),
+            _ => (false, trimmed),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+        if integer.len() + fraction.len() == 0 || !all_digits(integer) || !all_digits(fraction) {
+            return Err(not_a_number());
         }
-        let value = BigDecimal::from_str(trimmed).map_err(|_| NumberError::NotANumber(text.to_owned()))?;
-        let number = Number(value.normalized());
-        number.check_fits().map_err(|err| match err {
-            NumberError::TooPrecise { digits, .. } => NumberError::TooPrecise { value: text.to_owned(), digits },
-            NumberError::OutOfRange(_) => NumberError::OutOfRange(text.to_owned()),
-            other => other,
-        })?;
-        Ok(number)
+        let exponent: i128 = match exponent {
+            None => 0,
+            Some(exponent) => {
+                let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+                if digits.is_empty() || !all_digits(digits) {
+                    return Err(not_a_number());
+                }
+                let digits = digits.trim_start_matches('0');
+                // Past 30 digits, any exponent is far outside DynamoDB's range (or, for zero, moot).
+                let magnitude: i128 = match digits.len() {
+                    0 => 0,
+                    1..=30 => digits.parse().map_err(|_| not_a_number())?,
+                    _ => i128::MAX / 4,
+                };
+                if exponent.starts_with('-') {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
+        // The significant digits: leading and trailing zeros (of integer and fraction together) dropped.
+        let leading = integer.bytes().chain(fraction.bytes()).take_while(|byte| *byte == b'0').count();
+        let total = integer.len() + fraction.len();
+        let trailing = fraction.bytes().rev().chain(integer.bytes().rev()).take_while(|byte| *byte == b'0').count();
+        if leading == total {
+            return Ok(Number::zero());
+        }
+        let significant = (total - leading - trailing) as u64;
+        if significant > MAX_SIGNIFICANT_DIGITS {
+            return Err(NumberError::TooPrecise { value: shown(text), digits: significant });
+        }
+        // Position of the first significant digit, as a power of ten; and of the last.
+        let first_power = integer.len() as i128 - 1 - leading as i128 + exponent;
+        if !(i128::from(*EXPONENTS.start())..=i128::from(*EXPONENTS.end())).contains(&first_power) {
+            return Err(NumberError::OutOfRange(shown(text)));
+        }
+        let last_power = first_power - (significant as i128 - 1);
+        let digits: String = integer.chars().chain(fraction.chars()).skip(leading).take(significant as usize).collect();
+        let mantissa = BigInt::from_str(&digits).map_err(|_| not_a_number())?;
+        let mantissa = if negative { -mantissa } else { mantissa };
+        // |last_power| is at most 130 + 37 here, so the scale fits an i64.
+        Ok(Number(BigDecimal::new(mantissa, -(last_power as i64))))
     }
 }
 
@@ -215,6 +277,60 @@ mod tests {
         assert_eq!(n("199.0000").to_string(), "199");
         assert_eq!(n("1E+2").to_string(), "100");
         assert_eq!(n("-0.50").to_string(), "-0.5");
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_in_bounded_time_naming_a_short_excerpt() {
+        for (text, out_of_range) in [
+            ("1E+9223372036854775807", true),
+            ("1E-9223372036854775807", true),
+            ("1E+9223372036854775808", true),
+            ("10E+9223372036854775808", true),
+            ("1E+100000000000", true),
+            ("1E+1000000000", true),
+            ("1e99999999999999999999999999999999999999999", true),
+            ("0E+99999999999999999999999999999999999999999", false),
+        ] {
+            let parsed = text.parse::<Number>();
+            match out_of_range {
+                true => assert!(matches!(parsed, Err(NumberError::OutOfRange(_))), "{text}: {parsed:?}"),
+                false => assert_eq!(parsed, Ok(Number::zero()), "{text}"),
+            }
+        }
+        let long = "7".repeat(400_000);
+        match long.parse::<Number>() {
+            Err(NumberError::TooPrecise { value, digits }) => {
+                assert_eq!(digits, 400_000);
+                assert_eq!(value.chars().count(), SHOWN_CHARS + 1, "the message repeats a short excerpt");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Many zeros around few digits are few significant digits.
+        assert_eq!(
+            format!("{}1{}", "0".repeat(100_000), "0".repeat(20)).parse::<Number>().unwrap().to_string(),
+            format!("1{}", "0".repeat(20))
+        );
+        for bad in ["1e", "e5", "1e+", ".", "-", "+-1", "1.2.3", "1e5e5", "0x10", "١٢"] {
+            assert!(matches!(bad.parse::<Number>(), Err(NumberError::NotANumber(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_every_notation_dynamodb_writes() {
+        for (text, plain) in [
+            ("12.50", "12.5"),
+            ("-0.001", "-0.001"),
+            ("+7", "7"),
+            (".5", "0.5"),
+            ("5.", "5"),
+            ("1.23e-2", "0.0123"),
+            ("-4.5E+3", "-4500"),
+            ("000120.0100", "120.01"),
+            ("1E-130", &format!("0.{}1", "0".repeat(129))),
+            ("-0", "0"),
+        ] {
+            assert_eq!(text.parse::<Number>().unwrap().to_string(), plain, "{text}");
+        }
     }
 
     #[test]
