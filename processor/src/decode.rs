@@ -97,12 +97,26 @@ pub fn decode_batch(records: &[EventRecord], table_name: &str) -> Result<Vec<Cha
 fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result<Change, DecodeError> {
     let fail = |problem: String| DecodeError { index, event_id: record.event_id.clone(), problem };
     let stream = &record.change;
-    // Another table's record is skipped whatever its keys are called (SPEC): its keys need not be
-    // `pk` / `sk`, so the table is judged before they are read.
-    let other_table = !from_table(record.event_source_arn.as_deref(), table_name);
-    let sequence_text = stream.sequence_number.as_deref().ok_or_else(|| fail("missing `dynamodb.SequenceNumber`".into()))?;
-    let sequence = SequenceNumber::parse(sequence_text)
-        .ok_or_else(|| fail(format!("`dynamodb.SequenceNumber` `{sequence_text}` is not a string of digits")))?;
+    // Another table's record is skipped whatever its keys are called, and never fails a batch
+    // (SPEC): so the table is judged before anything else is read. A record without an ARN (a
+    // hand-written fixture) is taken as this table's.
+    let other_table = match record.event_source_arn.as_deref() {
+        None => false,
+        Some(arn) => match table_of_stream(arn) {
+            Some(name) => name != table_name,
+            None => return Err(fail(format!("`eventSourceARN` `{}` is not a DynamoDB stream ARN", excerpt(arn)))),
+        },
+    };
+    let sequence_text = stream.sequence_number.as_deref();
+    let sequence = match (sequence_text.map(|text| (text, SequenceNumber::parse(text))), other_table) {
+        (Some((_, Some(sequence))), _) => sequence,
+        // Nothing is applied or reported by it: its position is moot.
+        (_, true) => SequenceNumber::zero(),
+        (None, false) => return Err(fail("missing `dynamodb.SequenceNumber`".into())),
+        (Some((text, None)), false) => {
+            return Err(fail(format!("`dynamodb.SequenceNumber` `{}` is not a string of digits", excerpt(text))))
+        }
+    };
     // Read the table keys by name: DynamoDB Local mixes GSI keys into `Keys` on TTL deletions.
     let key_attr = |name: &'static str| match stream.keys.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
@@ -118,6 +132,14 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         return Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin: Origin::OtherTable, old, new, ttl_removal });
     }
     let key = ItemKey { pk: key_attr(PK)?, sk: key_attr(SK)? };
+    // Ledgers follow `Keys`, contributions the images: they must name the same item.
+    for (image_name, image) in [("NewImage", &stream.new_image), ("OldImage", &stream.old_image)] {
+        for (name, expected) in [(PK, &key.pk), (SK, &key.sk)] {
+            if matches!(image.get(name), Some(AttributeValue::S(value)) if value != expected) {
+                return Err(fail(format!("`dynamodb.{image_name}.{name}` differs from `dynamodb.Keys.{name}`")));
+            }
+        }
+    }
     let image = |item: &Item| (!item.is_empty()).then_some(item.clone());
     let (old_image, new_image) = (image(&stream.old_image), image(&stream.new_image));
     let (old, new) = (assess(old_image.as_ref()), assess(new_image.as_ref()));
@@ -134,13 +156,16 @@ fn is_unknown(assessment: &Assessment) -> bool {
     matches!(assessment, Assessment::Unknown | Assessment::Absent)
 }
 
-/// Whether an `eventSourceARN` (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) names
-/// `table_name`. A record without an ARN (a hand-written fixture) is taken as this table's.
-fn from_table(arn: Option<&str>, table_name: &str) -> bool {
-    arn.is_none_or(|arn| table_of_stream(arn) == Some(table_name))
+/// The start of a value an error repeats: a hostile one can be megabytes long.
+fn excerpt(text: &str) -> String {
+    const CHARS: usize = 64;
+    match text.char_indices().nth(CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
-/// The table a stream ARN belongs to.
+/// The table a stream ARN (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) belongs to.
 pub fn table_of_stream(arn: &str) -> Option<&str> {
     arn.split_once(":table/").and_then(|(_, rest)| rest.split('/').next())
 }
@@ -181,7 +206,8 @@ mod tests {
         assert_eq!(decode_record(0, &record(base(ledger.clone(), ledger)), "university").unwrap().origin, Origin::OwnBookkeeping);
 
         let unknown = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}});
-        assert_eq!(decode_record(0, &record(base(keys, unknown)), "university").unwrap().origin, Origin::Unknown);
+        let note = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}});
+        assert_eq!(decode_record(0, &record(base(note, unknown)), "university").unwrap().origin, Origin::Unknown);
     }
 
     #[test]
@@ -192,6 +218,24 @@ mod tests {
         let change = decode_record(0, &record(value), "university").unwrap();
         assert_eq!(change.origin, Origin::OtherTable);
         assert_eq!(change.rejections().count(), 0);
+    }
+
+    #[test]
+    fn a_malformed_arn_or_keys_that_disagree_with_the_image_fail_naming_the_record() {
+        let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}});
+        let image =
+            json!({"pk": {"S": "course#c2"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
+        let err = decode_record(2, &record(base(keys.clone(), image)), "university").unwrap_err();
+        assert_eq!(err.to_string(), "record 2 (eventID `e1`): `dynamodb.NewImage.pk` differs from `dynamodb.Keys.pk`");
+        let mut value = base(keys.clone(), json!(null));
+        value["eventSourceARN"] = json!("university");
+        let err = decode_record(0, &record(value), "university").unwrap_err();
+        assert_eq!(err.to_string(), "record 0 (eventID `e1`): `eventSourceARN` `university` is not a DynamoDB stream ARN");
+        // Another table's record never fails the batch, even without a sequence number.
+        let mut value = base(keys, json!(null));
+        value["eventSourceARN"] = json!("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000");
+        value["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
+        assert_eq!(decode_record(0, &record(value), "university").unwrap().origin, Origin::OtherTable);
     }
 
     #[test]

@@ -19,6 +19,11 @@ impl SequenceNumber {
         Some(SequenceNumber(if significant.is_empty() { "0".to_owned() } else { significant.to_owned() }))
     }
 
+    /// Before every record: the position of a ledger that has applied none.
+    pub fn zero() -> SequenceNumber {
+        SequenceNumber("0".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -98,12 +98,22 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
 /// Parses and validates one file completely; nothing is written until every file passes.
 pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
     let error = |problem: String| FileError { path: path.to_owned(), problem };
-    let text = std::fs::read_to_string(path).map_err(|err| error(format!("cannot read: {err}")))?;
-    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
+    // Editors on Windows save UTF-8 with a byte order mark; JSON has none.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Err(error("the file is UTF-16: save it as UTF-8".into()));
+    }
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(error("the file holds a JSON array; an event is one JSON object, `{\"Records\": [...]}`".into()));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let event: Event = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let at = err.path().to_string();
         let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        if inner.to_string().starts_with("recursion limit exceeded") {
+            error(format!("nested deeper than the 128 levels a Lambda event may have: {inner}"))
+        } else if inner.is_syntax() || inner.is_eof() {
             error(format!("not JSON: {inner}"))
         } else {
             error(format!("not a Lambda DynamoDB event at `{at}`: {inner}"))
