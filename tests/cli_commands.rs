@@ -138,6 +138,47 @@ async fn seed_backfill_verify_and_repairing_a_corrupted_aggregate() {
 }
 
 #[tokio::test]
+async fn an_unfinished_backfill_fails_verify_and_stops_the_commands_that_process_the_stream() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "60", "--seed", "3"]));
+    consume(&name);
+    json(tally(&name).args(["seed", "--ops", "20", "--seed", "4"]));
+    // What a backfill killed between its aggregate and its ledger writes leaves behind.
+    let table = table(&name).await;
+    let marked = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    table
+        .client()
+        .put_item()
+        .table_name(&name)
+        .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("tally#backfill".into()))
+        .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("in-progress".into()))
+        .item("entityType", aws_sdk_dynamodb::types::AttributeValue::S("tally_backfill_marker".into()))
+        .item("finished", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+        .item("startedAt", aws_sdk_dynamodb::types::AttributeValue::S(marked.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(&format!("UNFINISHED a backfill started at {marked} has not finished, or was interrupted")), "{stdout}");
+    let log = support::cli::failure_log(&name);
+    for args in [vec!["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()], vec!["redrive", "/nonexistent.json"]] {
+        let (code, _, stderr) = run(tally(&name).args(&args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("has not finished, or was interrupted") && stderr.contains("Run `tally backfill` again"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Finishing a backfill clears it, and the stream is processed exactly from there.
+    json(tally(&name).args(["backfill", "--force"]));
+    consume(&name);
+    let (code, stdout, _) = run(tally(&name).arg("verify"));
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[tokio::test]
 async fn backfill_refuses_while_the_stream_processor_is_writing() {
     let name = unique_table();
     json(tally(&name).arg("init"));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::backfill::marker;
 use crate::cli::Common;
 use crate::consume::{ConsumeOptions, Consumer};
 use crate::engine::Engine;
@@ -62,6 +63,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let reader = StreamReader::new(common.streams_client().await, &arn, region);
     let checkpoints = Checkpoints::new(client.clone(), &common.table, &arn);
     let engine = Engine::new(DynamoTable::new(client, common.table.clone()));
+    marker::ensure_finished(engine.table()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));
     let options = ConsumeOptions {

@@ -14,6 +14,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use clap::Args;
 use serde_json::Value;
 
+use crate::cli::backfill::marker;
 use crate::cli::Common;
 use crate::consume::{BatchInfo, FailureMessage};
 use crate::decode::{decode_batch, table_of_stream};
@@ -112,6 +113,9 @@ struct Report {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+    // Before any message is received: a refused run must leave the queue as it was.
+    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
+    marker::ensure_finished(engine.table()).await?;
     let mut ranges = Vec::new();
     let mut reports = Vec::new();
     let queue = match &opts.queue_url {
@@ -153,7 +157,6 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             .cmp(&(&b.info.stream_arn, &b.info.shard_id))
             .then_with(|| start(&a.info).cmp(&start(&b.info)))
     });
-    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
     let streams = common.streams_client().await;
     for range in ranges {
         let info = &range.info;

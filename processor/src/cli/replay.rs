@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_dynamo::AttributeValue;
 
+use crate::cli::backfill::marker;
 use crate::cli::Common;
 use crate::decode::{decode_batch, Change};
 use crate::engine::{Engine, Totals};
@@ -172,6 +173,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         }
     }
     let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
+    marker::ensure_finished(engine.table()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
     let progress = crate::cli::progress::Progress::new(batches.len() as u64, "files", common.json);
     for batch in &batches {

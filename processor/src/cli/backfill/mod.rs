@@ -15,6 +15,7 @@
 //! `--combine --run ID --total-segments N` checks every marker, adds the partials, and writes the
 //! aggregates that differ.
 
+pub mod marker;
 mod pending;
 
 use std::collections::{HashMap, HashSet};
@@ -100,6 +101,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
 
     if let (Some(segment), Some(run)) = (opts.segment, &opts.run) {
         ledgers.extend(orphans_of_slice(&table, &audit, run).await?);
+        marker::begin(&table, Some(run)).await?;
         write_ledgers(&table, &ledgers, Writer::Backfill { run: Some(run) }).await?;
         let entries = write_partials(&table, run, segment, total, &audit).await?;
         summarize(
@@ -115,11 +117,13 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     ledgers.extend(audit.emptied_orphans());
     let mut note = String::new();
     if !opts.dry_run {
+        marker::begin(&table, None).await?;
         let now = Utc::now();
         let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
         commit_all(&table, &puts, common.json).await?;
         write_ledgers(&table, &ledgers, Writer::Backfill { run: None }).await?;
         note = protect_pending_records(common, &table).await?;
+        marker::finish(&table).await?;
     }
     summarize(common, &audit, Some(aggregates.len()), ledgers.len(), opts.dry_run, &note)?;
     Ok(ExitCode::SUCCESS)
@@ -400,8 +404,10 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     let (aggregates, _) = audit.backfill_plan();
     let now = Utc::now();
     let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
+    marker::begin(table, Some(run)).await?;
     commit_all(table, &puts, common.json).await?;
     let pending = protect_pending_records(common, table).await?;
+    marker::finish(table).await?;
     summarize(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`; {pending}"))?;
     Ok(ExitCode::SUCCESS)
 }
