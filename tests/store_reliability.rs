@@ -25,7 +25,8 @@ async fn a_record_of_another_table_is_skipped_whatever_its_keys_are_called() {
     let table = fresh_table().await;
     let engine = Engine::new(table.clone());
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
-    let mut batch = records(&[Rec::insert(1, enrolled.clone()), Rec::insert(3, enrollment("c1", "s2", "2026-03-01T10:00:00Z"))], table.name());
+    let mut batch =
+        records(&[Rec::insert(1, enrolled.clone()), Rec::insert(3, enrollment("c1", "s2", "2026-03-01T10:00:00Z"))], table.name());
     // A captured record of another table, whose only key is `id`.
     let foreign: aws_lambda_events::event::dynamodb::EventRecord = serde_json::from_value(json!({
         "eventID": "foreign-1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",

@@ -349,13 +349,13 @@ mod tests {
 
     #[test]
     fn an_image_is_invalid_when_its_own_key_leaves_no_room_for_its_ledger() {
-        let instructor = |pk: String, sk: String| {
-            image(&[("pk", s(&pk)), ("sk", s(&sk)), ("entityType", s("instructor")), ("instructorID", s("i1"))])
-        };
+        let instructor =
+            |pk: String, sk: String| image(&[("pk", s(&pk)), ("sk", s(&sk)), ("entityType", s("instructor")), ("instructorID", s("i1"))]);
         let pk = |bytes: usize| format!("course#{}", "c".repeat(bytes - "course#".len()));
         let sk = |bytes: usize| format!("instructor#{}", "i".repeat(bytes - "instructor#".len()));
         assert!(!of(&instructor(pk(1984), sk(960))).is_empty());
-        for (image, key, bytes, limit) in [(instructor(pk(1985), sk(20)), "pk", 1985, 1984), (instructor(pk(20), sk(961)), "sk", 961, 960)] {
+        for (image, key, bytes, limit) in [(instructor(pk(1985), sk(20)), "pk", 1985, 1984), (instructor(pk(20), sk(961)), "sk", 961, 960)]
+        {
             let rejection = Rejection::KeyTooLong { key, bytes, limit };
             assert_eq!(rejection.reason(), "key_too_long");
             assert_eq!(assess(Some(&image)), Assessment::Rejected(rejection));

@@ -78,7 +78,8 @@ pub enum Decoded {
 }
 
 /// Every `entityType` SPEC lists for a source item.
-pub const ENTITY_TYPES: [&str; 9] = ["course", "student", "instructor", "assignment", "submission", "user", "order", "transaction", "session"];
+pub const ENTITY_TYPES: [&str; 9] =
+    ["course", "student", "instructor", "assignment", "submission", "user", "order", "transaction", "session"];
 
 /// Decodes and validates one image's own attributes and keys. The keys of the aggregates it
 /// feeds are checked by [`crate::assess`], which needs its contribution.
