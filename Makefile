@@ -16,6 +16,8 @@ FEATURES := --features dynamodb-local
 TALLY_ORACLE_CASES ?= 200
 export TALLY_ORACLE_CASES
 ORACLE := aggregates_equal_a_recompute_whatever_the_delivery
+# Tests that print counts of what they injected; run apart with --nocapture.
+COUNTED := aggregates_stay_exact_through_sdk_level_faults killed_at_random_points
 # `make audit`: cargo-deny, pinned, in a project-local root (not on PATH).
 CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
@@ -55,9 +57,11 @@ test: install test-rust test-lambda test-infra
 
 test-rust: install
 	cargo build --workspace --all-targets $(FEATURES)
-	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES) -- --skip $(ORACLE)
+	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES) -- --skip $(ORACLE) $(foreach t,$(COUNTED),--skip $(t))
+	@# Suites that print what they exercised (faults by kind, kills survived), on a server of their own.
+	$(WITH_DDB) cargo test $(FEATURES) --test store_sdk_faults --test cli_crashes -- --nocapture
 	@# The oracle on a server of its own: tables other tests leave behind slow DynamoDB Local down.
-	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- $(ORACLE)
+	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- --nocapture $(ORACLE)
 
 test-lambda: install
 	cargo build -p processor --bin tally

@@ -26,6 +26,7 @@ mod support;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,6 +39,65 @@ use support::history::{op, records_after, Dice};
 use support::{apply, drift, drop_table, fresh_table, scan, Rec};
 
 const MAX_LANES: usize = 3;
+
+/// What every case of the run exercised, printed once after the last case.
+#[derive(Debug)]
+struct Exercised {
+    cases: AtomicU64,
+    records: AtomicU64,
+    lanes: AtomicU64,
+    batches: AtomicU64,
+    crashes_between_commits: AtomicU64,
+    failure_point_retries: AtomicU64,
+    lost_responses: AtomicU64,
+    stale_redeliveries: AtomicU64,
+    whole_redeliveries: AtomicU64,
+    discarded: AtomicU64,
+    redriven: AtomicU64,
+    ledgers_expired: AtomicU64,
+}
+
+static EXERCISED: Exercised = Exercised {
+    cases: AtomicU64::new(0),
+    records: AtomicU64::new(0),
+    lanes: AtomicU64::new(0),
+    batches: AtomicU64::new(0),
+    crashes_between_commits: AtomicU64::new(0),
+    failure_point_retries: AtomicU64::new(0),
+    lost_responses: AtomicU64::new(0),
+    stale_redeliveries: AtomicU64::new(0),
+    whole_redeliveries: AtomicU64::new(0),
+    discarded: AtomicU64::new(0),
+    redriven: AtomicU64::new(0),
+    ledgers_expired: AtomicU64::new(0),
+};
+
+fn count(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Exercised {
+    fn report(&self) {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        eprintln!(
+            "oracle: {} cases, {} records over {} lanes, {} deliveries: {} crashes between two commits then bisection, {} retries \
+             from a failure point, {} batches with lost responses and resets, {} stale redeliveries, {} whole redeliveries, {} \
+             batches discarded and {} ranges redriven while lanes ran, {} ledgers expired mid-run; drift 0",
+            get(&self.cases),
+            get(&self.records),
+            get(&self.lanes),
+            get(&self.batches),
+            get(&self.crashes_between_commits),
+            get(&self.failure_point_retries),
+            get(&self.lost_responses),
+            get(&self.stale_redeliveries),
+            get(&self.whole_redeliveries),
+            get(&self.discarded),
+            get(&self.redriven),
+            get(&self.ledgers_expired),
+        );
+    }
+}
 
 /// The lane of its shard a partition key's records go to.
 fn lane_of(pk: &str, lanes: usize) -> usize {
@@ -72,6 +132,7 @@ async fn redrive(engine: &Engine<DynamoTable>, table: &str, shard: &Shard<'_>) {
         };
         match next {
             Some(range) => {
+                count(&EXERCISED.redriven, 1);
                 let recs: Vec<Rec> = shard.recs.iter().filter(|rec| (range.first..=range.last).contains(&rec.sequence)).cloned().collect();
                 let outcome = apply(engine, table, &recs).await;
                 assert_eq!(outcome.failed_from, None, "{outcome:?}");
@@ -91,9 +152,11 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
     while position < recs.len() {
         let end = (position + 1 + dice.roll(max_batch)).min(recs.len());
         let batch = &recs[position..end];
+        count(&EXERCISED.batches, 1);
         match dice.roll(9) {
             // A crash between two commits (function error): Lambda bisects and delivers each half in turn.
             0 if batch.len() > 1 => {
+                count(&EXERCISED.crashes_between_commits, 1);
                 engine.table().reset(crash_after(dice.roll(3)));
                 apply(engine, table, batch).await;
                 engine.table().reset([]);
@@ -106,6 +169,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             // A commit rejected after others landed: retry from the reported failure point.
             1 => {
+                count(&EXERCISED.failure_point_retries, 1);
                 engine.table().reset(crash_after(dice.roll(3)));
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
@@ -113,6 +177,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             // A response lost after the write landed, or a connection reset before it.
             2 => {
+                count(&EXERCISED.lost_responses, 1);
                 engine.table().reset([Some(Fault::LoseResponse), Some(Fault::FailBefore), None, Some(Fault::LoseResponse)]);
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
@@ -121,6 +186,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             // A stale batch, delivered again after newer ones were applied.
             3 if !delivered.is_empty() => {
+                count(&EXERCISED.stale_redeliveries, 1);
                 let (from, to) = delivered[dice.roll(delivered.len())];
                 let outcome = apply(engine, table, &recs[from..to]).await;
                 assert_eq!(outcome.failed_from, None, "{outcome:?}");
@@ -132,6 +198,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             // The whole batch retried after it succeeded (its response to Lambda was lost).
             4 => {
+                count(&EXERCISED.whole_redeliveries, 1);
                 for _ in 0..2 {
                     let outcome = apply(engine, table, batch).await;
                     assert_eq!(outcome.failed_from, None, "{outcome:?}");
@@ -141,6 +208,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             // Retries exhausted: the batch's shard positions go to the failure destination.
             5 => {
+                count(&EXERCISED.discarded, 1);
                 shard.case_discarded.set(true);
                 shard.discarded.borrow_mut().push(Range { first: batch[0].sequence, last: batch[batch.len() - 1].sequence });
                 position = end;
@@ -164,7 +232,9 @@ async fn deliver(table: &DynamoTable, shards: &[Vec<Rec>], dice: &[u8], epoch: u
         .map(|recs| Shard { recs, discarded: RefCell::default(), lanes_running: Cell::new(case.lanes), case_discarded: &case_discarded })
         .collect();
     let mut work = Vec::new();
+    count(&EXERCISED.lanes, (shards.len() * case.lanes) as u64);
     for (number, shard) in shards.iter().enumerate() {
+        count(&EXERCISED.records, shard.recs.len() as u64);
         let mut lanes: Vec<Vec<Rec>> = vec![Vec::new(); case.lanes];
         for rec in shard.recs {
             let image = rec.new.as_ref().or(rec.old.as_ref()).expect("a record has an image");
@@ -257,12 +327,16 @@ proptest! {
             let expiring = ledgers(&table).await;
             let shards = records_after(&second_epoch, &mut state, 2000);
             let mut expiry_dice = Dice { faces: &dice, next: 5 };
-            tokio::join!(deliver(&table, &shards, &dice, 1, &case), expire(&table, expiring, &mut expiry_dice));
+            let ((), expired) = tokio::join!(deliver(&table, &shards, &dice, 1, &case), expire(&table, expiring, &mut expiry_dice));
+            count(&EXERCISED.ledgers_expired, expired as u64);
             let finals: Vec<Value> = state.into_values().collect();
             let drift = drift(&table, &finals).await;
             drop_table(&table).await;
             drift
         });
         prop_assert!(drift.is_empty(), "drift: {}", drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        if EXERCISED.cases.fetch_add(1, Ordering::Relaxed) + 1 == u64::from(cases()) {
+            EXERCISED.report();
+        }
     }
 }
