@@ -74,6 +74,9 @@ async fn malformed_files_fail_naming_the_problem_and_write_nothing() {
     cases.push(("wrong-shape.json", shape.to_string(), "not a Lambda DynamoDB event at `Records[2].dynamodb`"));
     let mut keyless = good.clone();
     keyless["Records"][3]["dynamodb"].as_object_mut().unwrap().remove("Keys");
+    // Another table's record is skipped whatever its keys: this one must be the table's own.
+    let arn = keyless["Records"][3]["eventSourceARN"].as_str().unwrap().replace("table/university/", &format!("table/{name}/"));
+    keyless["Records"][3]["eventSourceARN"] = Value::from(arn);
     cases.push(("no-keys.json", keyless.to_string(), "record 3 (eventID"));
     let mut long = good.clone();
     long["Records"][8]["dynamodb"]["NewImage"]["amount"]["N"] = Value::from("1".repeat(39));
@@ -329,17 +332,52 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     assert!(!one.is_empty());
     assert_eq!(one, four);
 
-    // The stream processor runs between the workers' scans and the combine: the combine must not
-    // overwrite what it applied.
+    // Between the workers and the combine, the stream must not be processed: `consume` refuses.
     for index in 0..4 {
         assert_eq!(segment(index, "r2").0, 0);
     }
     json(tally(&segmented).args(["seed", "--ops", "60", "--seed", "23"]));
-    consume(&segmented);
+    let log = support::cli::failure_log(&segmented);
+    let (code, _, stderr) = run(tally(&segmented).args(["consume", "--until-caught-up", "--failure-log", log.to_str().unwrap()]));
+    assert!(code == 2 && stderr.contains("(segmented run `r2`) has not finished"), "{stderr}");
+    // The Lambda does not check the mark: if it writes an aggregate meanwhile, the combine must not
+    // overwrite what it applied.
+    let bump = || {
+        client
+            .update_item()
+            .table_name(&segmented)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("course#c001".into()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("stats".into()))
+            .update_expression("SET version = version + :one")
+            .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+            .send()
+    };
+    bump().await.unwrap();
     let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r2"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("changed after the workers scanned them") && stderr.contains("nothing was written"), "{stderr}");
-    assert_eq!(run(tally(&segmented).arg("verify")).0, 0, "the processor's writes stand");
+    assert_eq!(run(tally(&segmented).arg("verify")).0, 1, "the run has not finished");
+
+    // Partial sums TTL deleted before the combine: it refuses rather than write short sums.
+    for index in 0..4 {
+        assert_eq!(segment(index, "r3").0, 0);
+    }
+    client
+        .delete_item()
+        .table_name(&segmented)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("tally#backfill#r3".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("part#000001#000000000".into()))
+        .send()
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r3"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("partial sums are missing (segment 1: ") && stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(segment(1, "r3").0, 0);
+    json(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r3"]));
+    consume(&segmented);
+    let (code, stdout, _) = run(tally(&segmented).arg("verify"));
+    assert_eq!(code, 0, "{stdout}");
 }
 
 #[test]

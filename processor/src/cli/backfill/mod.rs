@@ -353,6 +353,7 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     let mut audit = Audit::default();
     let mut keys = std::collections::BTreeSet::new();
     let mut scanned_versions: HashMap<AggregateKey, u64> = HashMap::new();
+    let mut found_of: HashMap<u32, u64> = HashMap::new();
     for item in &items {
         let Some(sk) = text(item, SK) else { continue };
         let Some(rest) = sk.strip_prefix("part#") else { continue };
@@ -362,6 +363,7 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
         if index >= entries_of.get(&segment).copied().unwrap_or_default() {
             continue;
         }
+        *found_of.entry(segment).or_default() += 1;
         let (Some(pk), Some(aggregate_sk)) = (text(item, "aggregatePk"), text(item, "aggregateSk")) else {
             bail!("run `{run}`: partial `{sk}` names no aggregate")
         };
@@ -380,6 +382,19 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
         }
         keys.insert(key);
     }
+    // Partials expire by TTL after 7 days: a combine that finds fewer than a worker wrote would
+    // write sums short of what it counted.
+    let short: Vec<String> = entries_of
+        .iter()
+        .filter(|(segment, entries)| found_of.get(segment).copied().unwrap_or_default() != **entries)
+        .map(|(segment, entries)| format!("segment {segment}: {} of {entries}", found_of.get(segment).copied().unwrap_or_default()))
+        .collect();
+    ensure!(
+        short.is_empty(),
+        "run `{run}`: partial sums are missing ({}; they expire 7 days after a worker wrote them); nothing was written. \
+         Run every segment and the combine again",
+        short.join(", ")
+    );
     let item_keys: Vec<ItemKey> = keys.iter().map(aggregate_key).collect();
     let stored = table.read(&item_keys).await.context("reading the current aggregates")?;
     for key in &keys {
