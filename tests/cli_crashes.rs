@@ -207,15 +207,21 @@ fn seed(table: &str, ops: u64, seed: u64) -> u64 {
     summary["writes"].as_u64().expect("seed reports its writes")
 }
 
-#[tokio::test]
-async fn consume_killed_at_random_points_resumes_exactly() {
-    let settings = Settings::from_env();
-    let started = Instant::now();
+/// A new table made by `tally init`, a scratch directory and an empty failure log for it.
+fn fresh_table() -> (String, PathBuf, PathBuf) {
     let name = unique_table();
     let scratch = scratch_dir(&name);
     let log = failure_log(&name);
     let _ = std::fs::remove_file(&log);
     json(tally(&name).arg("init"));
+    (name, scratch, log)
+}
+
+#[tokio::test]
+async fn consume_killed_at_random_points_resumes_exactly() {
+    let settings = Settings::from_env();
+    let started = Instant::now();
+    let (name, scratch, log) = fresh_table();
     let writes = seed(&name, settings.ops, settings.seed);
 
     let mut rng = StdRng::seed_from_u64(settings.seed);
@@ -402,11 +408,9 @@ async fn put_items(client: &DynamoDbClient, table: &str, images: &[Value]) {
 async fn replay_killed_at_random_points_resumes_exactly() {
     let settings = Settings::from_env();
     let started = Instant::now();
-    let name = unique_table();
-    let scratch = scratch_dir(&name);
+    let (name, scratch, _) = fresh_table();
     let events = scratch.join("events");
     std::fs::create_dir_all(&events).unwrap();
-    json(tally(&name).arg("init"));
     let mut rng = StdRng::seed_from_u64(settings.seed);
     // Two records per operation: replay has no seeding to pay for.
     let records = settings.ops as usize * 2;
@@ -479,11 +483,7 @@ async fn corrupt_aggregates(client: &DynamoDbClient, table: &str) -> usize {
 async fn backfill_killed_at_random_points_repairs_exactly() {
     let settings = Settings::from_env();
     let started = Instant::now();
-    let name = unique_table();
-    let scratch = scratch_dir(&name);
-    let log = failure_log(&name);
-    let _ = std::fs::remove_file(&log);
-    json(tally(&name).arg("init"));
+    let (name, scratch, log) = fresh_table();
     // Half the workload: a backfill of it still takes seconds, and its setup (seed, consume) dominates.
     let mut writes = seed(&name, settings.ops / 2, settings.seed);
     consume_to_completion(&name, &log);

@@ -800,25 +800,11 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases: cases(), max_shrink_iters: 2_000, failure_persistence: None, ..ProptestConfig::default() }
 }
 
-const ENTITY_TYPES: &[&str] = &[
-    "course",
-    "student",
-    "instructor",
-    "assignment",
-    "submission",
-    "user",
-    "order",
-    "transaction",
-    "session",
-    "stats",
-    "assignment_stats",
-    "academic_stats",
-    "order_stats",
-    "daily_stats",
-    "",
-    "Student",
-    "note",
-];
+/// Every `entityType` the rules know (source items and aggregates), and some they do not.
+fn entity_types() -> Vec<&'static str> {
+    let aggregates = aggregates::AggregateKind::ALL.iter().map(|kind| kind.entity_type());
+    aggregates::source::ENTITY_TYPES.into_iter().chain(aggregates).chain(["", "Student", "note"]).collect()
+}
 
 /// Attribute names: those the rules read, the processor's own, and random ones.
 fn attribute_name() -> BoxedStrategy<String> {
@@ -877,7 +863,7 @@ fn date_text() -> BoxedStrategy<String> {
 
 fn string_text() -> BoxedStrategy<String> {
     prop_oneof![
-        2 => prop::sample::select(ENTITY_TYPES).prop_map(str::to_owned),
+        2 => prop::sample::select(entity_types()).prop_map(str::to_owned),
         2 => (prop::sample::select(&["course#", "student#", "submission#", "user#", "session#", "stats#", "tally#ledger#", ""][..]),
               id_text())
             .prop_map(|(prefix, id)| format!("{prefix}{id}")),
