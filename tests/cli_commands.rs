@@ -373,6 +373,18 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r3"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("partial sums are missing (segment 1: ") && stderr.contains("nothing was written"), "{stderr}");
+    // A worker re-run and killed while writing leaves its marker without a count: unfinished.
+    client
+        .put_item()
+        .table_name(&segmented)
+        .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("tally#backfill#r3".into()))
+        .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("done#000001".into()))
+        .item("totalSegments", aws_sdk_dynamodb::types::AttributeValue::N("4".into()))
+        .send()
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r3"]));
+    assert!(code == 2 && stderr.contains("segment(s) 1 of 4 have not finished"), "{stderr}");
     assert_eq!(segment(1, "r3").0, 0);
     json(tally(&segmented).args(["backfill", "--combine", "--total-segments", "4", "--run", "r3"]));
     consume(&segmented);

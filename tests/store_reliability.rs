@@ -167,7 +167,10 @@ async fn one_poisoned_item_holds_back_nothing_else(reads: bool) {
     assert_eq!(outcome.failed_from, Some(3), "reported from the poisoned record: {outcome:?}");
     assert_eq!((outcome.by_class.get("applied"), outcome.by_class.get("refused")), (Some(&10), Some(&1)), "{outcome:?}");
     let failure = outcome.failure.as_deref().unwrap();
-    assert!(failure.contains("refused by DynamoDB for good") && failure.contains("retrying cannot help"), "{failure}");
+    assert!(
+        failure.contains("refused by DynamoDB for good") && failure.contains("every other item applied; retrying them cannot help"),
+        "{failure}"
+    );
     assert!(failure.contains("record 3 (eventID `event-4`), item pk=`course#poison` sk=`student#s9`"), "{failure}");
     let fine: Vec<Value> = images.iter().filter(|image| image["pk"]["S"] != "course#poison").cloned().collect();
     assert!(drift(&table, &fine).await.is_empty(), "every other item applied");
@@ -292,5 +295,22 @@ async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
     apply(&engine, table.name(), &[Rec::modify(2, enrolled, enrollment("c1", "s1", "2026-03-02T10:00:00Z"))]).await;
     let err = processor::cli::backfill::commit(&table, &[put]).await.unwrap_err().to_string();
     assert!(err.contains("1 item(s) changed while backfill ran") && err.contains("pk=`tally#ledger#course#c1` sk=`student#s1`"), "{err}");
+    drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn only_the_backfill_that_set_the_mark_clears_it() {
+    use processor::cli::backfill::marker::{begin, finish, unfinished, Owner};
+    let table = fresh_table().await;
+    assert_eq!(unfinished(&table).await.unwrap(), None);
+    begin(&table, &Owner::Invocation("a")).await.unwrap();
+    // A second backfill starts while the first still writes; the first then finishes.
+    begin(&table, &Owner::Run("r1")).await.unwrap();
+    let err = finish(&table, &Owner::Invocation("a")).await.unwrap_err();
+    assert!(format!("{err:#}").contains("another backfill has started since and owns the mark"), "{err:#}");
+    let left = unfinished(&table).await.unwrap().expect("still marked: the second has not finished");
+    assert_eq!(left.run.as_deref(), Some("r1"));
+    finish(&table, &Owner::Run("r1")).await.unwrap();
+    assert_eq!(unfinished(&table).await.unwrap(), None);
     drop_table(&table).await;
 }

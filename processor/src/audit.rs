@@ -8,7 +8,7 @@ use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas, KeyOwner};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-use crate::decode::ItemKey;
+use crate::decode::{ItemKey, LEDGER_PK_PREFIX};
 use crate::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
 use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
@@ -69,8 +69,6 @@ pub struct Audit {
     /// Latest `updatedAt` of a ledger the stream processor wrote: when it last applied a record.
     pub latest_ledger_write: Option<String>,
 }
-
-const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 
 impl Audit {
     pub fn new(keep: Keep) -> Self {

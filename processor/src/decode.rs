@@ -4,7 +4,7 @@
 //! before anything is written: it has no stable identity to report or to skip safely. A record
 //! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
 
-use aggregates::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, PK, SK};
+use aggregates::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, PK, SK};
 use aggregates::{assess, Assessment, KeyOwner};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
@@ -28,12 +28,17 @@ pub struct ItemKey {
 }
 
 impl ItemKey {
-    /// Whether the item's ledger key fits DynamoDB's limits: SPEC makes every image of a longer
-    /// key invalid, so such an item never has a ledger and is never read for one.
+    /// Whether the item's ledger key (`tally#ledger#{pk}`, `sk`) fits DynamoDB's key limits.
+    /// A key that does not can have no ledger, so it is not read for one (the read would be
+    /// refused). Keys between SPEC's source limits and these may hold ledgers written before the
+    /// limits existed: those are read, so that the item's retraction is applied.
     pub fn fits_ledger(&self) -> bool {
-        self.pk.len() <= MAX_SOURCE_PK_BYTES && self.sk.len() <= MAX_SOURCE_SK_BYTES
+        LEDGER_PK_PREFIX.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
     }
 }
+
+/// The prefix of a ledger's partition key; the store writes ledgers under it.
+pub const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 
 /// What a record is, for routing and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

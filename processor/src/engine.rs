@@ -176,8 +176,9 @@ impl<T: Table> Engine<T> {
         }
         if !outcome.refused.is_empty() {
             let list: Vec<String> = outcome.refused.iter().map(ToString::to_string).collect();
+            let others = if incomplete { "" } else { ", every other item applied" };
             failures.push(format!(
-                "{} item(s) refused by DynamoDB for good, every other item applied; retrying cannot help: {}",
+                "{} item(s) refused by DynamoDB for good{others}; retrying them cannot help: {}",
                 outcome.refused.len(),
                 list.join("; ")
             ));

@@ -277,7 +277,7 @@ async fn redrive(
     if let Some(failed_from) = outcome.failed_from {
         let failure = outcome.failure.as_deref().unwrap_or_default();
         let advice = if !outcome.incomplete {
-            "every record of the range after it was applied; re-running cannot help until what DynamoDB refuses is fixed"
+            "every other record of the range was applied; re-running cannot help until what DynamoDB refuses is fixed"
         } else {
             "run redrive again"
         };

@@ -55,14 +55,19 @@ impl Batch {
     pub fn first_stale(&self, now: DateTime<Utc>, retention: chrono::Duration) -> Option<FileError> {
         let (index, at) = self.written_at.iter().enumerate().find(|(_, at)| now.signed_duration_since(**at) > retention)?;
         let event_id = self.changes.get(index).map_or("", |change| change.event_id.as_str());
+        // The event type reads a missing time as the epoch.
+        let written = if at.timestamp() == 0 {
+            "has no `dynamodb.ApproximateCreationDateTime`, so it cannot be shown to be".to_owned()
+        } else {
+            format!("was written at {} (`dynamodb.ApproximateCreationDateTime`),", at.to_rfc3339_opts(SecondsFormat::Secs, true))
+        };
         Some(FileError {
             path: self.path.clone(),
             problem: format!(
-                "record {index} (eventID `{event_id}`) was written at {} (`dynamodb.ApproximateCreationDateTime`), longer ago than the \
+                "record {index} (eventID `{event_id}`) {written} longer ago than the \
                  stream's {} h retention. Ledgers expire {} h after an item's last write, so a record applied back then would now \
                  count twice. To rebuild the aggregates from the table, run `tally backfill`; to apply the file anyway (a table \
                  that never saw these records), pass --allow-stale. Nothing was written",
-                at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 retention.num_hours(),
                 LEDGER_RETENTION.num_hours(),
             ),

@@ -10,14 +10,13 @@ use aggregates::{AggregateKey, AggregateValues, Deltas, Field, Number};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::decode::ItemKey;
+use crate::decode::{ItemKey, LEDGER_PK_PREFIX};
 use crate::plan::{first_version, AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
 use crate::sequence::SequenceNumber;
 use crate::store::error::{SdkItem, StoreError};
 
 pub const VERSION: &str = "version";
 pub const LEDGER_ENTITY_TYPE: &str = "tally_ledger";
-const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 const SEQUENCE_NUMBER: &str = "sequenceNumber";
 const CONTRIBUTION: &str = "contribution";
 const ASSUMED_FROM: &str = "assumedFrom";

@@ -39,7 +39,15 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Changed(_) | StoreError::Transient { .. })
     }
+
+    /// Whether the table does not exist.
+    pub fn is_missing_table(&self) -> bool {
+        matches!(self, StoreError::Permanent { message, .. } if message.starts_with(MISSING_TABLE_CODE))
+    }
 }
+
+/// The code DynamoDB answers for a table that does not exist.
+const MISSING_TABLE_CODE: &str = "ResourceNotFoundException";
 
 /// The code DynamoDB answers when a request holds something it cannot store.
 const VALIDATION_CODE: &str = "ValidationException";
@@ -176,6 +184,8 @@ mod tests {
         assert_eq!(verdict("AccessDeniedException", 400), "permanent");
         assert_eq!(verdict("ResourceNotFoundException", 400), "permanent");
         assert!(StoreError::Transient { operation: "x", message: String::new() }.is_retryable());
+        assert!(classify("BatchGetItem", &service_error("ResourceNotFoundException", 400)).is_missing_table());
+        assert!(!classify("BatchGetItem", &service_error("AccessDeniedException", 400)).is_missing_table());
         assert!(!StoreError::Refused { operation: "x", message: String::new() }.is_retryable());
     }
 }

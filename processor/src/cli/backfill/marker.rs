@@ -25,6 +25,26 @@ const MARKER_ENTITY_TYPE: &str = "tally_backfill_marker";
 const STARTED_AT: &str = "startedAt";
 const FINISHED: &str = "finished";
 const RUN: &str = "run";
+const OWNER: &str = "owner";
+
+/// Who set the mark: only its owner clears it, so that a backfill finishing does not clear the
+/// mark of another one still writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// One whole-table backfill, by a token of its own.
+    Invocation(&'a str),
+    /// Every worker and the combine of a segmented run.
+    Run(&'a str),
+}
+
+impl Owner<'_> {
+    fn id(&self) -> String {
+        match self {
+            Owner::Invocation(token) => format!("invocation#{token}"),
+            Owner::Run(run) => format!("run#{run}"),
+        }
+    }
+}
 
 /// A backfill that started and has not finished: running, or interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +71,7 @@ fn key() -> ItemKey {
     ItemKey { pk: MARKER_PK.to_owned(), sk: MARKER_SK.to_owned() }
 }
 
-async fn write<T: Table>(table: &T, finished: bool, run: Option<&str>) -> anyhow::Result<()> {
+async fn write<T: Table>(table: &T, finished: bool, owner: &Owner<'_>) -> anyhow::Result<()> {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut item: SdkItem = [
         (PK.to_owned(), AttributeValue::S(MARKER_PK.to_owned())),
@@ -59,30 +79,40 @@ async fn write<T: Table>(table: &T, finished: bool, run: Option<&str>) -> anyhow
         (ENTITY_TYPE.to_owned(), AttributeValue::S(MARKER_ENTITY_TYPE.to_owned())),
         (FINISHED.to_owned(), AttributeValue::Bool(finished)),
         (UPDATED_AT.to_owned(), AttributeValue::S(now.clone())),
+        (OWNER.to_owned(), AttributeValue::S(owner.id())),
     ]
     .into();
     if !finished {
         item.insert(STARTED_AT.to_owned(), AttributeValue::S(now));
     }
-    if let Some(run) = run {
-        item.insert(RUN.to_owned(), AttributeValue::S(run.to_owned()));
+    if let Owner::Run(run) = owner {
+        item.insert(RUN.to_owned(), AttributeValue::S((*run).to_owned()));
     }
-    super::commit(table, &[ConditionalPut { key: key(), item, expect: Expect::Anything }]).await
+    let expect = if finished { Expect::Equals { attribute: OWNER, value: AttributeValue::S(owner.id()) } } else { Expect::Anything };
+    super::commit(table, &[ConditionalPut { key: key(), item, expect }]).await
 }
 
 /// Marks the table before backfill's first write.
-pub async fn begin<T: Table>(table: &T, run: Option<&str>) -> anyhow::Result<()> {
-    write(table, false, run).await.context("marking the backfill as started")
+pub async fn begin<T: Table>(table: &T, owner: &Owner<'_>) -> anyhow::Result<()> {
+    write(table, false, owner).await.context("marking the backfill as started")
 }
 
-/// Clears the mark after backfill's last write.
-pub async fn finish<T: Table>(table: &T) -> anyhow::Result<()> {
-    write(table, true, None).await.context("marking the backfill as finished")
+/// Clears the mark after backfill's last write, if it is still this backfill's: another one that
+/// started meanwhile keeps it until it finishes.
+pub async fn finish<T: Table>(table: &T, owner: &Owner<'_>) -> anyhow::Result<()> {
+    write(table, true, owner).await.context(
+        "marking the backfill as finished: another backfill has started since and owns the mark; let it finish, or run backfill again",
+    )
 }
 
-/// The backfill that has not finished, if one has not.
+/// The backfill that has not finished, if one has not. A table that does not exist has none:
+/// whatever the caller does next says so better.
 pub async fn unfinished<T: Table>(table: &T) -> anyhow::Result<Option<Unfinished>> {
-    let found = table.read(&[key()]).await.context("reading the backfill marker")?;
+    let found = match table.read(&[key()]).await {
+        Ok(found) => found,
+        Err(err) if err.is_missing_table() => return Ok(None),
+        Err(err) => return Err(err).context("reading the backfill marker"),
+    };
     let Some(item) = found.get(&key()) else { return Ok(None) };
     let text = |name| match item.get(name) {
         Some(AttributeValue::S(value)) => Some(value.clone()),

@@ -101,7 +101,12 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
 
     if let (Some(segment), Some(run)) = (opts.segment, &opts.run) {
         ledgers.extend(orphans_of_slice(&table, &audit, run).await?);
-        marker::begin(&table, Some(run)).await?;
+        marker::begin(&table, &marker::Owner::Run(run)).await?;
+        // A re-run worker first takes back its earlier done marker: killed half-way, it must not
+        // leave the combine an old entry count over a mix of old and new partial sums.
+        commit_all(&table, &[unconditional(segment_marker(run, segment, total, None))], true)
+            .await
+            .with_context(|| format!("marking segment {segment} as started"))?;
         write_ledgers(&table, &ledgers, Writer::Backfill { run: Some(run) }).await?;
         let entries = write_partials(&table, run, segment, total, &audit).await?;
         summarize(
@@ -117,13 +122,15 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     ledgers.extend(audit.emptied_orphans());
     let mut note = String::new();
     if !opts.dry_run {
-        marker::begin(&table, None).await?;
+        let owner = uuid::Uuid::new_v4().to_string();
+        let owner = marker::Owner::Invocation(&owner);
+        marker::begin(&table, &owner).await?;
         let now = Utc::now();
         let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
         commit_all(&table, &puts, common.json).await?;
         write_ledgers(&table, &ledgers, Writer::Backfill { run: None }).await?;
         note = protect_pending_records(common, &table).await?;
-        marker::finish(&table).await?;
+        marker::finish(&table, &owner).await?;
     }
     summarize(common, &audit, Some(aggregates.len()), ledgers.len(), opts.dry_run, &note)?;
     Ok(ExitCode::SUCCESS)
@@ -227,9 +234,11 @@ pub async fn commit<T: Table>(table: &T, puts: &[ConditionalPut]) -> anyhow::Res
             Ok(()) => return Ok(()),
             Err(StoreError::Changed(changed)) => {
                 let (expired, raced): (Vec<_>, Vec<_>) = changed.iter().partition(|(key, current)| current.is_none() && is_ledger_key(key));
-                if raced.is_empty() {
-                    let expired: HashSet<&ItemKey> = expired.into_iter().map(|(key, _)| key).collect();
-                    for put in puts.iter_mut().filter(|put| expired.contains(&put.key) && put.expect != Expect::Absent) {
+                let expired: HashSet<&ItemKey> = expired.into_iter().map(|(key, _)| key).collect();
+                let recreate: Vec<&mut ConditionalPut> =
+                    puts.iter_mut().filter(|put| expired.contains(&put.key) && put.expect != Expect::Absent).collect();
+                if raced.is_empty() && !recreate.is_empty() {
+                    for put in recreate {
                         *put = recreated(put);
                     }
                     continue;
@@ -297,17 +306,28 @@ async fn write_partials(table: &DynamoTable, run: &str, segment: u32, total: u32
     let count = entries.len();
     let puts: Vec<ConditionalPut> = entries.into_iter().map(unconditional).collect();
     commit_all(table, &puts, true).await.with_context(|| format!("storing the partial sums of segment {segment}"))?;
-    let marker = HashMap::from([
+    commit_all(table, &[unconditional(segment_marker(run, segment, total, Some(count)))], true)
+        .await
+        .with_context(|| format!("marking segment {segment} done"))?;
+    Ok(count)
+}
+
+/// A worker's marker: with its entry count once its partial sums are all written, without one
+/// while it is writing them (the combine then takes the segment as unfinished).
+fn segment_marker(run: &str, segment: u32, total: u32, entries: Option<usize>) -> SdkItem {
+    let now = Utc::now();
+    let mut marker = HashMap::from([
         (PK.to_owned(), AttributeValue::S(partition(run))),
         (SK.to_owned(), AttributeValue::S(format!("done#{segment:06}"))),
         (ENTITY_TYPE.to_owned(), AttributeValue::S(PARTIAL_ENTITY_TYPE.into())),
-        ("entries".to_owned(), AttributeValue::N(count.to_string())),
         ("totalSegments".to_owned(), AttributeValue::N(total.to_string())),
         (UPDATED_AT.to_owned(), AttributeValue::S(now.to_rfc3339())),
-        (TTL.to_owned(), ttl),
+        (TTL.to_owned(), AttributeValue::N((now + PARTIAL_RETENTION).timestamp().to_string())),
     ]);
-    commit_all(table, &[unconditional(marker)], true).await.with_context(|| format!("marking segment {segment} done"))?;
-    Ok(count)
+    if let Some(entries) = entries {
+        marker.insert("entries".to_owned(), AttributeValue::N(entries.to_string()));
+    }
+    marker
 }
 
 /// Partials are rewritten whole by a re-run worker. Written in transactions (authorised as
@@ -339,9 +359,10 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
                 whole(item, "totalSegments") == Some(u64::from(total)),
                 "run `{run}`: segment {segment} was run with a different --total-segments"
             );
-            let entries =
-                whole(item, "entries").with_context(|| format!("run `{run}`: the marker of segment {segment} has no entry count"))?;
-            entries_of.insert(segment, entries);
+            // Without a count, the worker is still writing (or was killed doing so): unfinished.
+            if let Some(entries) = whole(item, "entries") {
+                entries_of.insert(segment, entries);
+            }
         }
     }
     let missing: Vec<String> = (0..total).filter(|segment| !entries_of.contains_key(segment)).map(|segment| segment.to_string()).collect();
@@ -419,10 +440,11 @@ async fn combine(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     let (aggregates, _) = audit.backfill_plan();
     let now = Utc::now();
     let puts: Vec<ConditionalPut> = aggregates.iter().map(|write| encode_aggregate(write, now)).collect();
-    marker::begin(table, Some(run)).await?;
+    let owner = marker::Owner::Run(run);
+    marker::begin(table, &owner).await?;
     commit_all(table, &puts, common.json).await?;
     let pending = protect_pending_records(common, table).await?;
-    marker::finish(table).await?;
+    marker::finish(table, &owner).await?;
     summarize(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`; {pending}"))?;
     Ok(ExitCode::SUCCESS)
 }
