@@ -65,8 +65,9 @@ pub struct Refused {
 }
 
 impl std::fmt::Display for Refused {
+    /// Names the record, not the item's key: ids may be personal data, and this reaches the logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "record {} (eventID `{}`), item pk=`{}` sk=`{}`: {}", self.index, self.event_id, self.key.pk, self.key.sk, self.cause)
+        write!(f, "record {} (eventID `{}`): {}", self.index, self.event_id, self.cause)
     }
 }
 
@@ -357,7 +358,8 @@ impl Run<'_> {
     }
 
     fn refuse(&mut self, position: usize, err: &StoreError) {
-        tracing::error!(pk = %self.items[position].key.pk, sk = %self.items[position].key.sk, error = %err, "Item refused by DynamoDB for good; applying the rest of the batch.");
+        let record = self.items[position].first_index();
+        tracing::error!(record, error = %err, "Item refused by DynamoDB for good; applying the rest of the batch.");
         self.pending.retain(|pending| *pending != position);
         self.solo.remove(&position);
         self.refused.push((position, err.to_string()));
