@@ -20,6 +20,6 @@ pub mod source;
 
 pub use deltas::{assess, contribution, Assessment, Deltas};
 pub use keys::{AggregateKey, AggregateKind, Field, KeyOwner};
-pub use number::{Number, NumberError};
+pub use number::{excerpt, Number, NumberError};
 pub use recompute::{AggregateValues, Recompute};
 pub use source::{decode, Decoded, Rejection, SourceItem};

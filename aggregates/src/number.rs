@@ -17,11 +17,11 @@ pub const MAX_SIGNIFICANT_DIGITS: u64 = 38;
 /// DynamoDB's range of decimal exponents (as in `1.5E+125`) for a non-zero number.
 const EXPONENTS: std::ops::RangeInclusive<i64> = -130..=125;
 
-/// Longest input an error message repeats: a hostile number can be megabytes long.
+/// Longest input an error message repeats: a hostile value can be megabytes long.
 const SHOWN_CHARS: usize = 64;
 
 /// `text` as an error message may repeat it: cut to [`SHOWN_CHARS`] characters.
-fn shown(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     match text.char_indices().nth(SHOWN_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -103,14 +103,14 @@ impl Number {
     pub fn check_fits(&self) -> Result<(), NumberError> {
         let digits = self.significant_digits();
         if digits > MAX_SIGNIFICANT_DIGITS {
-            return Err(NumberError::TooPrecise { value: shown(&self.0.to_scientific_notation()), digits });
+            return Err(NumberError::TooPrecise { value: excerpt(&self.0.to_scientific_notation()), digits });
         }
         if !self.0.is_zero() {
             // value = mantissa × 10^-scale; its decimal exponent (as in 1.23E+x) is digits - 1 - scale.
             let (_, scale) = self.0.as_bigint_and_exponent();
             let exponent = i128::from(digits) - 1 - i128::from(scale);
             if !(i128::from(*EXPONENTS.start())..=i128::from(*EXPONENTS.end())).contains(&exponent) {
-                return Err(NumberError::OutOfRange(shown(&self.0.to_scientific_notation())));
+                return Err(NumberError::OutOfRange(excerpt(&self.0.to_scientific_notation())));
             }
         }
         Ok(())
@@ -160,7 +160,7 @@ impl FromStr for Number {
     /// before any arithmetic: the text may come from a hostile file, and `1E+100000000000` or a
     /// megabyte of digits must be refused in bounded time and memory.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let not_a_number = || NumberError::NotANumber(shown(text));
+        let not_a_number = || NumberError::NotANumber(excerpt(text));
         let trimmed = text.trim();
         let (negative, unsigned) = match trimmed.as_bytes().first() {
             Some(b'-') => (true, &trimmed[1..]),
@@ -206,12 +206,12 @@ impl FromStr for Number {
         }
         let significant = (total - leading - trailing) as u64;
         if significant > MAX_SIGNIFICANT_DIGITS {
-            return Err(NumberError::TooPrecise { value: shown(text), digits: significant });
+            return Err(NumberError::TooPrecise { value: excerpt(text), digits: significant });
         }
         // Position of the first significant digit, as a power of ten; and of the last.
         let first_power = integer.len() as i128 - 1 - leading as i128 + exponent;
         if !(i128::from(*EXPONENTS.start())..=i128::from(*EXPONENTS.end())).contains(&first_power) {
-            return Err(NumberError::OutOfRange(shown(text)));
+            return Err(NumberError::OutOfRange(excerpt(text)));
         }
         let last_power = first_power - (significant as i128 - 1);
         let digits: String = integer.chars().chain(fraction.chars()).skip(leading).take(significant as usize).collect();

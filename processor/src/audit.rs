@@ -186,7 +186,7 @@ impl Audit {
                 }
             })
             .collect();
-        let zero = SequenceNumber::parse("0").expect("0 is a sequence number");
+        let zero = SequenceNumber::zero();
         let mut ledgers = Vec::new();
         for (item, contribution) in &self.contributions {
             let existing = self.ledgers.get(item);

@@ -5,7 +5,7 @@
 //! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
 
 use aggregates::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, PK, SK};
-use aggregates::{assess, Assessment, KeyOwner};
+use aggregates::{assess, excerpt, Assessment, KeyOwner};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
@@ -159,15 +159,6 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
 
 fn is_unknown(assessment: &Assessment) -> bool {
     matches!(assessment, Assessment::Unknown | Assessment::Absent)
-}
-
-/// The start of a value an error repeats: a hostile one can be megabytes long.
-fn excerpt(text: &str) -> String {
-    const CHARS: usize = 64;
-    match text.char_indices().nth(CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 /// The table a stream ARN (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) belongs to.

@@ -146,7 +146,8 @@ pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
 }
 
 /// A number DynamoDB could not have stored cannot come from a real stream: the file is not a
-/// faithful capture. (The Lambda path, per SPEC, counts such an image as rejected instead.)
+/// faithful capture. (The Lambda path rejects the image when the rules read that attribute, per
+/// SPEC, and ignores it otherwise.)
 fn check_numbers(value: &AttributeValue) -> Result<(), String> {
     match value {
         AttributeValue::N(text) => text.parse::<aggregates::Number>().map(drop).map_err(|err| err.to_string()),

@@ -47,7 +47,7 @@ pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -
         .with_context(|| format!("reading the records still in stream {arn}"))?;
     let items: Vec<ItemKey> = items.into_iter().collect();
     let found = super::read_ledgers(table, &items).await.context("reading the ledgers of items with records in the stream")?;
-    let nothing_yet = SequenceNumber::parse("0").expect("0 is a sequence number");
+    let nothing_yet = SequenceNumber::zero();
     Ok(Some(
         items
             .into_iter()
