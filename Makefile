@@ -64,7 +64,7 @@ test-rust: install
 	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- --nocapture $(ORACLE)
 
 test-lambda: install
-	cargo build -p processor --bin tally
+	cargo build -p tally-cli --bin tally
 	$(WITH_DDB) scripts/lambda-emulator-test.sh
 
 test-infra: install
@@ -72,7 +72,7 @@ test-infra: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
 
 demo: install
-	cargo build --release -p processor --bin tally
+	cargo build --release -p tally-cli --bin tally
 	$(WITH_DDB) scripts/demo.sh
 
 bench: install

@@ -9,11 +9,11 @@ mod support;
 
 use std::time::Instant;
 
-use processor::decode::decode_batch;
-use processor::engine::Engine;
-use processor::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
 use support::images::*;
 use support::{apply, drop_table, fresh_table, records, Rec};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::Engine;
+use tally_engine::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
 
 /// 100 records of a university day: enrolments, submissions (half graded), regrades, orders and
 /// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.

@@ -27,7 +27,7 @@ trap stop_watchers EXIT INT TERM
 # DynamoDB Local keeps one database per access key: another key sees none of this key's tables.
 serve() {
     port=$(free_port)
-    setsid env TABLE_NAME="$1" AWS_ACCESS_KEY_ID="$2" "$cargo_lambda" lambda watch --manifest-path processor/Cargo.toml --bin tally --ignore-changes --invoke-port "$port" \
+    setsid env TABLE_NAME="$1" AWS_ACCESS_KEY_ID="$2" "$cargo_lambda" lambda watch --manifest-path processor/lambda/Cargo.toml --bin bootstrap --ignore-changes --invoke-port "$port" \
         >"$root/target/lambda-watch-$2.log" 2>&1 &
     watchers+=($!)
     for _ in $(seq 1 240); do
@@ -40,7 +40,7 @@ serve() {
 }
 
 invoke() { # port, event file
-    timeout 300 "$cargo_lambda" lambda invoke tally --invoke-port "$1" --data-file "$2" --output-format json
+    timeout 300 "$cargo_lambda" lambda invoke bootstrap --invoke-port "$1" --data-file "$2" --output-format json
 }
 
 serve "$table" "$AWS_ACCESS_KEY_ID"

@@ -5,10 +5,10 @@ mod support;
 
 use std::path::Path;
 
-use processor::store::{connect, DynamoTable};
 use serde_json::Value;
 use support::cli::{consume, json, run, tally, unique_table};
 use support::{aggregate, number, scan};
+use tally_engine::store::{connect, DynamoTable};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -314,10 +314,10 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
     let (code, stdout, _) = run(tally(&segmented).arg("verify"));
     assert_eq!(code, 0, "{stdout}");
     let client = connect(None, None).await;
-    let aggregates = |items: Vec<processor::store::SdkItem>| {
+    let aggregates = |items: Vec<tally_engine::store::SdkItem>| {
         items
             .into_iter()
-            .filter(processor::audit::is_aggregate)
+            .filter(tally_cli::audit::is_aggregate)
             .map(|mut item| {
                 item.remove("updatedAt");
                 item.remove("version");

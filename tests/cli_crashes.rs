@@ -29,9 +29,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
-use processor::decode::ItemKey;
-use processor::store::codec::ledger_key;
-use processor::store::{connect, DynamoTable, SdkItem};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -39,6 +36,9 @@ use serde_json::{json, Value};
 use support::cli::{failure_log, json, run, tally, unique_table};
 use support::images::{assignment, course, enrollment, instructor, n, order, submission, transaction, user};
 use support::Rec;
+use tally_engine::decode::ItemKey;
+use tally_engine::store::codec::ledger_key;
+use tally_engine::store::{connect, DynamoTable, SdkItem};
 
 const KILLS_VAR: &str = "TALLY_CRASH_KILLS";
 const OPS_VAR: &str = "TALLY_CRASH_OPS";

@@ -8,14 +8,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use processor::consume::{ConsumeOptions, ConsumeSummary, Consumer};
-use processor::engine::Engine;
-use processor::store::{connect, sdk_config, DynamoTable};
-use processor::stream::checkpoint::Checkpoints;
-use processor::stream::{stream_arn, Position, StreamReader};
 use serde_json::json;
 use support::cli::{consume, failure_log, json, run, tally, unique_table};
 use support::faults::{Fault, FaultyTable};
+use tally_cli::consumer::{ConsumeOptions, ConsumeSummary, Consumer};
+use tally_engine::engine::Engine;
+use tally_engine::store::{connect, sdk_config, DynamoTable};
+use tally_engine::stream::checkpoint::Checkpoints;
+use tally_engine::stream::{Position, StreamReader};
 
 fn verify_exact(table: &str) {
     let (code, stdout, stderr) = run(tally(table).arg("verify"));
@@ -24,7 +24,7 @@ fn verify_exact(table: &str) {
 
 async fn reader(table: &str) -> StreamReader {
     let client = connect(None, None).await;
-    let arn = stream_arn(&client, table).await.unwrap();
+    let arn = DynamoTable::new(client.clone(), table).latest_stream_arn().await.unwrap().expect("the table has a stream");
     StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
 }
 
@@ -178,7 +178,7 @@ async fn a_consumer_killed_mid_stream_resumes_exactly() {
         .unwrap();
     // Kill it (SIGKILL: no clean stop) once it has checkpointed some progress.
     let client = connect(None, None).await;
-    let arn = stream_arn(&client, &name).await.unwrap();
+    let arn = DynamoTable::new(client.clone(), &name).latest_stream_arn().await.unwrap().expect("the table has a stream");
     let checkpoints = Checkpoints::new(client, &name, &arn);
     for _ in 0..100 {
         if checkpoints.load().await.unwrap().values().any(|checkpoint| checkpoint.sequence.is_some()) {

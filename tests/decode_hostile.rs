@@ -31,12 +31,12 @@ use std::time::Instant;
 
 use aggregates::{assess, Assessment};
 use aws_lambda_events::event::dynamodb::Event;
-use processor::cli::replay;
-use processor::decode::{decode_batch, Change, Origin};
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{json, Value};
+use tally_cli::replay;
+use tally_engine::decode::{decode_batch, Change, Origin};
 
 const TABLE: &str = "university";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/university/stream/2026-09-01T00:00:00.000";

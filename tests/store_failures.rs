@@ -7,12 +7,12 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, LambdaEvent};
-use processor::decode::decode_batch;
-use processor::engine::Engine;
-use processor::handler;
 use support::faults::{Fault, FaultyTable};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, event, fresh_table, number, records, Rec};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::Engine;
+use tally_lambda::handler;
 
 fn context(timeout: Duration) -> Context {
     let mut context = Context::default();

@@ -7,10 +7,10 @@ mod support;
 use std::path::Path;
 
 use aws_lambda_events::event::dynamodb::Event;
-use processor::decode::decode_batch;
-use processor::engine::Engine;
 use serde_json::Value;
 use support::{aggregate, drop_table, fresh_table, number, scan};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::Engine;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 

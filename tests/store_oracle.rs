@@ -30,13 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use processor::engine::Engine;
-use processor::store::DynamoTable;
 use proptest::prelude::*;
 use serde_json::Value;
 use support::faults::{Fault, FaultyTable};
 use support::history::{op, records_after, Dice};
 use support::{apply, drift, drop_table, fresh_table, scan, Rec};
+use tally_engine::engine::Engine;
+use tally_engine::store::DynamoTable;
 
 const MAX_LANES: usize = 3;
 
@@ -256,7 +256,7 @@ async fn deliver(table: &DynamoTable, shards: &[Vec<Rec>], dice: &[u8], epoch: u
 
 /// Every ledger in the table with its version, to expire.
 async fn ledgers(table: &DynamoTable) -> Vec<(String, String, String)> {
-    let text = |item: &processor::store::SdkItem, name: &str| match item.get(name) {
+    let text = |item: &tally_engine::store::SdkItem, name: &str| match item.get(name) {
         Some(AttributeValue::S(value) | AttributeValue::N(value)) => value.clone(),
         _ => String::new(),
     };

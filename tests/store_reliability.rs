@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use processor::decode::{decode_batch, ItemKey};
-use processor::engine::Engine;
-use processor::plan::{Ledger, LedgerWrite};
-use processor::store::codec::{decode_ledger, encode_ledger, ledger_key, ConditionalPut, Writer};
-use processor::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
 use serde_json::{json, Value};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, records, Rec};
+use tally_engine::decode::{decode_batch, ItemKey};
+use tally_engine::engine::Engine;
+use tally_engine::plan::{Ledger, LedgerWrite};
+use tally_engine::store::codec::{decode_ledger, encode_ledger, ledger_key, ConditionalPut, Writer};
+use tally_engine::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -286,7 +286,7 @@ async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
     };
     let put = reset(&scanned);
     delete_ledger(&table, &item).await;
-    processor::cli::backfill::commit(&table, std::slice::from_ref(&put)).await.expect("a ledger TTL deleted is not a race");
+    tally_cli::backfill::commit(&table, std::slice::from_ref(&put)).await.expect("a ledger TTL deleted is not a race");
     let written = read_ledger(&table, &item).await.expect("the reset is written as a new ledger");
     assert_eq!((&written.sequence, &written.contribution, written.assumed.is_none()), (&scanned.sequence, &scanned.contribution, true));
     assert_ne!(written.version, scanned.version + 1, "a new incarnation, at a version of its own");
@@ -294,14 +294,14 @@ async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
     // A ledger that moved on, though, is a writer racing backfill: refused, naming the item.
     let put = reset(&written);
     apply(&engine, table.name(), &[Rec::modify(2, enrolled, enrollment("c1", "s1", "2026-03-02T10:00:00Z"))]).await;
-    let err = processor::cli::backfill::commit(&table, &[put]).await.unwrap_err().to_string();
+    let err = tally_cli::backfill::commit(&table, &[put]).await.unwrap_err().to_string();
     assert!(err.contains("1 item(s) changed while backfill ran") && err.contains("pk=`tally#ledger#course#c1` sk=`student#s1`"), "{err}");
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn only_the_backfill_that_set_the_mark_clears_it() {
-    use processor::cli::backfill::marker::{begin, finish, unfinished, Owner};
+    use tally_cli::backfill::marker::{begin, finish, unfinished, Owner};
     let table = fresh_table().await;
     assert_eq!(unfinished(&table).await.unwrap(), None);
     begin(&table, &Owner::Invocation("a")).await.unwrap();

@@ -3,10 +3,10 @@
 
 mod support;
 
-use processor::engine::Engine;
 use serde_json::json;
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
+use tally_engine::engine::Engine;
 
 #[tokio::test]
 async fn enrollments_count_on_course_student_and_day() {
@@ -158,7 +158,7 @@ async fn own_writes_other_tables_and_unknown_entities_change_nothing() {
 
     let mut after = support::scan(table.client(), table.name()).await;
     let mut before = before;
-    let key = |item: &processor::store::SdkItem| format!("{:?}{:?}", item.get("pk"), item.get("sk"));
+    let key = |item: &tally_engine::store::SdkItem| format!("{:?}{:?}", item.get("pk"), item.get("sk"));
     before.sort_by_key(key);
     after.sort_by_key(key);
     assert_eq!(before, after);

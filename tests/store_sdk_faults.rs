@@ -24,9 +24,6 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client as DynamoDbClient;
-use processor::decode::decode_batch;
-use processor::engine::{BatchOutcome, Engine};
-use processor::store::DynamoTable;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
@@ -35,6 +32,9 @@ use rand::{Rng, SeedableRng};
 use support::history::{op, records, SHARDS};
 use support::proxy::{FaultPlan, FaultProxy};
 use support::{drift, drop_table, fresh_table, Rec};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::store::DynamoTable;
 
 /// A fifth of data-plane requests meet a fault.
 const FAULT_RATE: f64 = 0.2;
@@ -96,7 +96,7 @@ impl std::fmt::Display for Deliveries {
 /// A client of DynamoDB Local through the proxy: the environment's configuration with a short
 /// attempt timeout, and the SDK's standard retries.
 async fn proxied_client(proxy: &FaultProxy) -> DynamoDbClient {
-    let sdk_config = processor::store::sdk_config(Some(&proxy.url()), None).await;
+    let sdk_config = tally_engine::store::sdk_config(Some(&proxy.url()), None).await;
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
         .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).connect_timeout(ATTEMPT_TIMEOUT).build())
         .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS).with_initial_backoff(SDK_INITIAL_BACKOFF))

@@ -363,12 +363,12 @@ def test_replica_regions_limit_is_three(template):
 def test_function_build_and_runtime(resources):
     fn = resources["Function"]
     assert fn["Type"] == "AWS::Serverless::Function"
-    assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "tally"}}
+    assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "bootstrap"}}
     props = fn["Properties"]
     assert props["Runtime"] == "provided.al2023"
     assert props["Handler"] == "bootstrap"
     assert props["Architectures"] == ["arm64"]
-    assert props["CodeUri"] == "../processor"
+    assert props["CodeUri"] == "../processor/lambda"
     assert props["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": "FunctionLogGroup"}}
 
 
@@ -385,7 +385,7 @@ def package_bins(manifest_dir: Path) -> set[str]:
 def test_code_uri_builds_the_binary(resources):
     # rust-cargolambda runs `cargo lambda build --bin <Binary>` in CodeUri. Cargo resolves --bin in
     # the package whose manifest it finds there; a workspace root that is itself a package (ours:
-    # the integration tests) would only look at that package and find no `tally`.
+    # the integration tests) would only look at that package and find no `bootstrap`.
     fn = resources["Function"]
     code_dir = (INFRA / fn["Properties"]["CodeUri"]).resolve()
     binary = fn["Metadata"]["BuildProperties"]["Binary"]

@@ -11,7 +11,7 @@ pub fn tally_path() -> PathBuf {
         dir.pop();
     }
     let path = dir.join(format!("tally{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p processor` (make test does)", path.display());
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p tally-cli` (make test does)", path.display());
     path
 }
 

@@ -3,9 +3,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use processor::decode::ItemKey;
-use processor::store::codec::ConditionalPut;
-use processor::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
+use tally_engine::decode::ItemKey;
+use tally_engine::store::codec::ConditionalPut;
+use tally_engine::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
 
 /// What the next commit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
-use processor::audit::{Audit, Drift};
-use processor::decode::decode_batch;
-use processor::engine::{BatchOutcome, Engine};
-use processor::store::{connect, schema, DynamoTable, SdkItem, Table};
 use serde_json::{json, Value};
+use tally_cli::audit::{Audit, Drift};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::store::{connect, schema, DynamoTable, SdkItem, Table};
 
 pub const STREAM_ARN_TEMPLATE: &str = "arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/2026-11-22T00:00:00.000";
 
@@ -125,7 +125,7 @@ pub async fn apply<T: Table>(engine: &Engine<T>, table_name: &str, recs: &[Rec])
 
 pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
     let mut items = Vec::new();
-    processor::store::scan::scan_segment(client, table, 0, 1, |page| {
+    tally_engine::store::scan::scan_segment(client, table, 0, 1, |page| {
         items.extend(page);
         Ok(())
     })

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::audit::Keep;
-use crate::cli::backfill::marker;
-use crate::cli::{scan, Common};
-use crate::store::DynamoTable;
+use crate::backfill::marker;
+use crate::{scan, Common};
+use tally_engine::store::DynamoTable;
 
 #[derive(Debug, Args)]
 pub struct Opts {

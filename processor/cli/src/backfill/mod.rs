@@ -30,15 +30,15 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 
 use crate::audit::{emptied, needs_ledger, Audit, Keep};
-use crate::cli::{scan, Common};
-use crate::decode::ItemKey;
-use crate::plan::{Ledger, LedgerWrite};
-use crate::retry::RetryBudget;
-use crate::store::codec::{
+use crate::{scan, Common};
+use tally_engine::decode::ItemKey;
+use tally_engine::plan::{Ledger, LedgerWrite};
+use tally_engine::retry::RetryBudget;
+use tally_engine::store::codec::{
     aggregate_key, decode_ledger, encode_aggregate, encode_ledger, is_ledger_key, ledger_key, recreated, ConditionalPut, Expect, Writer,
 };
-use crate::store::error::classify;
-use crate::store::{DynamoTable, SdkItem, StoreError, Table};
+use tally_engine::store::error::classify;
+use tally_engine::store::{DynamoTable, SdkItem, StoreError, Table};
 
 /// Puts per `TransactWriteItems`.
 const CHUNK: usize = 100;
@@ -212,7 +212,7 @@ async fn write_ledgers(table: &DynamoTable, ledgers: &[LedgerWrite], writer: Wri
 }
 
 async fn commit_all(table: &DynamoTable, puts: &[ConditionalPut], quiet: bool) -> anyhow::Result<()> {
-    let progress = crate::cli::progress::Progress::new(puts.len() as u64, "writes", quiet);
+    let progress = crate::progress::Progress::new(puts.len() as u64, "writes", quiet);
     for chunk in puts.chunks(CHUNK) {
         commit(table, chunk).await?;
         progress.advance(chunk.len() as u64);

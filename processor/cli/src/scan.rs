@@ -3,9 +3,9 @@
 use anyhow::Context as _;
 
 use crate::audit::{Audit, Keep};
-use crate::cli::progress::Progress;
-use crate::cli::Common;
-use crate::store::scan::scan_segment;
+use crate::progress::Progress;
+use crate::Common;
+use tally_engine::store::scan::scan_segment;
 
 /// Default parallelism: two segments per core, at least 4.
 pub fn default_segments() -> u32 {

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::backfill::marker;
-use crate::cli::Common;
-use crate::consume::{ConsumeOptions, Consumer};
-use crate::engine::Engine;
-use crate::store::DynamoTable;
-use crate::stream::checkpoint::Checkpoints;
-use crate::stream::{stream_arn, Position, StreamReader};
+use crate::backfill::marker;
+use crate::consumer::{ConsumeOptions, Consumer};
+use crate::Common;
+use tally_engine::engine::Engine;
+use tally_engine::store::DynamoTable;
+use tally_engine::stream::checkpoint::Checkpoints;
+use tally_engine::stream::{Position, StreamError, StreamReader};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum From {
@@ -57,7 +57,10 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let client = common.client().await;
     let arn = match opts.stream_arn {
         Some(arn) => arn,
-        None => stream_arn(&client, &common.table).await?,
+        None => DynamoTable::new(client.clone(), common.table.clone())
+            .latest_stream_arn()
+            .await?
+            .ok_or_else(|| StreamError::NoStream(common.table.clone()))?,
     };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
     let reader = StreamReader::new(common.streams_client().await, &arn, region);

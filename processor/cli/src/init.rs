@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::cli::Common;
-use crate::store::schema::{create_table, enable_point_in_time_recovery, Created, Recovery};
+use crate::Common;
+use tally_engine::store::schema::{create_table, enable_point_in_time_recovery, Created, Recovery};
 
 #[derive(Debug, Args)]
 pub struct Opts {}

@@ -1,7 +1,17 @@
 //! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
+//!
+//! One module per command; [`consumer`] and [`failure_queue`] bring records to the engine
+//! outside Lambda (`tally consume`, `tally redrive`); [`audit`] compares the table with a recompute.
 
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+#![recursion_limit = "256"]
+
+pub mod audit;
 pub mod backfill;
 pub mod consume;
+pub mod consumer;
+pub mod failure_queue;
 pub mod init;
 pub mod progress;
 pub mod redrive;
@@ -14,8 +24,6 @@ pub mod verify;
 use clap::{Args, Parser, Subcommand};
 
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
-///
-/// Under Lambda (AWS_LAMBDA_RUNTIME_API set) the same binary serves the stream handler instead.
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, propagate_version = true, rename_all = "kebab-case")]
 pub struct Cli {
@@ -65,12 +73,12 @@ pub enum Command {
 
 impl Common {
     pub async fn client(&self) -> aws_sdk_dynamodb::Client {
-        crate::store::connect(self.endpoint.as_deref(), self.region.as_deref()).await
+        tally_engine::store::connect(self.endpoint.as_deref(), self.region.as_deref()).await
     }
 
     /// A DynamoDB Streams client; `--endpoint` applies to it too (DynamoDB Local serves both).
     pub async fn streams_client(&self) -> aws_sdk_dynamodbstreams::Client {
-        aws_sdk_dynamodbstreams::Client::new(&crate::store::sdk_config(self.endpoint.as_deref(), self.region.as_deref()).await)
+        aws_sdk_dynamodbstreams::Client::new(&tally_engine::store::sdk_config(self.endpoint.as_deref(), self.region.as_deref()).await)
     }
 }
 

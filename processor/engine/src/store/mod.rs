@@ -114,6 +114,13 @@ impl DynamoTable {
         &self.client
     }
 
+    /// The table's current stream ARN, from `DescribeTable`; `None` when no stream is enabled.
+    pub async fn latest_stream_arn(&self) -> Result<Option<String>, StoreError> {
+        let output =
+            self.client.describe_table().table_name(&self.name).send().await.map_err(|err| error::classify("DescribeTable", &err))?;
+        Ok(output.table.and_then(|table| table.latest_stream_arn))
+    }
+
     fn key_attributes(key: &ItemKey) -> SdkItem {
         [(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))].into()
     }

@@ -8,11 +8,11 @@ use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas, KeyOwner};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-use crate::decode::{ItemKey, LEDGER_PK_PREFIX};
-use crate::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
-use crate::sequence::SequenceNumber;
-use crate::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
-use crate::store::{SdkItem, StoreError};
+use tally_engine::decode::{ItemKey, LEDGER_PK_PREFIX};
+use tally_engine::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use tally_engine::sequence::SequenceNumber;
+use tally_engine::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
+use tally_engine::store::{SdkItem, StoreError};
 
 /// One field of one aggregate that differs from the recompute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

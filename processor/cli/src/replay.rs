@@ -10,13 +10,13 @@ use clap::Args;
 use serde::Serialize;
 use serde_dynamo::AttributeValue;
 
-use crate::cli::backfill::marker;
-use crate::cli::Common;
-use crate::decode::{decode_batch, Change};
-use crate::engine::{Engine, Totals};
-use crate::store::codec::LEDGER_RETENTION;
-use crate::store::DynamoTable;
-use crate::stream::STREAM_RETENTION;
+use crate::backfill::marker;
+use crate::Common;
+use tally_engine::decode::{decode_batch, Change};
+use tally_engine::engine::{Engine, Totals};
+use tally_engine::store::codec::LEDGER_RETENTION;
+use tally_engine::store::DynamoTable;
+use tally_engine::stream::STREAM_RETENTION;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -181,7 +181,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
     marker::ensure_finished(engine.table()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
-    let progress = crate::cli::progress::Progress::new(batches.len() as u64, "files", common.json);
+    let progress = crate::progress::Progress::new(batches.len() as u64, "files", common.json);
     for batch in &batches {
         let outcome = engine.process(&batch.changes, tokio::time::Instant::now() + Duration::from_secs(opts.timeout)).await;
         summary.totals.add(&outcome);

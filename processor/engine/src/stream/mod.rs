@@ -201,10 +201,3 @@ pub fn to_event_record(record: Record, stream_arn: &str, region: &str) -> EventR
     }
     event
 }
-
-/// The table's stream ARN, from `DescribeTable`.
-pub async fn stream_arn(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<String> {
-    let output =
-        client.describe_table().table_name(table).send().await.map_err(|err| crate::store::error::classify("DescribeTable", &err))?;
-    output.table.and_then(|table| table.latest_stream_arn).ok_or_else(|| StreamError::NoStream(table.to_owned()).into())
-}

@@ -14,15 +14,15 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use clap::Args;
 use serde_json::Value;
 
-use crate::cli::backfill::marker;
-use crate::cli::Common;
-use crate::consume::{BatchInfo, FailureMessage};
-use crate::decode::{decode_batch, table_of_stream};
-use crate::engine::{BatchOutcome, Engine};
+use crate::backfill::marker;
+use crate::consumer::{BatchInfo, FailureMessage};
 use crate::failure_queue::{FailureQueue, Received};
-use crate::sequence::SequenceNumber;
-use crate::store::DynamoTable;
-use crate::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
+use crate::Common;
+use tally_engine::decode::{decode_batch, table_of_stream};
+use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::sequence::SequenceNumber;
+use tally_engine::store::DynamoTable;
+use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -120,7 +120,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let queue = match &opts.queue_url {
         Some(url) => {
-            let client = aws_sdk_sqs::Client::new(&crate::store::sdk_config(None, common.region.as_deref()).await);
+            let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, common.region.as_deref()).await);
             Some(FailureQueue::new(client, url.clone()))
         }
         None => None,

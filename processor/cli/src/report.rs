@@ -7,9 +7,9 @@ use aggregates::{AggregateKey, AggregateKind, Field, Number};
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Args;
 
-use crate::cli::Common;
-use crate::store::codec::decode_aggregate;
-use crate::store::error::classify;
+use crate::Common;
+use tally_engine::store::codec::decode_aggregate;
+use tally_engine::store::error::classify;
 
 #[derive(Debug, Args)]
 pub struct Opts {

@@ -13,21 +13,17 @@ use std::collections::BTreeSet;
 use aggregates::Deltas;
 use anyhow::Context as _;
 
-use crate::cli::Common;
-use crate::decode::{decode_batch, ItemKey, Origin};
-use crate::plan::{first_version, Ledger, LedgerWrite};
-use crate::sequence::SequenceNumber;
-use crate::store::DynamoTable;
-use crate::stream::{stream_arn, StreamError, StreamReader};
+use crate::Common;
+use tally_engine::decode::{decode_batch, ItemKey, Origin};
+use tally_engine::plan::{first_version, Ledger, LedgerWrite};
+use tally_engine::sequence::SequenceNumber;
+use tally_engine::store::DynamoTable;
+use tally_engine::stream::StreamReader;
 
 /// Gives an empty ledger to every item with contributing records in the stream and no ledger.
 /// Returns the ledgers to write, or `None` when the table has no stream (nothing is pending).
 pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
-    let arn = match stream_arn(table.client(), table.name()).await {
-        Ok(arn) => arn,
-        Err(err) if matches!(err.downcast_ref::<StreamError>(), Some(StreamError::NoStream(_))) => return Ok(None),
-        Err(err) => return Err(err),
-    };
+    let Some(arn) = table.latest_stream_arn().await? else { return Ok(None) };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
     let reader = StreamReader::new(common.streams_client().await, &arn, region);
     let mut items = BTreeSet::new();

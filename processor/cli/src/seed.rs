@@ -12,9 +12,9 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::cli::progress::Progress;
-use crate::cli::Common;
-use crate::store::error::classify;
+use crate::progress::Progress;
+use crate::Common;
+use tally_engine::store::error::classify;
 
 #[derive(Debug, Args)]
 pub struct Opts {

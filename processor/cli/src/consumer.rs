@@ -19,12 +19,12 @@ use anyhow::Context as _;
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde::Serialize;
 
-use crate::decode::decode_batch;
-use crate::engine::{Engine, Totals};
-use crate::retry::RetryBudget;
-use crate::store::Table;
-use crate::stream::checkpoint::{Checkpoint, Checkpoints};
-use crate::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
+use tally_engine::decode::decode_batch;
+use tally_engine::engine::{Engine, Totals};
+use tally_engine::retry::RetryBudget;
+use tally_engine::store::Table;
+use tally_engine::stream::checkpoint::{Checkpoint, Checkpoints};
+use tally_engine::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
 
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {

@@ -15,9 +15,9 @@ use anyhow::{bail, Context as _};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 
-use crate::decode::ItemKey;
-use crate::store::codec::{ConditionalPut, Expect};
-use crate::store::{SdkItem, Table};
+use tally_engine::decode::ItemKey;
+use tally_engine::store::codec::{ConditionalPut, Expect};
+use tally_engine::store::{SdkItem, Table};
 
 const MARKER_PK: &str = "tally#backfill";
 const MARKER_SK: &str = "in-progress";

@@ -7,10 +7,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::LambdaEvent;
 use tokio::time::Instant;
 
-use crate::decode::{decode_batch, DecodeError};
-use crate::engine::{BatchOutcome, Engine};
-use crate::store::Table;
-use crate::telemetry;
+use tally_engine::decode::{decode_batch, DecodeError};
+use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::store::Table;
+use tally_engine::telemetry;
 
 /// Time kept back from the invocation's deadline to report failures before Lambda kills us.
 const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(3);
