@@ -15,7 +15,7 @@ use tally_engine::decode::decode_batch;
 use tally_engine::engine::Engine;
 use tally_engine::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
 
-/// 100 records of a university day: enrolments, submissions (half graded), regrades, orders and
+/// 100 records of a university day: enrollments, submissions (half graded), regrades, orders and
 /// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.
 fn standard_mix(batch: u64) -> Vec<Rec> {
     let base = batch * 1_000;
@@ -71,7 +71,7 @@ fn main() {
             let started = Instant::now();
             let outcome = apply(&engine, table.name(), &recs).await;
             let elapsed = started.elapsed().as_millis();
-            assert_eq!(outcome.failed_from, None, "{outcome:?}");
+            assert_eq!(outcome.failed_from(), None, "{outcome:?}");
             let usage = outcome.usage;
             let count = recs.len() as f64;
             println!(

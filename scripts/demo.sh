@@ -8,7 +8,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "tally init: the university table (keys, GSIs, TTL, stream NEW_AND_OLD_IMAGES)"
 "$tally" init
-step "tally seed: $ops application writes (enrolments, submissions and grades, orders, drops)"
+step "tally seed: $ops application writes (enrollments, submissions and grades, orders, drops)"
 "$tally" seed --ops "$ops" --seed 42
 step "tally consume --until-caught-up: the table's stream through the engine, like Lambda's event source mapping"
 "$tally" consume --until-caught-up --failure-log "${TMPDIR:-/tmp}/tally-demo-failures.jsonl"

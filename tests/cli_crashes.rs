@@ -255,7 +255,7 @@ struct Workload {
     finals: Vec<Value>,
 }
 
-/// `records` stream records over a few courses, students and users: enrolments, submissions
+/// `records` stream records over a few courses, students and users: enrollments, submissions
 /// graded and regraded (some invalid, some moved to another assignment), instructors,
 /// assignments, orders and transactions rewritten with new amounts, deletes and TTL deletes. Cut
 /// into files of 10 to 60 records, so a file's batch sometimes needs several transactions.
@@ -325,7 +325,7 @@ fn replay_workload(rng: &mut StdRng, records: usize) -> Workload {
 }
 
 /// Where a replay has got to, read from the ledgers: per file, its last record of an item that
-/// always writes a ledger (a valid enrolment, instructor, assignment, order or transaction), as
+/// always writes a ledger (a valid enrollment, instructor, assignment, order or transaction), as
 /// the file's index, the ledger key and the record's sequence number. The file is applied once
 /// that ledger holds the sequence number or a later one. (A file without such a record, rare, has
 /// no marker: it counts as applied with the next file that has one.)
@@ -454,7 +454,7 @@ async fn replay_killed_at_random_points_resumes_exactly() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-/// Overwrites fields of a few aggregates, as an operator's mistake or a bug would: the enrolment
+/// Overwrites fields of a few aggregates, as an operator's mistake or a bug would: the enrollment
 /// count of up to three courses, and one day's order total. Returns how many fields it changed.
 async fn corrupt_aggregates(client: &DynamoDbClient, table: &str) -> usize {
     let items = support::scan(client, table).await;

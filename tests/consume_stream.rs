@@ -13,8 +13,8 @@ use support::cli::{consume, failure_log, json, run, tally, unique_table};
 use support::faults::{Fault, FaultyTable};
 use tally_cli::consumer::{ConsumeOptions, ConsumeSummary, Consumer};
 use tally_engine::engine::Engine;
+use tally_engine::store::checkpoints::Checkpoints;
 use tally_engine::store::{connect, sdk_config, DynamoTable};
-use tally_engine::stream::checkpoint::Checkpoints;
 use tally_engine::stream::{Position, StreamReader};
 
 fn verify_exact(table: &str) {
@@ -27,6 +27,15 @@ async fn reader(table: &str) -> StreamReader {
     let arn = DynamoTable::new(client.clone(), table).latest_stream_arn().await.unwrap().expect("the table has a stream");
     StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
 }
+
+/// Consecutive transient failures that outlast a batch's 2 s: the engine's waits alone (15 ms
+/// doubling, capped at 1.5 s) add up to more, so the batch ends at its deadline, retryable.
+fn outlasting_the_deadline() -> impl Iterator<Item = Option<Fault>> {
+    std::iter::repeat_n(Some(Fault::FailBefore), 8)
+}
+
+/// A batch timeout short enough for [`outlasting_the_deadline`] to end batches.
+const SHORT_BATCH: Duration = Duration::from_secs(2);
 
 fn options(table: &str, max_retries: u32) -> ConsumeOptions {
     ConsumeOptions {
@@ -61,39 +70,69 @@ async fn handler_failures_are_retried_from_the_failure_point() {
     json(tally(&name).args(["seed", "--ops", "300", "--seed", "8"]));
     let client = connect(None, None).await;
     let reader = reader(&name).await;
-    let script = [
-        None,
-        Some(Fault::Reject),
-        Some(Fault::LoseResponse),
-        None,
-        Some(Fault::FailBefore),
-        Some(Fault::Reject),
-        None,
-        Some(Fault::Reject),
-    ];
-    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), &name), script));
-    let checkpoints = Checkpoints::new(client, &name, reader.arn());
-    let summary =
-        Consumer::new(&engine, reader, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    let script: Vec<Option<Fault>> = [None]
+        .into_iter()
+        .chain(outlasting_the_deadline())
+        .chain([Some(Fault::LoseResponse), None, Some(Fault::FailBefore)])
+        .chain(outlasting_the_deadline())
+        .chain([None])
+        .chain(outlasting_the_deadline())
+        .collect();
+    let table = DynamoTable::new(client, &name);
+    let checkpoints = Checkpoints::new(table.clone(), reader.arn());
+    let engine = Engine::new(FaultyTable::new(table, script));
+    let options = ConsumeOptions { batch_timeout: SHORT_BATCH, ..options(&name, 10) };
+    let summary = Consumer::new(&engine, reader, checkpoints, &name, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
     assert!(summary.retries >= 3, "{summary:?}");
     assert_eq!(summary.records_to_failure_log, 0);
     verify_exact(&name);
 }
 
-/// Seeds a table and consumes its stream while the table rejects the first three commits for
-/// good; with no retries, those batches' positions go to the failure log.
+/// Seeds a table and consumes its stream while the table fails the first batches' commits until
+/// their deadlines; with no retries, those batches' positions go to the failure log.
 async fn consume_giving_up_the_first_batches(name: &str, seed: &str) -> ConsumeSummary {
     json(tally(name).arg("init"));
     json(tally(name).args(["seed", "--ops", "120", "--seed", seed]));
     let client = connect(None, None).await;
     let reader = reader(name).await;
-    let engine = Engine::new(FaultyTable::new(DynamoTable::new(client.clone(), name), std::iter::repeat_n(Some(Fault::Reject), 3)));
-    let checkpoints = Checkpoints::new(client, name, reader.arn());
+    let table = DynamoTable::new(client, name);
+    let checkpoints = Checkpoints::new(table.clone(), reader.arn());
+    let script: Vec<Option<Fault>> = (0..3).flat_map(|_| outlasting_the_deadline()).collect();
+    let engine = Engine::new(FaultyTable::new(table, script));
     let _ = std::fs::remove_file(failure_log(name));
-    let summary =
-        Consumer::new(&engine, reader, checkpoints, name, options(name, 0), Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    let options = ConsumeOptions { batch_timeout: SHORT_BATCH, ..options(name, 0) };
+    let summary = Consumer::new(&engine, reader, checkpoints, name, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
     assert!(summary.records_to_failure_log > 0, "{summary:?}");
     summary
+}
+
+#[tokio::test]
+async fn a_permanent_failure_stops_consume_at_once_and_a_later_run_resumes() {
+    let name = unique_table();
+    json(tally(&name).arg("init"));
+    json(tally(&name).args(["seed", "--ops", "120", "--seed", "5"]));
+    let table = DynamoTable::new(connect(None, None).await, &name);
+    let _ = std::fs::remove_file(failure_log(&name));
+    let engine = Engine::new(FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]));
+    let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
+    let stopped = Consumer::new(&engine, reader(&name).await, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false)))
+        .run()
+        .await
+        .expect_err("a permanent failure stops the consumer");
+    let message = format!("{stopped:#}");
+    assert!(message.contains("DynamoDB rejected TransactWriteItems: injected: table rejects writes"), "{message}");
+    assert!(message.contains("fix it and run consume again (it resumes from the last checkpoint)"), "{message}");
+    assert!(!failure_log(&name).exists(), "nothing was given up: no retry was wasted and no position logged");
+
+    // Once the cause is gone, the next run resumes from the last checkpoint and counts nothing twice.
+    let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
+    let healed = Engine::new(table);
+    let summary = Consumer::new(&healed, reader(&name).await, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false)))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(summary.records_to_failure_log, 0, "{summary:?}");
+    verify_exact(&name);
 }
 
 #[tokio::test]
@@ -178,8 +217,9 @@ async fn a_consumer_killed_mid_stream_resumes_exactly() {
         .unwrap();
     // Kill it (SIGKILL: no clean stop) once it has checkpointed some progress.
     let client = connect(None, None).await;
-    let arn = DynamoTable::new(client.clone(), &name).latest_stream_arn().await.unwrap().expect("the table has a stream");
-    let checkpoints = Checkpoints::new(client, &name, &arn);
+    let table = DynamoTable::new(client, &name);
+    let arn = table.latest_stream_arn().await.unwrap().expect("the table has a stream");
+    let checkpoints = Checkpoints::new(table, &arn);
     for _ in 0..100 {
         if checkpoints.load().await.unwrap().values().any(|checkpoint| checkpoint.sequence.is_some()) {
             break;

@@ -214,7 +214,7 @@ fn describe(changes: &[Change]) -> String {
     let mut origins = BTreeMap::<&str, usize>::new();
     let mut rejections = Vec::new();
     for change in changes {
-        *origins.entry(change.origin.label()).or_default() += 1;
+        *origins.entry(change.origin.as_str()).or_default() += 1;
         for (side, assessment) in [("old", &change.old), ("new", &change.new)] {
             if let Assessment::Rejected(rejection) = assessment {
                 rejections.push(format!("; record {} {side} image rejected {}: {rejection}", change.index, rejection.reason()));
@@ -803,7 +803,7 @@ fn config() -> ProptestConfig {
 /// Every `entityType` the rules know (source items and aggregates), and some they do not.
 fn entity_types() -> Vec<&'static str> {
     let aggregates = aggregates::AggregateKind::ALL.iter().map(|kind| kind.entity_type());
-    aggregates::source::ENTITY_TYPES.into_iter().chain(aggregates).chain(["", "Student", "note"]).collect()
+    aggregates::source::entity_types().chain(aggregates).chain(["", "Student", "note"]).collect()
 }
 
 /// Attribute names: those the rules read, the processor's own, and random ones.
@@ -1218,7 +1218,7 @@ fn check_both_paths(input: &[u8]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(replayed.origin, decoded.origin);
                 prop_assert_eq!(&replayed.old, &decoded.old);
                 prop_assert_eq!(&replayed.new, &decoded.new);
-                prop_assert_eq!(replayed.ttl_removal, decoded.ttl_removal);
+                prop_assert_eq!(replayed.ttl_deletion, decoded.ttl_deletion);
             }
         }
         // A file saved with a UTF-8 byte order mark is read by replay; Lambda never sends one.

@@ -21,8 +21,8 @@ fn context(timeout: Duration) -> Context {
     context
 }
 
-/// 150 enrolments in one course: two transactions (100 actions each at most).
-fn enrolments() -> Vec<Rec> {
+/// 150 enrollments in one course: two transactions (100 actions each at most).
+fn enrollments() -> Vec<Rec> {
     (0..150).map(|i| Rec::insert(i + 1, enrollment("c1", &format!("s{i}"), "2026-03-01T10:00:00Z"))).collect()
 }
 
@@ -31,7 +31,7 @@ async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
     let table = fresh_table().await;
     let faulty = FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]);
     let engine = Engine::new(faulty);
-    let recs = enrolments();
+    let recs = enrollments();
     let response = handler::handle(&engine, table.name(), LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(30))))
         .await
         .unwrap();
@@ -47,7 +47,7 @@ async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
     // Lambda redelivers from the failure point; the table takes writes again.
     engine.table().heal();
     let outcome = apply(&engine, table.name(), &recs[failed_from..]).await;
-    assert_eq!(outcome.failed_from, None);
+    assert_eq!(outcome.failed_from(), None);
     let finals: Vec<_> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
     assert!(drift(&table, &finals).await.is_empty());
     drop_table(&table).await;
@@ -57,9 +57,9 @@ async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
 async fn a_write_applied_with_its_response_lost_is_not_applied_twice() {
     let table = fresh_table().await;
     let engine = Engine::new(FaultyTable::new(table.clone(), [Some(Fault::LoseResponse), Some(Fault::FailBefore)]));
-    let recs = enrolments();
+    let recs = enrollments();
     let outcome = apply(&engine, table.name(), &recs).await;
-    assert_eq!(outcome.failed_from, None, "{outcome:?}");
+    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
     assert!(outcome.retries >= 2, "{outcome:?}");
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount").as_deref(), Some("150"));
     let finals: Vec<_> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
@@ -84,7 +84,7 @@ async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
     // loaded DynamoDB Local time for the first read: only then can a commit fail.)
     let changes = decode_batch(&records(&recs, table.name()), table.name()).unwrap();
     let outcome = engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(3)).await;
-    let failure = outcome.failure.unwrap();
+    let failure = outcome.failure.expect("the deadline passed").to_string();
     assert!(
         failure.starts_with("deadline reached")
             && failure.ends_with("last failure: transient DynamoDB failure in TransactWriteItems: injected: connection reset"),
@@ -125,7 +125,7 @@ async fn concurrent_writers_on_the_hot_daily_item_all_land() {
         })
         .collect();
     let outcomes = futures::future::join_all(engines.iter().zip(&batches).map(|(engine, batch)| apply(engine, table.name(), batch))).await;
-    assert!(outcomes.iter().all(|outcome| outcome.failed_from.is_none()), "{outcomes:?}");
+    assert!(outcomes.iter().all(|outcome| outcome.failed_from().is_none()), "{outcomes:?}");
     let day = aggregate(&table, "stats#university", "day#2026-03-01").await;
     assert_eq!((number(&day, "orders").as_deref(), number(&day, "orderTotal").as_deref()), (Some("80"), Some("100")));
     drop_table(&table).await;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use support::{aggregate, drop_table, fresh_table, number, scan};
 use tally_engine::decode::decode_batch;
 use tally_engine::engine::Engine;
+use tally_engine::engine::RecordClass;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -30,17 +31,21 @@ async fn fixtures_give_the_expected_aggregates_once() {
             // The fixtures name the table `university`; records from `library` are another table's.
             let changes = decode_batch(&load(file).records, "university").unwrap();
             let outcome = engine.process(&changes, deadline()).await;
-            assert_eq!(outcome.failed_from, None, "{file}: {outcome:?}");
+            assert_eq!(outcome.failed_from(), None, "{file}: {outcome:?}");
             if round == 1 {
-                assert_eq!(outcome.by_class.get("applied"), None, "second replay of {file} applies nothing: {outcome:?}");
+                assert_eq!(outcome.by_class.get(&RecordClass::Applied), None, "second replay of {file} applies nothing: {outcome:?}");
             }
         }
     }
     let second = decode_batch(&load("02-grading-and-expiry.json").records, "university").unwrap();
     let outcome = engine.process(&second, deadline()).await;
-    assert_eq!((outcome.ttl_removals, outcome.rejected.get("wrong_type")), (2, Some(&1)));
+    assert_eq!((outcome.ttl_deletions, outcome.rejected.get("wrong_type")), (2, Some(&1)));
     assert_eq!(
-        (outcome.by_class.get("own_aggregate"), outcome.by_class.get("unknown"), outcome.by_class.get("other_table")),
+        (
+            outcome.by_class.get(&RecordClass::OwnAggregate),
+            outcome.by_class.get(&RecordClass::Unknown),
+            outcome.by_class.get(&RecordClass::OtherTable)
+        ),
         (Some(&1), Some(&1), Some(&1))
     );
 

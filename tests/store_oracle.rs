@@ -36,6 +36,7 @@ use support::faults::{Fault, FaultyTable};
 use support::history::{op, records_after, Dice};
 use support::{apply, drift, drop_table, fresh_table, scan, Rec};
 use tally_engine::engine::Engine;
+use tally_engine::engine::RecordClass;
 use tally_engine::store::DynamoTable;
 
 const MAX_LANES: usize = 3;
@@ -135,7 +136,7 @@ async fn redrive(engine: &Engine<DynamoTable>, table: &str, shard: &Shard<'_>) {
                 count(&EXERCISED.redriven, 1);
                 let recs: Vec<Rec> = shard.recs.iter().filter(|rec| (range.first..=range.last).contains(&rec.sequence)).cloned().collect();
                 let outcome = apply(engine, table, &recs).await;
-                assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                assert_eq!(outcome.failed_from(), None, "{outcome:?}");
             }
             None if shard.lanes_running.get() == 0 => return,
             None => tokio::time::sleep(Duration::from_millis(2)).await,
@@ -163,7 +164,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
                 let half = batch.len() / 2;
                 for part in [&batch[..half], &batch[half..]] {
                     let outcome = apply(engine, table, part).await;
-                    assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 }
                 position = end;
             }
@@ -173,7 +174,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
                 engine.table().reset(crash_after(dice.roll(3)));
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
-                position += outcome.failed_from.unwrap_or(batch.len());
+                position += outcome.failed_from().unwrap_or(batch.len());
             }
             // A response lost after the write landed, or a connection reset before it.
             2 => {
@@ -181,7 +182,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
                 engine.table().reset([Some(Fault::LoseResponse), Some(Fault::FailBefore), None, Some(Fault::LoseResponse)]);
                 let outcome = apply(engine, table, batch).await;
                 engine.table().reset([]);
-                assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 position = end;
             }
             // A stale batch, delivered again after newer ones were applied.
@@ -189,11 +190,11 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
                 count(&EXERCISED.stale_redeliveries, 1);
                 let (from, to) = delivered[dice.roll(delivered.len())];
                 let outcome = apply(engine, table, &recs[from..to]).await;
-                assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 // Once a batch has been discarded, an older record may legitimately correct an
                 // assumed baseline (docs/design.md, "Assumed baselines"); before, it is a no-op.
                 if !shard.case_discarded.get() {
-                    assert_eq!(outcome.by_class.get("applied"), None, "a stale batch applies nothing: {outcome:?}");
+                    assert_eq!(outcome.by_class.get(&RecordClass::Applied), None, "a stale batch applies nothing: {outcome:?}");
                 }
             }
             // The whole batch retried after it succeeded (its response to Lambda was lost).
@@ -201,7 +202,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
                 count(&EXERCISED.whole_redeliveries, 1);
                 for _ in 0..2 {
                     let outcome = apply(engine, table, batch).await;
-                    assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 }
                 delivered.push((position, end));
                 position = end;
@@ -215,7 +216,7 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             }
             _ => {
                 let outcome = apply(engine, table, batch).await;
-                assert_eq!(outcome.failed_from, None, "{outcome:?}");
+                assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 delivered.push((position, end));
                 position = end;
             }

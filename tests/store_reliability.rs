@@ -5,19 +5,19 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use aggregates::AggregateKey;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, records, Rec};
 use tally_engine::decode::{decode_batch, ItemKey};
-use tally_engine::engine::Engine;
-use tally_engine::plan::{Ledger, LedgerWrite};
-use tally_engine::store::codec::{decode_ledger, encode_ledger, ledger_key, ConditionalPut, Writer};
-use tally_engine::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
+use tally_engine::engine::{Engine, RecordClass};
+use tally_engine::plan::{AggregateWrite, Ledger, LedgerWrite};
+use tally_engine::store::codec::ledger_key;
+use tally_engine::store::{Commit, DynamoTable, Found, StoreError, Table, Usage, Writer};
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -38,8 +38,12 @@ async fn a_record_of_another_table_is_skipped_whatever_its_keys_are_called() {
     batch.insert(1, foreign);
     let changes = decode_batch(&batch, table.name()).expect("another table's record does not fail the batch");
     let outcome = engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(60)).await;
-    assert_eq!(outcome.failed_from, None, "{outcome:?}");
-    assert_eq!((outcome.by_class.get("other_table"), outcome.by_class.get("applied")), (Some(&1), Some(&2)), "{outcome:?}");
+    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
+    assert_eq!(
+        (outcome.by_class.get(&RecordClass::OtherTable), outcome.by_class.get(&RecordClass::Applied)),
+        (Some(&1), Some(&2)),
+        "{outcome:?}"
+    );
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount").as_deref(), Some("2"));
     drop_table(&table).await;
 }
@@ -103,7 +107,7 @@ async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_not
         recs.push(Rec::insert(sequence as u64 + 1, image.clone()));
     }
     let outcome = apply(&engine, table.name(), &recs).await;
-    assert_eq!(outcome.failed_from, None, "{outcome:?}");
+    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
     assert_eq!(outcome.rejected.get("key_too_long"), Some(&4), "{outcome:?}");
     assert_eq!(outcome.rejected.get("out_of_range"), Some(&3), "{outcome:?}");
     let day_stats = aggregate(&table, "stats#university", "day#2026-03-01").await;
@@ -117,7 +121,7 @@ async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_not
 
 /// A table that makes DynamoDB itself refuse what concerns items whose `pk` holds `poison`, as it
 /// would for a limit SPEC failed to foresee: their reads gain a key past the partition key limit,
-/// their writes a 39-digit number. Both are the service's own `ValidationException`.
+/// and so does their aggregate's write. Both are the service's own `ValidationException`.
 #[derive(Debug)]
 struct Poisoned {
     inner: DynamoTable,
@@ -127,26 +131,30 @@ struct Poisoned {
 const POISON: &str = "poison";
 
 impl Table for Poisoned {
-    async fn read(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, SdkItem>, StoreError> {
-        let mut keys = keys.to_vec();
-        if self.reads && keys.iter().any(|key| key.pk.contains(POISON)) {
-            keys.push(ItemKey { pk: "p".repeat(2049), sk: "s".into() });
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        let mut sources = sources.to_vec();
+        if self.reads && (sources.iter().any(|key| key.pk.contains(POISON)) || aggregates.iter().any(|key| key.pk().contains(POISON))) {
+            sources.push(ItemKey { pk: "p".repeat(2049), sk: "s".into() });
         }
-        self.inner.read(&keys).await
+        self.inner.read(&sources, aggregates).await
     }
 
-    async fn commit(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
-        let puts: Vec<ConditionalPut> = puts
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        // The poisoned item's aggregate gains a partition key past DynamoDB's 2,048 bytes.
+        let aggregates: Vec<AggregateWrite> = commit
+            .aggregates
             .iter()
             .cloned()
-            .map(|mut put| {
-                if put.key.pk.contains(POISON) {
-                    put.item.insert("unstorable".into(), AttributeValue::N("1".repeat(39)));
+            .map(|mut write| {
+                if let AggregateKey::Course { course_id } = &mut write.key {
+                    if course_id.contains(POISON) {
+                        course_id.push_str(&"x".repeat(2049));
+                    }
                 }
-                put
+                write
             })
             .collect();
-        self.inner.commit(&puts).await
+        self.inner.commit(Commit { aggregates: &aggregates, ..commit }).await
     }
 
     fn usage(&self) -> Usage {
@@ -164,22 +172,30 @@ async fn one_poisoned_item_holds_back_nothing_else(reads: bool) {
     let recs: Vec<Rec> = images.iter().enumerate().map(|(i, image)| Rec::insert(i as u64 + 1, image.clone())).collect();
 
     let outcome = apply(&engine, table.name(), &recs).await;
-    assert_eq!(outcome.failed_from, Some(3), "reported from the poisoned record: {outcome:?}");
-    assert_eq!((outcome.by_class.get("applied"), outcome.by_class.get("refused")), (Some(&10), Some(&1)), "{outcome:?}");
-    let failure = outcome.failure.as_deref().unwrap();
+    assert_eq!(outcome.failed_from(), Some(3), "reported from the poisoned record: {outcome:?}");
+    assert_eq!(
+        (outcome.by_class.get(&RecordClass::Applied), outcome.by_class.get(&RecordClass::Refused)),
+        (Some(&10), Some(&1)),
+        "{outcome:?}"
+    );
+    let failure = outcome.failure.as_ref().expect("the poisoned item is reported").to_string();
     assert!(
         failure.contains("refused by DynamoDB for good") && failure.contains("every other item applied; retrying them cannot help"),
         "{failure}"
     );
     assert!(failure.contains("record 3 (eventID `event-4`): DynamoDB refused"), "{failure}");
-    assert_eq!(outcome.refused[0].key.pk, "course#poison");
+    assert_eq!(outcome.failure.as_ref().map(|failure| failure.refused[0].key.pk.as_str()), Some("course#poison"));
     let fine: Vec<Value> = images.iter().filter(|image| image["pk"]["S"] != "course#poison").cloned().collect();
     assert!(drift(&table, &fine).await.is_empty(), "every other item applied");
 
     // Lambda redelivers from the failure point: the others are already applied, the poison fails alike.
     let again = apply(&engine, table.name(), &recs[3..]).await;
-    assert_eq!(again.failed_from, Some(0), "{again:?}");
-    assert_eq!((again.by_class.get("already_applied"), again.by_class.get("refused")), (Some(&7), Some(&1)), "{again:?}");
+    assert_eq!(again.failed_from(), Some(0), "{again:?}");
+    assert_eq!(
+        (again.by_class.get(&RecordClass::AlreadyApplied), again.by_class.get(&RecordClass::Refused)),
+        (Some(&7), Some(&1)),
+        "{again:?}"
+    );
     assert!(drift(&table, &fine).await.is_empty());
     drop_table(&table).await;
 }
@@ -204,16 +220,16 @@ struct Paused {
 }
 
 impl Table for Paused {
-    async fn read(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, SdkItem>, StoreError> {
-        self.inner.read(keys).await
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        self.inner.read(sources, aggregates).await
     }
 
-    async fn commit(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         if !self.held.swap(true, Ordering::SeqCst) {
             self.reached.notify_one();
             self.resume.notified().await;
         }
-        self.inner.commit(puts).await
+        self.inner.commit(commit).await
     }
 
     fn usage(&self) -> Usage {
@@ -237,7 +253,7 @@ async fn delete_ledger(table: &DynamoTable, item: &ItemKey) {
 
 #[tokio::test]
 async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_read() {
-    // The live lane (A) and an operator's redrive (B) both bring record 2 of one enrolment, which
+    // The live lane (A) and an operator's redrive (B) both bring record 2 of one enrollment, which
     // moves it from 1 March to 2 March. B reads the ledger, TTL deletes it (late, as it may), A
     // applies record 2 without a ledger and creates a new one, then B commits.
     let table = fresh_table().await;
@@ -245,16 +261,16 @@ async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_re
     let redrive = Engine::new(Paused { inner: table.clone(), held: AtomicBool::new(false), reached: Notify::new(), resume: Notify::new() });
     let first = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     let moved = enrollment("c1", "s1", "2026-03-02T10:00:00Z");
-    assert_eq!(apply(&live, table.name(), &[Rec::insert(1, first.clone())]).await.failed_from, None);
+    assert_eq!(apply(&live, table.name(), &[Rec::insert(1, first.clone())]).await.failed_from(), None);
     let record = [Rec::modify(2, first, moved.clone())];
     let item = ItemKey { pk: "course#c1".into(), sk: "student#s1".into() };
     let (b, ()) = tokio::join!(apply(&redrive, table.name(), &record), async {
         redrive.table().reached.notified().await;
         delete_ledger(&table, &item).await;
-        assert_eq!(apply(&live, table.name(), &record).await.failed_from, None);
+        assert_eq!(apply(&live, table.name(), &record).await.failed_from(), None);
         redrive.table().resume.notify_one();
     });
-    assert_eq!(b.failed_from, None, "{b:?}");
+    assert_eq!(b.failed_from(), None, "{b:?}");
     let day = |day: &'static str| {
         let table = table.clone();
         async move { number(&aggregate(&table, "stats#university", &format!("day#{day}")).await, "enrollments") }
@@ -265,9 +281,13 @@ async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_re
 }
 
 async fn read_ledger(table: &DynamoTable, item: &ItemKey) -> Option<Ledger> {
-    let key = ledger_key(item);
-    let found = table.read(std::slice::from_ref(&key)).await.unwrap();
-    found.get(&key).map(|stored| decode_ledger(&key, stored).unwrap())
+    table.read(std::slice::from_ref(item), &[]).await.unwrap().ledgers.remove(item)
+}
+
+/// Commits one ledger reset as backfill does.
+async fn backfill(table: &DynamoTable, write: &LedgerWrite) -> anyhow::Result<()> {
+    let commit = Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer: Writer::Backfill { run: None } };
+    tally_cli::backfill::commit(table, commit).await
 }
 
 #[tokio::test]
@@ -281,20 +301,19 @@ async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
     // Backfill's reset of that ledger, conditioned on the version it scanned.
     let reset = |scanned: &Ledger| {
         let ledger = Ledger { version: scanned.version + 1, assumed: None, ..scanned.clone() };
-        let write = LedgerWrite { item: item.clone(), expected_version: Some(scanned.version), ledger };
-        encode_ledger(&write, Writer::Backfill { run: None }, chrono::Utc::now())
+        LedgerWrite { item: item.clone(), expected_version: Some(scanned.version), ledger }
     };
-    let put = reset(&scanned);
+    let write = reset(&scanned);
     delete_ledger(&table, &item).await;
-    tally_cli::backfill::commit(&table, std::slice::from_ref(&put)).await.expect("a ledger TTL deleted is not a race");
+    backfill(&table, &write).await.expect("a ledger TTL deleted is not a race");
     let written = read_ledger(&table, &item).await.expect("the reset is written as a new ledger");
     assert_eq!((&written.sequence, &written.contribution, written.assumed.is_none()), (&scanned.sequence, &scanned.contribution, true));
     assert_ne!(written.version, scanned.version + 1, "a new incarnation, at a version of its own");
 
     // A ledger that moved on, though, is a writer racing backfill: refused, naming the item.
-    let put = reset(&written);
+    let write = reset(&written);
     apply(&engine, table.name(), &[Rec::modify(2, enrolled, enrollment("c1", "s1", "2026-03-02T10:00:00Z"))]).await;
-    let err = tally_cli::backfill::commit(&table, &[put]).await.unwrap_err().to_string();
+    let err = backfill(&table, &write).await.unwrap_err().to_string();
     assert!(err.contains("1 item(s) changed while backfill ran") && err.contains("pk=`tally#ledger#course#c1` sk=`student#s1`"), "{err}");
     drop_table(&table).await;
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
 use tally_engine::engine::Engine;
+use tally_engine::engine::RecordClass;
 
 #[tokio::test]
 async fn enrollments_count_on_course_student_and_day() {
@@ -15,8 +16,8 @@ async fn enrollments_count_on_course_student_and_day() {
     let a = enrollment("c1", "s1", "2026-03-01T23:30:00-01:00");
     let b = enrollment("c1", "s2", "2026-03-02T08:00:00Z");
     let outcome = apply(&engine, table.name(), &[Rec::insert(1, a.clone()), Rec::insert(2, b.clone())]).await;
-    assert_eq!(outcome.failed_from, None, "{outcome:?}");
-    assert_eq!(outcome.by_class.get("applied"), Some(&2));
+    assert_eq!(outcome.failed_from(), None, "{outcome:?}");
+    assert_eq!(outcome.by_class.get(&RecordClass::Applied), Some(&2));
 
     let course = aggregate(&table, "course#c1", "stats").await;
     assert_eq!(number(&course, "enrollmentCount").as_deref(), Some("2"));
@@ -97,7 +98,7 @@ async fn ttl_deletions_retract_and_are_counted() {
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     apply(&engine, table.name(), &[Rec::insert(1, enrolled.clone()), Rec::insert(2, session("x"))]).await;
     let outcome = apply(&engine, table.name(), &[Rec::ttl_remove(3, enrolled), Rec::ttl_remove(4, session("x"))]).await;
-    assert_eq!(outcome.ttl_removals, 2);
+    assert_eq!(outcome.ttl_deletions, 2);
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount").as_deref(), Some("0"));
     // DynamoDB Local sends TTL deletions with an eventName the SDK does not know: the images decide.
     let second = enrollment("c1", "s2", "2026-03-01T10:00:00Z");
@@ -122,7 +123,7 @@ async fn invalid_images_contribute_nothing_on_either_side() {
     let outcome = apply(&engine, table.name(), &[Rec::modify(3, valid, letter.clone()), Rec::modify(4, letter, negative.clone())]).await;
     assert_eq!(outcome.rejected.get("wrong_type"), Some(&2));
     assert_eq!(outcome.rejected.get("negative_grade"), Some(&1));
-    assert_eq!(outcome.failed_from, None);
+    assert_eq!(outcome.failed_from(), None);
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "submissionCount").as_deref(), Some("0"));
     assert!(drift(&table, &[negative]).await.is_empty());
     drop_table(&table).await;
@@ -150,10 +151,10 @@ async fn own_writes_other_tables_and_unknown_entities_change_nothing() {
     recs.push(Rec::insert(901, json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}})));
     recs.push(Rec::insert(902, json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#2"}})));
     let outcome = apply(&engine, table.name(), &recs).await;
-    assert_eq!(outcome.by_class.get("own_aggregate"), Some(&9), "{outcome:?}");
-    assert_eq!(outcome.by_class.get("own_bookkeeping"), Some(&3));
-    assert_eq!(outcome.by_class.get("other_table"), Some(&1));
-    assert_eq!(outcome.by_class.get("unknown"), Some(&2));
+    assert_eq!(outcome.by_class.get(&RecordClass::OwnAggregate), Some(&9), "{outcome:?}");
+    assert_eq!(outcome.by_class.get(&RecordClass::OwnBookkeeping), Some(&3));
+    assert_eq!(outcome.by_class.get(&RecordClass::OtherTable), Some(&1));
+    assert_eq!(outcome.by_class.get(&RecordClass::Unknown), Some(&2));
     assert_eq!(outcome.usage.requests, 0, "skipped records must cost nothing");
 
     let mut after = support::scan(table.client(), table.name()).await;
@@ -175,13 +176,13 @@ async fn redelivery_whole_or_stale_is_a_no_op() {
     let first = [Rec::insert(1, v1.clone()), Rec::insert(2, enrollment("c1", "s1", "2026-03-01"))];
     apply(&engine, table.name(), &first).await;
     let again = apply(&engine, table.name(), &first).await;
-    assert_eq!(again.by_class.get("already_applied"), Some(&2));
+    assert_eq!(again.by_class.get(&RecordClass::AlreadyApplied), Some(&2));
     assert_eq!(again.transactions, 0);
 
     // A record arriving again after a newer record of its item was applied.
     apply(&engine, table.name(), &[Rec::modify(3, v1.clone(), v2.clone())]).await;
     let stale = apply(&engine, table.name(), &[Rec::insert(1, v1)]).await;
-    assert_eq!(stale.by_class.get("already_applied"), Some(&1));
+    assert_eq!(stale.by_class.get(&RecordClass::AlreadyApplied), Some(&1));
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "gradeSum").as_deref(), Some("70"));
     assert!(drift(&table, &[v2, enrollment("c1", "s1", "2026-03-01")]).await.is_empty());
     drop_table(&table).await;

@@ -33,6 +33,7 @@ use support::history::{op, records, SHARDS};
 use support::proxy::{FaultPlan, FaultProxy};
 use support::{drift, drop_table, fresh_table, Rec};
 use tally_engine::decode::decode_batch;
+use tally_engine::engine::RecordClass;
 use tally_engine::engine::{BatchOutcome, Engine};
 use tally_engine::store::DynamoTable;
 
@@ -122,8 +123,8 @@ async fn deliver(engine: &Engine<DynamoTable>, table: &str, batch: &[Rec], first
     let mut applied = 0;
     for _ in 0..MAX_INVOCATIONS {
         let outcome = invoke(engine, table, &batch[from..], deadline, deliveries).await;
-        applied += outcome.by_class.get("applied").copied().unwrap_or(0);
-        match outcome.failed_from {
+        applied += outcome.count_of(RecordClass::Applied);
+        match outcome.failed_from() {
             None => return applied,
             Some(failed_from) => {
                 assert!(failed_from < batch.len() - from, "failed_from points past the batch: {outcome:?}");

@@ -235,8 +235,8 @@ mod tests {
     }
 
     #[test]
-    fn an_enrolment_counts_on_its_course_its_student_and_its_utc_day() {
-        let enrolment = image(&[
+    fn an_enrollment_counts_on_its_course_its_student_and_its_utc_day() {
+        let enrollment = image(&[
             ("pk", s("course#c1")),
             ("sk", s("student#s1")),
             ("entityType", s("student")),
@@ -249,7 +249,7 @@ mod tests {
             (day("2026-03-02"), "enrollments", "1".to_owned()),
         ];
         expected.sort();
-        let mut got = amounts(&of(&enrolment));
+        let mut got = amounts(&of(&enrollment));
         got.sort();
         assert_eq!(got, expected);
     }

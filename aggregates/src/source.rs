@@ -52,7 +52,7 @@ impl Rejection {
     }
 }
 
-const TOO_PRECISE: &str = "more than 38 significant digits";
+pub(crate) const TOO_PRECISE: &str = "more than 38 significant digits";
 
 /// A validated source item; the variants that contribute nothing still carry their kind so they
 /// can be counted.
@@ -77,25 +77,74 @@ pub enum Decoded {
     Unknown,
 }
 
+/// A kind of source item SPEC lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entity {
+    pub entity_type: &'static str,
+    /// What its partition key starts with; the rest is an id.
+    pub pk_prefix: &'static str,
+    /// Whether an item of it can add to an aggregate. One that cannot needs no ledger.
+    pub contributes: bool,
+}
+
+const fn entity(entity_type: &'static str, pk_prefix: &'static str, contributes: bool) -> Entity {
+    Entity { entity_type, pk_prefix, contributes }
+}
+
+/// Every kind of source item SPEC lists.
+pub const ENTITIES: [Entity; 9] = [
+    entity("course", COURSE_PK_PREFIX, false),
+    entity("student", COURSE_PK_PREFIX, true),
+    entity("instructor", COURSE_PK_PREFIX, true),
+    entity("assignment", COURSE_PK_PREFIX, true),
+    entity("submission", COURSE_PK_PREFIX, true),
+    entity("user", USER_PK_PREFIX, false),
+    entity("order", USER_PK_PREFIX, true),
+    entity("transaction", USER_PK_PREFIX, true),
+    entity("session", SESSION_PK_PREFIX, false),
+];
+
+const COURSE_PK_PREFIX: &str = "course#";
+const USER_PK_PREFIX: &str = "user#";
+const SESSION_PK_PREFIX: &str = "session#";
+
 /// Every `entityType` SPEC lists for a source item.
-pub const ENTITY_TYPES: [&str; 9] =
-    ["course", "student", "instructor", "assignment", "submission", "user", "order", "transaction", "session"];
+pub fn entity_types() -> impl Iterator<Item = &'static str> {
+    ENTITIES.iter().map(|entity| entity.entity_type)
+}
+
+/// The partition-key prefixes of source items, each once, in [`ENTITIES`] order.
+pub fn pk_prefixes() -> impl Iterator<Item = &'static str> {
+    ENTITIES
+        .iter()
+        .enumerate()
+        .filter(|(index, entity)| ENTITIES[..*index].iter().all(|seen| seen.pk_prefix != entity.pk_prefix))
+        .map(|(_, entity)| entity.pk_prefix)
+}
+
+/// The kind of source item `entity_type` names, if SPEC lists it.
+pub fn entity_of(entity_type: &str) -> Option<&'static Entity> {
+    ENTITIES.iter().find(|entity| entity.entity_type == entity_type)
+}
 
 /// Decodes and validates one image's own attributes and keys. The keys of the aggregates it
 /// feeds are checked by [`crate::assess`], which needs its contribution.
 pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
-    let entity_type = match image.get(ENTITY_TYPE) {
+    let entity = match image.get(ENTITY_TYPE) {
         None => return Ok(Decoded::Unknown),
-        Some(AttributeValue::S(value)) if ENTITY_TYPES.contains(&value.as_str()) => value.as_str(),
-        Some(AttributeValue::S(_)) => return Ok(Decoded::Unknown),
+        Some(AttributeValue::S(value)) => match entity_of(value) {
+            Some(entity) => entity,
+            None => return Ok(Decoded::Unknown),
+        },
         Some(other) => return Err(wrong_type(ENTITY_TYPE, "S", other)),
     };
+    let entity_type = entity.entity_type;
     let attrs = Attrs(image);
     attrs.key_within(PK, MAX_SOURCE_PK_BYTES)?;
     attrs.key_within(SK, MAX_SOURCE_SK_BYTES)?;
     let item = match entity_type {
         "course" => {
-            attrs.key_id(PK, "course#")?;
+            attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_exact(SK, "metadata")?;
             if let Some(date) = attrs.optional_string("courseDate")? {
                 calendar_date(date).ok_or(Rejection::BadDate("courseDate"))?;
@@ -103,26 +152,26 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             SourceItem::Course
         }
         "student" => {
-            let course_id = attrs.key_id(PK, "course#")?;
+            let course_id = attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_id(SK, "student#")?;
             attrs.optional_number(TTL)?;
             SourceItem::Enrollment { course_id, student_id: attrs.id("studentID")?, day: attrs.utc_day("enrolledAt")? }
         }
         "instructor" => {
-            let course_id = attrs.key_id(PK, "course#")?;
+            let course_id = attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_id(SK, "instructor#")?;
             attrs.id("instructorID")?;
             SourceItem::Instructor { course_id }
         }
         "assignment" => {
-            let course_id = attrs.key_id(PK, "course#")?;
+            let course_id = attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_id(SK, "assignment#")?;
             attrs.id("assignmentID")?;
             attrs.optional_string("dueDate")?;
             SourceItem::Assignment { course_id }
         }
         "submission" => {
-            let course_id = attrs.key_id(PK, "course#")?;
+            let course_id = attrs.key_id(PK, entity.pk_prefix)?;
             let ids = attrs.key_id(SK, "submission#")?;
             if !ids.split_once('#').is_some_and(|(assignment, student)| !assignment.is_empty() && !student.is_empty()) {
                 return Err(Rejection::KeyShape { attribute: SK, shape: prefix_shape("submission#") });
@@ -141,12 +190,12 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             }
         }
         "user" => {
-            attrs.key_id(PK, "user#")?;
+            attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_exact(SK, "profile")?;
             SourceItem::User
         }
         "order" | "transaction" => {
-            let user_id = attrs.key_id(PK, "user#")?;
+            let user_id = attrs.key_id(PK, entity.pk_prefix)?;
             let is_order = entity_type == "order";
             let day = attrs.dated_sk(if is_order { "order" } else { "transaction" })?;
             let amount = summable("amount", attrs.optional_number("amount")?.ok_or(Rejection::Missing("amount"))?)?;
@@ -157,7 +206,7 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
             }
         }
         "session" => {
-            attrs.key_id(PK, "session#")?;
+            attrs.key_id(PK, entity.pk_prefix)?;
             attrs.key_exact(SK, "session")?;
             attrs.optional_number(TTL)?;
             SourceItem::Session
@@ -169,7 +218,7 @@ pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
 
 /// A calendar date in ISO 8601's extended form, `YYYY-MM-DD` exactly: chrono alone also takes
 /// `2026-3-1`.
-fn calendar_date(text: &str) -> Option<NaiveDate> {
+pub(crate) fn calendar_date(text: &str) -> Option<NaiveDate> {
     date_shape(text.as_bytes()).then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
 }
 
@@ -242,7 +291,7 @@ fn summable(attribute: &'static str, value: Number) -> Result<Number, Rejection>
     }
 }
 
-fn type_name(value: &AttributeValue) -> &'static str {
+pub(crate) fn type_name(value: &AttributeValue) -> &'static str {
     match value {
         AttributeValue::N(_) => "N",
         AttributeValue::S(_) => "S",

@@ -36,6 +36,7 @@ OWN_ENTITY_TYPES = {
     "tally_ledger",
     "tally_checkpoint",
     "tally_backfill_partial",
+    "tally_backfill_marker",
 }
 SOURCE_ENTITY_TYPES = {
     "course",
@@ -599,6 +600,7 @@ OWN_ITEMS = {
     "tally_ledger": {"pk": S("tally#ledger#course#c1"), "sk": S("shard-0001#000000000000000000123")},
     "tally_checkpoint": {"pk": S("tally#checkpoint#shard-0001"), "sk": S("checkpoint")},
     "tally_backfill_partial": {"pk": S("tally#backfill#run1"), "sk": S("part#000000#000000001")},
+    "tally_backfill_marker": {"pk": S("tally#backfill"), "sk": S("in-progress"), "finished": {"BOOL": False}},
 }
 assert set(SOURCE_ITEMS) == SOURCE_ENTITY_TYPES and set(OWN_ITEMS) == OWN_ENTITY_TYPES
 

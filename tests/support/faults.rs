@@ -1,11 +1,12 @@
 //! A [`Table`] around the real one that fails on cue, for the failures SPEC says tally survives.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use aggregates::AggregateKey;
 use tally_engine::decode::ItemKey;
-use tally_engine::store::codec::ConditionalPut;
-use tally_engine::store::{DynamoTable, SdkItem, StoreError, Table, Usage};
+use tally_engine::store::error::Failure;
+use tally_engine::store::{Commit, DynamoTable, Found, StoreError, Table, Usage};
 
 /// What the next commit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +47,21 @@ impl FaultyTable {
 }
 
 impl Table for FaultyTable {
-    async fn read(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, SdkItem>, StoreError> {
-        self.inner.read(keys).await
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        self.inner.read(sources, aggregates).await
     }
 
-    async fn commit(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let fault = self.script.lock().unwrap().pop_front().flatten();
+        let injected = |message: &str| Failure::new("TransactWriteItems", format!("injected: {message}"));
         match fault {
-            None => self.inner.commit(puts).await,
-            Some(Fault::FailBefore) => {
-                Err(StoreError::Transient { operation: "TransactWriteItems", message: "injected: connection reset".into() })
-            }
+            None => self.inner.commit(commit).await,
+            Some(Fault::FailBefore) => Err(StoreError::Transient(injected("connection reset"))),
             Some(Fault::LoseResponse) => {
-                self.inner.commit(puts).await?;
-                Err(StoreError::Transient { operation: "TransactWriteItems", message: "injected: response lost after the write".into() })
+                self.inner.commit(commit).await?;
+                Err(StoreError::Transient(injected("response lost after the write")))
             }
-            Some(Fault::Reject) => {
-                Err(StoreError::Permanent { operation: "TransactWriteItems", message: "injected: table rejects writes".into() })
-            }
+            Some(Fault::Reject) => Err(StoreError::Permanent(injected("table rejects writes"))),
         }
     }
 

@@ -15,16 +15,16 @@ use serde_json::{json, Value};
 use tally_cli::audit::{Audit, Drift};
 use tally_engine::decode::decode_batch;
 use tally_engine::engine::{BatchOutcome, Engine};
-use tally_engine::store::{connect, schema, DynamoTable, SdkItem, Table};
+use tally_engine::store::{schema, DynamoTable, SdkItem, Table};
 
 pub const STREAM_ARN_TEMPLATE: &str = "arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/2026-11-22T00:00:00.000";
 
 /// A uniquely named table with SPEC's schema, per test (DynamoDB Local keeps it in memory).
 pub async fn fresh_table() -> DynamoTable {
-    let client = connect(None, None).await;
     let name = format!("university-{}", uuid::Uuid::new_v4().simple());
-    schema::create_table(&client, &name).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
-    DynamoTable::new(client, name)
+    let table = DynamoTable::connect(name, None, None).await;
+    schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
+    table
 }
 
 pub async fn drop_table(table: &DynamoTable) {
@@ -123,24 +123,17 @@ pub async fn apply<T: Table>(engine: &Engine<T>, table_name: &str, recs: &[Rec])
     engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(60)).await
 }
 
+/// Every item of the table as DynamoDB holds it (consistent reads).
 pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
-    let mut items = Vec::new();
-    tally_engine::store::scan::scan_segment(client, table, 0, 1, |page| {
-        items.extend(page);
-        Ok(())
-    })
-    .await
-    .expect("scanning the test table");
-    items
+    let items = client.scan().table_name(table).consistent_read(true).into_paginator().items().send();
+    items.try_collect().await.expect("scanning the test table")
 }
 
 /// The oracle: aggregates in the table against a recompute from `source_items` (the items'
 /// final images; the table itself holds only aggregates and ledgers in stream-only tests).
 pub async fn drift(table: &DynamoTable, source_items: &[Value]) -> Vec<Drift> {
     let mut audit = Audit::default();
-    for item in scan(table.client(), table.name()).await {
-        audit.add(&item).expect("stored aggregates decode");
-    }
+    table.scan_segment(0, 1, |page| page.into_iter().for_each(|item| audit.add(item))).await.expect("stored items decode");
     for image in source_items {
         let item: serde_dynamo::Item = serde_json::from_value(image.clone()).expect("test images are DynamoDB JSON");
         audit.recompute.add_item(&item);

@@ -3,16 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use aggregates::keys::{GRADE_AVERAGE, PK, SK, UPDATED_AT};
-use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas, KeyOwner};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aggregates::keys::GRADE_AVERAGE;
+use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas};
 use serde::Serialize;
 
-use tally_engine::decode::{ItemKey, LEDGER_PK_PREFIX};
+use tally_engine::decode::ItemKey;
 use tally_engine::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::codec::{decode_aggregate, decode_ledger, source_of_ledger, Writer, BACKFILL_RUN, WRITTEN_BY};
-use tally_engine::store::{SdkItem, StoreError};
+use tally_engine::store::scan::TableItem;
 
 /// One field of one aggregate that differs from the recompute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,56 +73,40 @@ impl Audit {
         Audit { keep, ..Audit::default() }
     }
 
-    pub fn add(&mut self, item: &SdkItem) -> Result<(), StoreError> {
+    /// Adds one item of the table, as a scan or a read by key found it.
+    pub fn add(&mut self, item: TableItem) {
         self.scanned += 1;
-        let text = |name| match item.get(name) {
-            Some(AttributeValue::S(value)) => Some(value.as_str()),
-            _ => None,
-        };
-        let (Some(pk), Some(sk)) = (text(PK), text(SK)) else {
-            self.recompute.add_item(&serde_dynamo::Item::from(item.clone()));
-            return Ok(());
-        };
-        let key = ItemKey { pk: pk.to_owned(), sk: sk.to_owned() };
-        match KeyOwner::of(pk, sk) {
-            KeyOwner::Aggregate => {
-                if let Some(aggregate) = AggregateKey::parse(pk, sk) {
-                    let stored = decode_aggregate(&aggregate, item)?;
-                    let average = match item.get(GRADE_AVERAGE) {
-                        Some(AttributeValue::N(text)) => {
-                            Some(text.parse::<aggregates::Number>().map(|n| n.to_string()).unwrap_or_else(|_| text.clone()))
-                        }
-                        _ => None,
-                    };
-                    self.stored.insert(aggregate, Scanned { stored, average });
-                }
-            }
-            KeyOwner::Bookkeeping => {
-                if pk.starts_with(LEDGER_PK_PREFIX) {
-                    let ledger = decode_ledger(&key, item)?;
-                    if let (Keep::Items, Some(source)) = (self.keep, source_of_ledger(&key)) {
-                        if let Some(run) = text(BACKFILL_RUN) {
-                            self.ledger_runs.insert(source.clone(), run.to_owned());
-                        }
-                        self.ledgers.insert(source, ledger);
-                    }
-                    let by_stream = text(WRITTEN_BY) != Some(Writer::Backfill { run: None }.as_str());
-                    if let (true, Some(updated)) = (by_stream, text(UPDATED_AT)) {
-                        if self.latest_ledger_write.as_deref().is_none_or(|latest| latest < updated) {
-                            self.latest_ledger_write = Some(updated.to_owned());
-                        }
-                    }
-                }
-            }
-            KeyOwner::Application => {
-                if let Some(assessment) = self.recompute.add_item(&serde_dynamo::Item::from(item.clone())) {
-                    if self.keep == Keep::Items && needs_ledger(&assessment) {
+        match item {
+            TableItem::Source { key, image } => {
+                let assessment = self.recompute.add_item(&image);
+                if let (Keep::Items, Some(key), Some(assessment)) = (self.keep, key, assessment) {
+                    if needs_ledger(&assessment) {
                         self.contributions.insert(key, assessment.contribution());
                     }
                 }
             }
+            TableItem::Aggregate { key, stored, grade_average } => {
+                // Compared as numbers: `91.50` and `91.5` are the same average.
+                let average = grade_average.map(|text| text.parse::<aggregates::Number>().map_or(text, |n| n.to_string()));
+                self.stored.insert(key, Scanned { stored, average });
+            }
+            TableItem::Ledger(scanned) => {
+                if !scanned.by_backfill {
+                    if let Some(updated) = &scanned.updated_at {
+                        if self.latest_ledger_write.as_ref().is_none_or(|latest| latest < updated) {
+                            self.latest_ledger_write = Some(updated.clone());
+                        }
+                    }
+                }
+                if self.keep == Keep::Items {
+                    if let Some(run) = scanned.backfill_run {
+                        self.ledger_runs.insert(scanned.source.clone(), run);
+                    }
+                    self.ledgers.insert(scanned.source, scanned.ledger);
+                }
+            }
+            TableItem::Other => {}
         }
-        Ok(())
     }
 
     /// Folds another slice's audit in (slices of one table are disjoint).
@@ -247,14 +229,6 @@ pub fn emptied(item: &ItemKey, ledger: &Ledger) -> LedgerWrite {
     }
 }
 
-/// Whether a scanned item is one of tally's aggregate items.
-pub fn is_aggregate(item: &SdkItem) -> bool {
-    match (item.get(PK), item.get(SK)) {
-        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => KeyOwner::of(pk, sk) == KeyOwner::Aggregate,
-        _ => false,
-    }
-}
-
 /// Whether an application item needs a ledger: it can contribute, or is invalid now but may not
 /// have been when a pending record was written.
 pub fn needs_ledger(assessment: &Assessment) -> bool {
@@ -280,14 +254,38 @@ mod tests {
         ItemKey { pk: "course#c1".into(), sk: sk.into() }
     }
 
-    fn enrolment() -> Deltas {
+    fn enrollment() -> Deltas {
         let mut deltas = Deltas::new();
         deltas.add(AggregateKey::Course { course_id: "c1".into() }, Field::EnrollmentCount, &Number::one());
         deltas
     }
 
     fn ledger(version: u64) -> Ledger {
-        Ledger { version, sequence: SequenceNumber::parse("42").unwrap(), contribution: enrolment(), assumed: None }
+        Ledger { version, sequence: SequenceNumber::parse("42").unwrap(), contribution: enrollment(), assumed: None }
+    }
+
+    #[test]
+    fn only_the_streams_ledger_writes_date_the_processor_and_verify_keeps_no_ledgers() {
+        use tally_engine::store::scan::ScannedLedger;
+        let mut audit = Audit::new(Keep::Aggregates);
+        let scanned = |by_backfill, at: &str| {
+            let updated_at = Some(at.to_owned());
+            TableItem::Ledger(ScannedLedger { source: item("student#s1"), ledger: ledger(1), by_backfill, backfill_run: None, updated_at })
+        };
+        audit.add(scanned(false, "2026-01-01T00:00:00.000Z"));
+        audit.add(scanned(true, "2026-01-02T00:00:00.000Z"));
+        assert_eq!(audit.latest_ledger_write.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        assert!(audit.ledgers.is_empty());
+        assert_eq!(audit.scanned, 2);
+    }
+
+    #[test]
+    fn stored_averages_compare_as_numbers() {
+        let key = AggregateKey::Course { course_id: "c1".into() };
+        let stored = StoredAggregate { values: AggregateValues::zero(key.kind()), version: 1 };
+        let mut audit = Audit::default();
+        audit.add(TableItem::Aggregate { key: key.clone(), stored, grade_average: Some("91.50".into()) });
+        assert_eq!(audit.stored[&key].average.as_deref(), Some("91.5"));
     }
 
     #[test]
@@ -295,7 +293,7 @@ mod tests {
         let mut audit = Audit::new(Keep::Items);
         audit.ledgers.insert(item("student#gone"), ledger(3));
         audit.ledgers.insert(item("student#counted"), ledger(5));
-        audit.contributions.insert(item("student#counted"), enrolment());
+        audit.contributions.insert(item("student#counted"), enrollment());
         let emptied = audit.emptied_orphans();
         assert_eq!(emptied.len(), 1);
         assert_eq!(emptied[0].item, item("student#gone"));

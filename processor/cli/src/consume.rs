@@ -12,8 +12,7 @@ use crate::backfill::marker;
 use crate::consumer::{ConsumeOptions, Consumer};
 use crate::Common;
 use tally_engine::engine::Engine;
-use tally_engine::store::DynamoTable;
-use tally_engine::stream::checkpoint::Checkpoints;
+use tally_engine::store::checkpoints::Checkpoints;
 use tally_engine::stream::{Position, StreamError, StreamReader};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,18 +53,15 @@ pub struct Opts {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let client = common.client().await;
+    let table = common.connect().await;
     let arn = match opts.stream_arn {
         Some(arn) => arn,
-        None => DynamoTable::new(client.clone(), common.table.clone())
-            .latest_stream_arn()
-            .await?
-            .ok_or_else(|| StreamError::NoStream(common.table.clone()))?,
+        None => table.latest_stream_arn().await?.ok_or_else(|| StreamError::NoStream(common.table.clone()))?,
     };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
     let reader = StreamReader::new(common.streams_client().await, &arn, region);
-    let checkpoints = Checkpoints::new(client.clone(), &common.table, &arn);
-    let engine = Engine::new(DynamoTable::new(client, common.table.clone()));
+    let checkpoints = Checkpoints::new(table.clone(), &arn);
+    let engine = Engine::new(table);
     marker::ensure_finished(engine.table()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));

@@ -15,15 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde::Serialize;
 
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::{Engine, Totals};
+use tally_engine::engine::{Cause, Engine, Totals};
 use tally_engine::retry::RetryBudget;
+use tally_engine::store::checkpoints::{Checkpoint, Checkpoints};
 use tally_engine::store::Table;
-use tally_engine::stream::checkpoint::{Checkpoint, Checkpoints};
 use tally_engine::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
 
 #[derive(Debug, Clone)]
@@ -238,19 +238,30 @@ impl<'a, T: Table> Consumer<'a, T> {
             };
             let outcome = self.engine.process(&changes, tokio::time::Instant::now() + self.options.batch_timeout).await;
             self.summary.totals.add(&outcome);
-            if let Some(failed_from) = outcome.failed_from {
-                attempts += 1;
-                let failure = outcome.failure.unwrap_or_default();
-                if attempts > self.options.max_retries {
-                    tracing::error!(shard, attempts, failure, "Batch failed after its retries; positions go to the failure log.");
-                    self.log_failure(shard, &records[failed_from..], attempts, &failure)?;
-                    continue;
-                }
-                tracing::warn!(shard, attempts, failed_from, failure, "Batch partly applied; retrying from the failure point.");
-                self.summary.retries += 1;
-                budget.pause().await.ok();
-                queue.push_front((start + failed_from, end));
+            let Some(failure) = outcome.failure else { continue };
+            let failed_from = failure.from;
+            if let Some(Cause::Store(err)) = &failure.cause {
+                // Retrying cannot fix it, and every later batch would fail alike: stop before the
+                // checkpoint moves past this batch, so that a run after the fix resumes here.
+                tracing::error!(shard, failed_from, error = %err, "Permanent failure; stopping.");
+                bail!("shard {shard}: record {failed_from} of a batch of {} not applied: {failure}; fix it and run consume again (it resumes from the last checkpoint)", records.len());
             }
+            attempts += 1;
+            let reason = failure.to_string();
+            if !failure.is_retryable() || attempts > self.options.max_retries {
+                tracing::error!(
+                    shard,
+                    attempts,
+                    failure = reason,
+                    "Batch failed for good or after its retries; positions go to the failure log."
+                );
+                self.log_failure(shard, &records[failed_from..], attempts, &reason)?;
+                continue;
+            }
+            tracing::warn!(shard, attempts, failed_from, failure = reason, "Batch partly applied; retrying from the failure point.");
+            self.summary.retries += 1;
+            budget.pause().await.ok();
+            queue.push_front((start + failed_from, end));
         }
         Ok(())
     }

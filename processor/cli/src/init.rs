@@ -12,13 +12,12 @@ use tally_engine::store::schema::{create_table, enable_point_in_time_recovery, C
 pub struct Opts {}
 
 pub async fn cmd(common: &Common, _opts: Opts) -> anyhow::Result<ExitCode> {
-    let client = common.client().await;
+    let table = common.connect().await;
     // Keys, indexes, stream and TTL come with the table; encryption at rest is always on
     // (AWS owned key unless infra/ sets a KMS key); PITR is a separate call.
-    let created = create_table(&client, &common.table).await.with_context(|| format!("creating table `{}`", common.table))?;
-    let recovery = enable_point_in_time_recovery(&client, &common.table)
-        .await
-        .with_context(|| format!("turning on point-in-time recovery of `{}`", common.table))?;
+    let created = create_table(&table).await.with_context(|| format!("creating table `{}`", common.table))?;
+    let recovery =
+        enable_point_in_time_recovery(&table).await.with_context(|| format!("turning on point-in-time recovery of `{}`", common.table))?;
     let state = match created {
         Created::New => "created",
         Created::Existing => "exists",

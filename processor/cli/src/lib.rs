@@ -23,6 +23,8 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
+use tally_engine::store::DynamoTable;
+
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, propagate_version = true, rename_all = "kebab-case")]
@@ -67,13 +69,14 @@ pub enum Command {
     Consume(consume::Opts),
     /// Re-apply the stream ranges named by Lambda's on-failure destination messages.
     Redrive(redrive::Opts),
-    /// Show the top courses by enrolment with grade averages, and the daily totals.
+    /// Show the top courses by enrollment with grade averages, and the daily totals.
     Report(report::Opts),
 }
 
 impl Common {
-    pub async fn client(&self) -> aws_sdk_dynamodb::Client {
-        tally_engine::store::connect(self.endpoint.as_deref(), self.region.as_deref()).await
+    /// The table, through a client configured from these flags and the environment.
+    pub async fn connect(&self) -> DynamoTable {
+        DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref()).await
     }
 
     /// A DynamoDB Streams client; `--endpoint` applies to it too (DynamoDB Local serves both).

@@ -19,7 +19,7 @@ use crate::consumer::{BatchInfo, FailureMessage};
 use crate::failure_queue::{FailureQueue, Received};
 use crate::Common;
 use tally_engine::decode::{decode_batch, table_of_stream};
-use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::engine::{BatchOutcome, Cause, Engine, RecordClass};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::DynamoTable;
 use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
@@ -105,7 +105,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     records: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    by_class: Option<std::collections::BTreeMap<&'static str, u64>>,
+    by_class: Option<std::collections::BTreeMap<RecordClass, u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// Whether its queue message was deleted.
@@ -114,105 +114,133 @@ struct Report {
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     // Before any message is received: a refused run must leave the queue as it was.
-    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
+    let engine = Engine::new(common.connect().await);
     marker::ensure_finished(engine.table()).await?;
-    let mut ranges = Vec::new();
-    let mut reports = Vec::new();
     let queue = match &opts.queue_url {
-        Some(url) => {
-            let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, common.region.as_deref()).await);
-            Some(FailureQueue::new(client, url.clone()))
-        }
+        Some(url) => Some(open_queue(common, url).await),
         None => None,
     };
-    match &queue {
-        Some(queue) => {
-            let received = queue
-                .receive_all(usize::try_from(opts.max_messages).unwrap_or(usize::MAX), Duration::from_secs(opts.visibility_timeout))
-                .await?;
-            for message in received {
-                let source = format!("SQS message {}", message.message_id);
-                let mut found = Vec::new();
-                match serde_json::from_str(&message.body).map_err(anyhow::Error::from).and_then(|value| collect(value, &mut found)) {
-                    Ok(()) if found.len() == 1 => {
-                        ranges.push(Range { info: found.remove(0), source, message: Some(message) });
-                    }
-                    Ok(()) => reports.push(failed_report(source, format!("holds {} failure messages, expected one", found.len()))),
-                    Err(err) => reports.push(failed_report(source, format!("{err:#}"))),
-                }
+    let (mut ranges, mut reports) = match &queue {
+        Some(queue) => received_ranges(queue, &opts).await?,
+        None => (file_ranges(&opts.files)?, Vec::new()),
+    };
+    sort_oldest_first(&mut ranges);
+    let streams = common.streams_client().await;
+    let timeout = Duration::from_secs(opts.timeout);
+    for range in ranges {
+        reports.push(apply(&engine, &streams, range, queue.as_ref(), timeout).await);
+    }
+    let failed = reports.iter().filter(|report| report.error.is_some()).count();
+    print_reports(&reports, failed, queue.as_ref(), common.json);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The failure queue at `url`; its endpoint follows the SDK's variables, not `--endpoint`.
+async fn open_queue(common: &Common, url: &str) -> FailureQueue {
+    let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, common.region.as_deref()).await);
+    FailureQueue::new(client, url.to_owned())
+}
+
+/// The ranges of the messages received from the queue; a message that names no single range
+/// is reported failed, and stays in the queue.
+async fn received_ranges(queue: &FailureQueue, opts: &Opts) -> anyhow::Result<(Vec<Range>, Vec<Report>)> {
+    let received =
+        queue.receive_all(usize::try_from(opts.max_messages).unwrap_or(usize::MAX), Duration::from_secs(opts.visibility_timeout)).await?;
+    let (mut ranges, mut reports) = (Vec::new(), Vec::new());
+    for message in received {
+        let source = format!("SQS message {}", message.message_id);
+        let mut found = Vec::new();
+        match serde_json::from_str(&message.body).map_err(anyhow::Error::from).and_then(|value| collect(value, &mut found)) {
+            Ok(()) if found.len() == 1 => {
+                ranges.push(Range { info: found.remove(0), source, message: Some(message) });
             }
-        }
-        None => {
-            for file in &opts.files {
-                let source = file.display().to_string();
-                ranges.extend(messages(file)?.into_iter().map(|info| Range { info, source: source.clone(), message: None }));
-            }
+            Ok(()) => reports.push(failed_report(source, format!("holds {} failure messages, expected one", found.len()))),
+            Err(err) => reports.push(failed_report(source, format!("{err:#}"))),
         }
     }
-    // Oldest first within each shard: a record older than what its item's ledger took on trust
-    // corrects that baseline, and the correction is exact only from the earliest such record.
+    Ok((ranges, reports))
+}
+
+/// The ranges of every message in `files`; any unreadable file fails the run before anything
+/// is applied.
+fn file_ranges(files: &[PathBuf]) -> anyhow::Result<Vec<Range>> {
+    let mut ranges = Vec::new();
+    for file in files {
+        let source = file.display().to_string();
+        ranges.extend(messages(file)?.into_iter().map(|info| Range { info, source: source.clone(), message: None }));
+    }
+    Ok(ranges)
+}
+
+/// Oldest first within each shard: a record older than what its item's ledger took on trust
+/// corrects that baseline, and the correction is exact only from the earliest such record.
+fn sort_oldest_first(ranges: &mut [Range]) {
     ranges.sort_by(|a, b| {
         let start = |info: &BatchInfo| SequenceNumber::parse(&info.start_sequence_number);
         (&a.info.stream_arn, &a.info.shard_id)
             .cmp(&(&b.info.stream_arn, &b.info.shard_id))
             .then_with(|| start(&a.info).cmp(&start(&b.info)))
     });
-    let streams = common.streams_client().await;
-    for range in ranges {
-        let info = &range.info;
-        let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
-        let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
-        let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
-        let mut report = match redrive(&engine, &reader, info, &common.table, Duration::from_secs(opts.timeout)).await {
-            Ok(outcome) => Report {
-                range: label,
-                source: range.source,
-                records: Some(outcome.records),
-                by_class: Some(outcome.by_class),
-                error: None,
-                deleted: false,
-            },
-            Err(err) => Report {
-                range: label,
-                source: range.source,
-                records: None,
-                by_class: None,
-                error: Some(format!("{err:#}")),
-                deleted: false,
-            },
-        };
-        if let (None, Some(queue), Some(message)) = (&report.error, &queue, &range.message) {
-            match queue.delete(message).await {
-                Ok(()) => report.deleted = true,
-                Err(err) => {
-                    report.error = Some(format!("applied, but the message could not be deleted (redriving it again is harmless): {err}"))
-                }
+}
+
+/// Redrives one range and, once it is applied, deletes its queue message.
+async fn apply(
+    engine: &Engine<DynamoTable>,
+    streams: &aws_sdk_dynamodbstreams::Client,
+    range: Range,
+    queue: Option<&FailureQueue>,
+    timeout: Duration,
+) -> Report {
+    let info = &range.info;
+    let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
+    let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
+    let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
+    let mut report = match redrive(engine, &reader, info, engine.table().name(), timeout).await {
+        Ok(outcome) => Report {
+            range: label,
+            source: range.source,
+            records: Some(outcome.records),
+            by_class: Some(outcome.by_class),
+            error: None,
+            deleted: false,
+        },
+        Err(err) => {
+            Report { range: label, source: range.source, records: None, by_class: None, error: Some(format!("{err:#}")), deleted: false }
+        }
+    };
+    if let (None, Some(queue), Some(message)) = (&report.error, queue, &range.message) {
+        match queue.delete(message).await {
+            Ok(()) => report.deleted = true,
+            Err(err) => {
+                report.error = Some(format!("applied, but the message could not be deleted (redriving it again is harmless): {err}"))
             }
         }
-        reports.push(report);
     }
-    let failed = reports.iter().filter(|report| report.error.is_some()).count();
-    if common.json {
+    report
+}
+
+/// The summary: one JSON object, or a line per range (errors on stderr) and the queue's count.
+fn print_reports(reports: &[Report], failed: usize, queue: Option<&FailureQueue>, json: bool) {
+    if json {
         println!("{}", serde_json::json!({ "messages": reports.len(), "failed": failed, "ranges": reports }));
-    } else {
-        for report in &reports {
-            match (&report.error, &report.by_class) {
-                (Some(error), _) => eprintln!("tally: error: {}: {}: {error}", report.source, report.range),
-                (None, by_class) => println!(
-                    "{}: {}: {} record(s) {:?}{}",
-                    report.source,
-                    report.range,
-                    report.records.unwrap_or_default(),
-                    by_class.clone().unwrap_or_default(),
-                    if report.deleted { ", message deleted" } else { "" }
-                ),
-            }
-        }
-        if let Some(queue) = &queue {
-            println!("{} message(s) from {}: {} redriven, {failed} left in the queue", reports.len(), queue.url(), reports.len() - failed);
+        return;
+    }
+    for report in reports {
+        match (&report.error, &report.by_class) {
+            (Some(error), _) => eprintln!("tally: error: {}: {}: {error}", report.source, report.range),
+            (None, by_class) => println!(
+                "{}: {}: {} record(s) {:?}{}",
+                report.source,
+                report.range,
+                report.records.unwrap_or_default(),
+                by_class.clone().unwrap_or_default(),
+                if report.deleted { ", message deleted" } else { "" }
+            ),
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    if let Some(queue) = queue {
+        println!("{} message(s) from {}: {} redriven, {failed} left in the queue", reports.len(), queue.url(), reports.len() - failed);
+    }
 }
 
 fn failed_report(source: String, error: String) -> Report {
@@ -274,14 +302,13 @@ async fn redrive(
     }
     let changes = decode_batch(&records, table)?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
-    if let Some(failed_from) = outcome.failed_from {
-        let failure = outcome.failure.as_deref().unwrap_or_default();
-        let advice = if !outcome.incomplete {
-            "every other record of the range was applied; re-running cannot help until what DynamoDB refuses is fixed"
-        } else {
-            "run redrive again"
+    if let Some(failure) = &outcome.failure {
+        let advice = match &failure.cause {
+            None => "every other record of the range was applied; re-running cannot help until what DynamoDB refuses is fixed",
+            Some(Cause::Deadline { .. }) => "run redrive again",
+            Some(Cause::Store(_)) => "re-running cannot help until that is fixed",
         };
-        bail!("not applied from record {failed_from} of {}: {failure}; {advice}", records.len());
+        bail!("not applied from record {} of {}: {failure}; {advice}", failure.from, records.len());
     }
     Ok(outcome)
 }

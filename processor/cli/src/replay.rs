@@ -13,9 +13,8 @@ use serde_dynamo::AttributeValue;
 use crate::backfill::marker;
 use crate::Common;
 use tally_engine::decode::{decode_batch, Change};
-use tally_engine::engine::{Engine, Totals};
+use tally_engine::engine::{Engine, RecordClass, Totals};
 use tally_engine::store::codec::LEDGER_RETENTION;
-use tally_engine::store::DynamoTable;
 use tally_engine::stream::STREAM_RETENTION;
 
 #[derive(Debug, Args)]
@@ -178,7 +177,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             return Err(refusal.into());
         }
     }
-    let engine = Engine::new(DynamoTable::new(common.client().await, common.table.clone()));
+    let engine = Engine::new(common.connect().await);
     marker::ensure_finished(engine.table()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
     let progress = crate::progress::Progress::new(batches.len() as u64, "files", common.json);
@@ -186,14 +185,15 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         let outcome = engine.process(&batch.changes, tokio::time::Instant::now() + Duration::from_secs(opts.timeout)).await;
         summary.totals.add(&outcome);
         progress.advance(1);
-        if let Some(failed_from) = outcome.failed_from {
+        if let Some(failure) = &outcome.failure {
+            let failed_from = failure.from;
             let record = &batch.changes[failed_from];
             summary.failure = Some(format!(
                 "{}: record {failed_from} (eventID `{}`) and the {} after it were not applied: {}; replay the file again to resume",
                 batch.path.display(),
                 record.event_id,
                 batch.changes.len() - failed_from - 1,
-                outcome.failure.as_deref().unwrap_or("unknown failure")
+                failure
             ));
             break;
         }
@@ -219,7 +219,7 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     for (reason, count) in &totals.rejected {
         println!("  rejected {reason:<10} {count}");
     }
-    println!("ttl removals {}", totals.ttl_removals);
+    println!("ttl deletions {}", totals.ttl_deletions);
     println!(
         "dynamodb     {} requests; reported {:.1} RCU, {:.1} WCU; estimated {} RCU, {} WCU",
         totals.dynamodb_requests, totals.read_units, totals.write_units, totals.estimated_read_units, totals.estimated_write_units
@@ -234,7 +234,7 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
 /// Every record naming another table is almost always a capture replayed into a renamed table.
 fn warn_if_all_other_table(summary: &Summary, table: &str) {
     let totals = &summary.totals;
-    if totals.records > 0 && totals.by_class.get("other_table").copied() == Some(totals.records) {
+    if totals.records > 0 && totals.by_class.get(&RecordClass::OtherTable).copied() == Some(totals.records) {
         eprintln!("tally: warning: every record's eventSourceARN names a table other than `{table}`: nothing was applied (use --table to name the captured table)");
     }
 }

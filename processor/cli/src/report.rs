@@ -1,15 +1,11 @@
-//! `tally report`: a short view of the aggregates: top courses by enrolment, and daily totals.
+//! `tally report`: a short view of the aggregates: top courses by enrollment, and daily totals.
 
 use std::process::ExitCode;
 
-use aggregates::keys::ENTITY_TYPE;
 use aggregates::{AggregateKey, AggregateKind, Field, Number};
-use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Args;
 
 use crate::Common;
-use tally_engine::store::codec::decode_aggregate;
-use tally_engine::store::error::classify;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -19,35 +15,14 @@ pub struct Opts {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let client = common.client().await;
+    let table = common.connect().await;
     let mut courses = Vec::new();
     let mut days = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(&common.table)
-            .filter_expression("#type IN (:course, :daily)")
-            .expression_attribute_names("#type", ENTITY_TYPE)
-            .expression_attribute_values(":course", AttributeValue::S(AggregateKind::CourseStats.entity_type().into()))
-            .expression_attribute_values(":daily", AttributeValue::S(AggregateKind::DailyStats.entity_type().into()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|err| classify("Scan", &err))?;
-        for item in page.items.unwrap_or_default() {
-            let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get("pk"), item.get("sk")) else { continue };
-            let Some(key) = AggregateKey::parse(pk, sk) else { continue };
-            let values = decode_aggregate(&key, &item)?.values;
-            match key {
-                AggregateKey::Course { course_id } => courses.push((course_id, values)),
-                AggregateKey::Daily { day } => days.push((day, values)),
-                _ => {}
-            }
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            break;
+    for (key, stored) in table.scan_aggregates(&[AggregateKind::CourseStats, AggregateKind::DailyStats]).await? {
+        match key {
+            AggregateKey::Course { course_id } => courses.push((course_id, stored.values)),
+            AggregateKey::Daily { day } => days.push((day, stored.values)),
+            _ => {}
         }
     }
     courses.sort_by(|(a_id, a), (b_id, b)| b.get(Field::EnrollmentCount).cmp(&a.get(Field::EnrollmentCount)).then_with(|| a_id.cmp(b_id)));
@@ -66,7 +41,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::json!({ "top_courses": courses, "days": days }));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<10} {:>11} {:>12} {:>12} {:>13}", "course", "enrolments", "instructors", "submissions", "grade average");
+    println!("{:<10} {:>11} {:>12} {:>12} {:>13}", "course", "enrollments", "instructors", "submissions", "grade average");
     for (id, values) in &courses {
         println!(
             "{id:<10} {:>11} {:>12} {:>12} {:>13}",
@@ -77,7 +52,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    println!("{:<10} {:>11} {:>12} {:>7} {:>12}", "day (UTC)", "enrolments", "submissions", "orders", "order total");
+    println!("{:<10} {:>11} {:>12} {:>7} {:>12}", "day (UTC)", "enrollments", "submissions", "orders", "order total");
     for (day, values) in &days {
         println!(
             "{:<10} {:>11} {:>12} {:>7} {:>12}",

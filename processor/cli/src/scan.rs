@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use crate::audit::{Audit, Keep};
 use crate::progress::Progress;
 use crate::Common;
-use tally_engine::store::scan::scan_segment;
+use tally_engine::store::DynamoTable;
 
 /// Default parallelism: two segments per core, at least 4.
 pub fn default_segments() -> u32 {
@@ -13,19 +13,19 @@ pub fn default_segments() -> u32 {
 }
 
 /// Scans `segments` (numbers out of `total`) concurrently and folds them into one audit.
-pub async fn audit(common: &Common, segments: &[u32], total: u32, keep: Keep) -> anyhow::Result<Audit> {
-    let client = common.client().await;
+pub async fn audit(common: &Common, table: &DynamoTable, segments: &[u32], total: u32, keep: Keep) -> anyhow::Result<Audit> {
     let progress = Progress::new(0, "items scanned", common.json);
     let scans = segments.iter().map(|&segment| {
-        let (client, progress) = (&client, &progress);
+        let progress = &progress;
         async move {
             let mut audit = Audit::new(keep);
-            scan_segment(client, &common.table, segment, total, |items| {
-                progress.advance(items.len() as u64);
-                items.iter().try_for_each(|item| audit.add(item))
-            })
-            .await
-            .with_context(|| format!("scanning segment {segment} of {total} of table `{}`", common.table))?;
+            table
+                .scan_segment(segment, total, |items| {
+                    progress.advance(items.len() as u64);
+                    items.into_iter().for_each(|item| audit.add(item));
+                })
+                .await
+                .with_context(|| format!("scanning segment {segment} of {total} of table `{}`", table.name()))?;
             anyhow::Ok(audit)
         }
     });

@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Args;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
+use serde_dynamo::AttributeValue;
 
 use crate::progress::Progress;
 use crate::Common;
-use tally_engine::store::error::classify;
+use tally_engine::decode::ItemKey;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -43,7 +43,7 @@ fn item(pairs: impl IntoIterator<Item = (&'static str, AttributeValue)>) -> Item
 /// A write the application makes.
 enum Write {
     Put(Item),
-    Delete { pk: String, sk: String },
+    Delete(ItemKey),
 }
 
 /// The workload, generated up front from the seed.
@@ -133,7 +133,7 @@ impl Workload {
                     ("enrolledAt", s(self.timestamp())),
                 ]);
                 if self.rng.random_bool(0.2) {
-                    // Trial enrolments expire in a week (DynamoDB's TTL sweep deletes them).
+                    // Trial enrollments expire in a week (DynamoDB's TTL sweep deletes them).
                     enrollment.insert("ttl".into(), n(chrono::Utc::now().timestamp() + 7 * 24 * 3600));
                 }
                 self.enrollments.push((course, student));
@@ -180,12 +180,14 @@ impl Workload {
             }
             93..=96 if !self.enrollments.is_empty() => {
                 let (course, student) = self.enrollments.swap_remove(self.rng.random_range(0..self.enrollments.len()));
-                self.writes.push(("drop", Write::Delete { pk: format!("course#{course}"), sk: format!("student#{student}") }));
+                self.writes.push(("drop", Write::Delete(ItemKey { pk: format!("course#{course}"), sk: format!("student#{student}") })));
             }
             97..=99 if !self.submissions.is_empty() => {
                 let (course, assignment, student, _) = self.submissions.swap_remove(self.rng.random_range(0..self.submissions.len()));
-                self.writes
-                    .push(("withdraw", Write::Delete { pk: format!("course#{course}"), sk: format!("submission#{assignment}#{student}") }));
+                self.writes.push((
+                    "withdraw",
+                    Write::Delete(ItemKey { pk: format!("course#{course}"), sk: format!("submission#{assignment}#{student}") }),
+                ));
             }
             _ => {
                 let session = self.rng.random_range(0..1_000_000);
@@ -233,28 +235,13 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     for _ in 0..opts.ops {
         workload.operation();
     }
-    let client = common.client().await;
+    let table = common.connect().await;
     let progress = Progress::new(workload.writes.len() as u64, "writes", common.json);
     let mut by_kind: std::collections::BTreeMap<&str, u64> = Default::default();
     for (kind, write) in workload.writes {
         let result = match write {
-            Write::Put(item) => client
-                .put_item()
-                .table_name(&common.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify("PutItem", &err)),
-            Write::Delete { pk, sk } => client
-                .delete_item()
-                .table_name(&common.table)
-                .key("pk", s(pk))
-                .key("sk", s(sk))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify("DeleteItem", &err)),
+            Write::Put(item) => table.put_source(item.into()).await,
+            Write::Delete(key) => table.delete_source(&key).await,
         };
         result.with_context(|| format!("writing the workload to `{}`", common.table))?;
         *by_kind.entry(kind).or_default() += 1;

@@ -7,7 +7,6 @@ use clap::Args;
 use crate::audit::Keep;
 use crate::backfill::marker;
 use crate::{scan, Common};
-use tally_engine::store::DynamoTable;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -19,10 +18,11 @@ pub struct Opts {
 /// Exit status: 0 no drift, 1 drift (or a backfill that has not finished), 2 error.
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
-    let audit = scan::audit(common, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
+    let table = common.connect().await;
+    let audit = scan::audit(common, &table, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
     let drift = audit.drift();
     // No drift is no proof then: the ledgers may not match what backfill counted.
-    let unfinished = marker::unfinished(&DynamoTable::new(common.client().await, common.table.clone())).await?;
+    let unfinished = marker::unfinished(&table).await?;
     if common.json {
         let summary = serde_json::json!({
             "scanned": audit.scanned,

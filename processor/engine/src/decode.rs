@@ -9,6 +9,8 @@ use aggregates::{assess, excerpt, Assessment, KeyOwner};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
+use crate::engine::RecordClass;
+use crate::registry;
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`.
@@ -33,12 +35,9 @@ impl ItemKey {
     /// refused). Keys between SPEC's source limits and these may hold ledgers written before the
     /// limits existed: those are read, so that the item's retraction is applied.
     pub fn fits_ledger(&self) -> bool {
-        LEDGER_PK_PREFIX.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
+        registry::LEDGER.pk_prefix.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
     }
 }
-
-/// The prefix of a ledger's partition key; the store writes ledgers under it.
-pub const LEDGER_PK_PREFIX: &str = "tally#ledger#";
 
 /// What a record is, for routing and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +55,22 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
+        match self.class() {
+            Some(class) => class.as_str(),
+            None => "source",
+        }
+    }
+
+    /// The class a record of this origin is counted under; `None` for a source item's, which the
+    /// engine classes by what applying it did.
+    pub fn class(self) -> Option<RecordClass> {
         match self {
-            Origin::Source => "source",
-            Origin::OwnAggregate => "own_aggregate",
-            Origin::OwnBookkeeping => "own_bookkeeping",
-            Origin::Unknown => "unknown",
-            Origin::OtherTable => "other_table",
+            Origin::Source => None,
+            Origin::OwnAggregate => Some(RecordClass::OwnAggregate),
+            Origin::OwnBookkeeping => Some(RecordClass::OwnBookkeeping),
+            Origin::Unknown => Some(RecordClass::Unknown),
+            Origin::OtherTable => Some(RecordClass::OtherTable),
         }
     }
 }
@@ -79,7 +87,7 @@ pub struct Change {
     pub old: Assessment,
     pub new: Assessment,
     /// A deletion by DynamoDB's TTL sweeper.
-    pub ttl_removal: bool,
+    pub ttl_deletion: bool,
 }
 
 impl Change {
@@ -128,13 +136,13 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         Some(_) => Err(fail(format!("`dynamodb.Keys.{name}` is not a string"))),
         None => Err(fail(format!("`dynamodb.Keys.{name}` is missing"))),
     };
-    let ttl_removal =
+    let ttl_deletion =
         record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
     if other_table {
         // Its images are not the application's: they are neither assessed nor counted as rejected.
         let key = ItemKey { pk: key_attr(PK).unwrap_or_default(), sk: key_attr(SK).unwrap_or_default() };
         let (old, new) = (Assessment::Absent, Assessment::Absent);
-        return Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin: Origin::OtherTable, old, new, ttl_removal });
+        return Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin: Origin::OtherTable, old, new, ttl_deletion });
     }
     let key = ItemKey { pk: key_attr(PK)?, sk: key_attr(SK)? };
     // Ledgers follow `Keys`, contributions the images: they must name the same item.
@@ -154,7 +162,7 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
         KeyOwner::Application => Origin::Source,
     };
-    Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_removal })
+    Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
 
 fn is_unknown(assessment: &Assessment) -> bool {
@@ -239,7 +247,7 @@ mod tests {
         let mut value = base(json!({"pk": {"S": "session#1"}, "sk": {"S": "session"}}), json!(null));
         value["eventName"] = json!("REMOVE");
         value["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-        assert!(decode_record(0, &record(value), "university").unwrap().ttl_removal);
+        assert!(decode_record(0, &record(value), "university").unwrap().ttl_deletion);
     }
 
     #[test]

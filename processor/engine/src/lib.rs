@@ -4,6 +4,7 @@
 //! - [`plan`] coalesces a batch per item and plans conditional transactions (pure);
 //! - [`engine`] runs the read → plan → commit loop with exactly-once effect;
 //! - [`store`] is the only module that talks to DynamoDB;
+//! - [`registry`] names every item tally keeps in the table, and derives the stream filter;
 //! - [`retry`] decides when to try again;
 //! - [`telemetry`] holds logging and metric names;
 //! - [`stream`] (feature `streams`) reads a table's stream outside Lambda.
@@ -14,6 +15,7 @@
 pub mod decode;
 pub mod engine;
 pub mod plan;
+pub mod registry;
 pub mod retry;
 pub mod sequence;
 pub mod store;

@@ -140,14 +140,14 @@ pub struct AggregateWrite {
 
 /// One all-or-nothing commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Transaction {
+pub struct PlannedCommit {
     /// Positions in the plan's item list this commit applies.
     pub items: Vec<usize>,
     pub ledgers: Vec<LedgerWrite>,
     pub aggregates: Vec<AggregateWrite>,
 }
 
-impl Transaction {
+impl PlannedCommit {
     pub fn actions(&self) -> usize {
         self.ledgers.len() + self.aggregates.len()
     }
@@ -160,8 +160,8 @@ pub struct Plan {
     pub already_applied: Vec<usize>,
     /// Items that never touch an aggregate (courses, users, sessions, always-invalid images):
     /// nothing to write.
-    pub unchanged: Vec<usize>,
-    pub transactions: Vec<Transaction>,
+    pub no_effect: Vec<usize>,
+    pub commits: Vec<PlannedCommit>,
 }
 
 /// Keys a plan for `items` needs in its snapshot before [`plan`] can run: every ledger, and every
@@ -201,12 +201,12 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
 /// records older than the ledger's [`Assumption`] correct the baseline it took on trust.
 pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_actions: usize) -> Plan {
     let mut result = Plan::default();
-    let mut current = Transaction::default();
+    let mut current = PlannedCommit::default();
     let mut aggregate_deltas: BTreeMap<AggregateKey, Deltas> = BTreeMap::new();
     // Aggregates as they will be once the transactions planned so far commit, in order.
     let mut projected: HashMap<AggregateKey, Option<StoredAggregate>> = HashMap::new();
 
-    let close = |current: &mut Transaction,
+    let close = |current: &mut PlannedCommit,
                  aggregate_deltas: &mut BTreeMap<AggregateKey, Deltas>,
                  projected: &mut HashMap<AggregateKey, Option<StoredAggregate>>,
                  result: &mut Plan| {
@@ -221,7 +221,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
             projected.insert(key.clone(), Some(stored.clone()));
             current.aggregates.push(AggregateWrite { key, expected_version: before.map(|stored| stored.version), stored });
         }
-        result.transactions.push(std::mem::take(current));
+        result.commits.push(std::mem::take(current));
     };
 
     for &position in pending {
@@ -266,7 +266,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
         // A net-zero change still advances the ledger: were an INSERT and REMOVE applied as
         // nothing, a later redelivery of the INSERT alone would count again.
         if change.is_empty() && !item.touches_aggregates {
-            result.unchanged.push(position);
+            result.no_effect.push(position);
             continue;
         }
         let new_aggregates = change.keys().filter(|key| !aggregate_deltas.contains_key(*key)).count();
@@ -296,7 +296,7 @@ mod tests {
         ItemKey { pk: "course#c1".into(), sk: sk.into() }
     }
 
-    fn enrolment(course: &str) -> Deltas {
+    fn enrollment(course: &str) -> Deltas {
         let mut deltas = Deltas::new();
         deltas.add(AggregateKey::Course { course_id: course.into() }, Field::EnrollmentCount, &Number::one());
         deltas
@@ -318,7 +318,7 @@ mod tests {
             origin: Origin::Source,
             old: assess(old),
             new: assess(new),
-            ttl_removal: false,
+            ttl_deletion: false,
         }
     }
 
@@ -333,10 +333,10 @@ mod tests {
     #[test]
     fn coalesces_an_items_records_in_sequence_order() {
         let changes = vec![
-            change(0, "student#s1", "20", enrolment("a"), enrolment("b")),
-            change(1, "student#s2", "15", Deltas::new(), enrolment("a")),
-            change(2, "student#s1", "10", Deltas::new(), enrolment("a")),
-            change(3, "student#s1", "20", enrolment("a"), enrolment("b")),
+            change(0, "student#s1", "20", enrollment("a"), enrollment("b")),
+            change(1, "student#s2", "15", Deltas::new(), enrollment("a")),
+            change(2, "student#s1", "10", Deltas::new(), enrollment("a")),
+            change(3, "student#s1", "20", enrollment("a"), enrollment("b")),
         ];
         let items = group(&changes);
         assert_eq!(items.len(), 2);
@@ -344,36 +344,36 @@ mod tests {
         assert_eq!(s1.key, key("student#s1"));
         assert_eq!(s1.records.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![2, 0]);
         assert!(s1.before.is_empty());
-        assert_eq!(s1.after, enrolment("b"));
+        assert_eq!(s1.after, enrollment("b"));
     }
 
     #[test]
     fn a_ledger_at_or_past_the_last_record_means_already_applied() {
-        let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
+        let items = group(&[change(0, "student#s1", "10", Deltas::new(), enrollment("a"))]);
         let mut snapshot = snapshot_for(&items);
         snapshot.ledgers.insert(
             key("student#s1"),
-            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrollment("a"), assumed: None }),
         );
         let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
         assert_eq!(plan.already_applied, vec![0]);
-        assert!(plan.transactions.is_empty());
+        assert!(plan.commits.is_empty());
     }
 
     #[test]
     fn measures_from_the_ledger_not_the_old_image() {
-        // The ledger says the aggregates hold enrolment in course a (a record in between was
+        // The ledger says the aggregates hold enrollment in course a (a record in between was
         // lost to the failure destination); the new record's old image claims course b.
-        let items = group(&[change(0, "student#s1", "30", enrolment("b"), enrolment("c"))]);
+        let items = group(&[change(0, "student#s1", "30", enrollment("b"), enrollment("c"))]);
         let mut snapshot = snapshot_for(&items);
         snapshot.ledgers.insert(
             key("student#s1"),
-            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrolment("a"), assumed: None }),
+            Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrollment("a"), assumed: None }),
         );
         let (_, missing) = needed_keys(&items, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
         let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
-        let txn = &plan.transactions[0];
+        let txn = &plan.commits[0];
         let value = |course: &str| {
             txn.aggregates
                 .iter()
@@ -389,16 +389,16 @@ mod tests {
 
     #[test]
     fn transactions_stay_within_the_action_limit_and_chain_versions() {
-        // 150 enrolments in one course: one shared aggregate, 150 ledgers.
+        // 150 enrollments in one course: one shared aggregate, 150 ledgers.
         let changes: Vec<Change> =
-            (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
+            (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrollment("a"))).collect();
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
         let plan = plan(&items, &pending, &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
-        assert_eq!(plan.transactions.len(), 2);
-        assert!(plan.transactions.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
-        let first = &plan.transactions[0].aggregates[0];
-        let second = &plan.transactions[1].aggregates[0];
+        assert_eq!(plan.commits.len(), 2);
+        assert!(plan.commits.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
+        let first = &plan.commits[0].aggregates[0];
+        let second = &plan.commits[1].aggregates[0];
         assert_eq!(first.expected_version, None);
         assert_eq!((second.expected_version, second.stored.version), (Some(first.stored.version), first.stored.version + 1));
         assert_eq!(second.stored.values.get(Field::EnrollmentCount).to_string(), "150");
@@ -406,17 +406,17 @@ mod tests {
 
     #[test]
     fn a_smaller_limit_splits_a_batch_but_never_an_item() {
-        // Each enrolment writes its ledger and one course aggregate; a move writes three puts.
+        // Each enrollment writes its ledger and one course aggregate; a move writes three puts.
         let mut changes: Vec<Change> =
-            (0..5).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrolment("a"))).collect();
-        changes.push(change(5, "student#s9", "200", enrolment("a"), enrolment("b")));
+            (0..5).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrollment("a"))).collect();
+        changes.push(change(5, "student#s9", "200", enrollment("a"), enrollment("b")));
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
         let plan = plan(&items, &pending, &snapshot_for(&items), 3);
-        let sizes: Vec<(usize, usize)> = plan.transactions.iter().map(|txn| (txn.items.len(), txn.actions())).collect();
+        let sizes: Vec<(usize, usize)> = plan.commits.iter().map(|txn| (txn.items.len(), txn.actions())).collect();
         assert_eq!(sizes, vec![(2, 3), (2, 3), (1, 2), (1, 3)]);
         let writes: Vec<&AggregateWrite> = plan
-            .transactions
+            .commits
             .iter()
             .flat_map(|txn| &txn.aggregates)
             .filter(|write| write.key == AggregateKey::Course { course_id: "a".into() })
@@ -432,12 +432,12 @@ mod tests {
     #[test]
     fn net_zero_items_advance_the_ledger_only() {
         let items = group(&[
-            change(0, "student#s1", "10", Deltas::new(), enrolment("a")),
-            change(1, "student#s1", "11", enrolment("a"), Deltas::new()),
+            change(0, "student#s1", "10", Deltas::new(), enrollment("a")),
+            change(1, "student#s1", "11", enrollment("a"), Deltas::new()),
         ]);
         let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
-        assert!(plan.unchanged.is_empty());
-        let txn = &plan.transactions[0];
+        assert!(plan.no_effect.is_empty());
+        let txn = &plan.commits[0];
         assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("11").unwrap());
         assert!(txn.ledgers[0].ledger.contribution.is_empty());
         assert!(txn.aggregates.is_empty());
@@ -447,20 +447,20 @@ mod tests {
     fn records_older_than_the_assumed_baseline_correct_it_once() {
         // Enrolled in a (record 10, discarded to the failure destination), then moved to b
         // (record 20, applied with no ledger: the old image a was assumed counted).
-        let moved = group(&[change(0, "student#s1", "20", enrolment("a"), enrolment("b"))]);
+        let moved = group(&[change(0, "student#s1", "20", enrollment("a"), enrollment("b"))]);
         let first = plan(&moved, &[0], &snapshot_for(&moved), MAX_TRANSACTION_ACTIONS);
-        let ledger = first.transactions[0].ledgers[0].ledger.clone();
-        assert_eq!(ledger.assumed, Some(Assumption { from: SequenceNumber::parse("20").unwrap(), baseline: enrolment("a") }));
-        assert_eq!(first.transactions[0].aggregates.len(), 2, "a -1, b +1");
+        let ledger = first.commits[0].ledgers[0].ledger.clone();
+        assert_eq!(ledger.assumed, Some(Assumption { from: SequenceNumber::parse("20").unwrap(), baseline: enrollment("a") }));
+        assert_eq!(first.commits[0].aggregates.len(), 2, "a -1, b +1");
 
         // The redrive brings record 10: a was never counted, so a's -1 is corrected by +1.
-        let redriven = group(&[change(0, "student#s1", "10", Deltas::new(), enrolment("a"))]);
+        let redriven = group(&[change(0, "student#s1", "10", Deltas::new(), enrollment("a"))]);
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(ledger));
         let (_, missing) = needed_keys(&redriven, &snapshot);
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
         let repair = plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
-        let txn = &repair.transactions[0];
+        let txn = &repair.commits[0];
         assert_eq!(txn.aggregates.len(), 1);
         assert_eq!(txn.aggregates[0].key, AggregateKey::Course { course_id: "a".into() });
         assert_eq!(txn.aggregates[0].stored.values.get(Field::EnrollmentCount).to_string(), "1");
@@ -491,14 +491,14 @@ mod tests {
         let items = group(&[record]);
         let (ledgers, aggregates) = needed_keys(&items, &Snapshot::default());
         assert!(ledgers.is_empty() && aggregates.is_empty());
-        assert_eq!(plan(&items, &[0], &Snapshot::default(), MAX_TRANSACTION_ACTIONS).unchanged, vec![0]);
+        assert_eq!(plan(&items, &[0], &Snapshot::default(), MAX_TRANSACTION_ACTIONS).no_effect, vec![0]);
     }
 
     #[test]
     fn items_that_never_count_write_nothing() {
         let items = group(&[change(0, "metadata", "10", Deltas::new(), Deltas::new())]);
         let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
-        assert_eq!(plan.unchanged, vec![0]);
-        assert!(plan.transactions.is_empty());
+        assert_eq!(plan.no_effect, vec![0]);
+        assert!(plan.commits.is_empty());
     }
 }

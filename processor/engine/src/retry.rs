@@ -38,6 +38,16 @@ impl RetryBudget {
         RetryBudget { deadline, backoff: BACKOFF.build() }
     }
 
+    /// Retries bounded only by the caller's own count.
+    pub fn unbounded() -> Self {
+        RetryBudget::within(Duration::from_secs(24 * 3600))
+    }
+
+    /// A budget that ends `time` from now.
+    pub fn within(time: Duration) -> Self {
+        RetryBudget::new(Instant::now() + time)
+    }
+
     pub fn deadline(&self) -> Instant {
         self.deadline
     }

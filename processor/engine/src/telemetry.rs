@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_histogram, histogram, Unit};
 
-use crate::engine::BatchOutcome;
+use crate::engine::{BatchOutcome, RecordClass};
 
 pub const NAMESPACE: &str = "Tally";
 
@@ -44,17 +44,17 @@ pub fn describe() {
 /// Emits one batch's metrics.
 pub fn record_batch(outcome: &BatchOutcome, elapsed: Duration) {
     for (class, records) in &outcome.by_class {
-        counter!(RECORDS, "Class" => *class).increment(*records);
+        counter!(RECORDS, "Class" => class.as_str()).increment(*records);
     }
     counter!(RECORDS_REJECTED).increment(outcome.rejected.values().sum());
     for (reason, records) in &outcome.rejected {
         counter!(RECORDS_REJECTED_BY_REASON, "Reason" => *reason).increment(*records);
     }
-    if let Some(failed_from) = outcome.failed_from {
+    if let Some(failed_from) = outcome.failed_from() {
         counter!(RECORDS_FAILED).increment((outcome.records - failed_from) as u64);
     }
-    counter!(RECORDS_REFUSED).increment(outcome.by_class.get("refused").copied().unwrap_or_default());
-    counter!(TTL_DELETIONS).increment(outcome.ttl_removals);
+    counter!(RECORDS_REFUSED).increment(outcome.count_of(RecordClass::Refused));
+    counter!(TTL_DELETIONS).increment(outcome.ttl_deletions);
     counter!(CONFLICT_RETRIES).increment(outcome.conflicts);
     counter!(RETRIES).increment(outcome.retries);
     counter!(DYNAMODB_REQUESTS).increment(outcome.usage.requests);

@@ -33,7 +33,7 @@ pub async fn handle<T: Table>(
     log_outcome(&outcome, &event.context.request_id);
     telemetry::record_batch(&outcome, started.elapsed());
     let mut response = DynamoDbEventResponse::default();
-    if let Some(failed_from) = outcome.failed_from {
+    if let Some(failed_from) = outcome.failed_from() {
         response.batch_item_failures = records[failed_from..]
             .iter()
             .map(|record| {
@@ -64,18 +64,19 @@ fn deadline_from(deadline_ms: u64) -> Instant {
 fn log_outcome(outcome: &BatchOutcome, request_id: &str) {
     let classes = format!("{:?}", outcome.by_class);
     let rejected = format!("{:?}", outcome.rejected);
-    match (&outcome.failed_from, &outcome.failure) {
-        (Some(failed_from), failure) => tracing::warn!(
+    match &outcome.failure {
+        Some(failure) => tracing::warn!(
             request_id,
             records = outcome.records,
-            failed_from,
-            failure = failure.as_deref().unwrap_or_default(),
+            failed_from = failure.from,
+            failure = %failure,
+            retryable = failure.is_retryable(),
             classes,
             rejected,
             conflicts = outcome.conflicts,
             "Batch partly applied; reporting failures."
         ),
-        (None, _) => tracing::info!(
+        None => tracing::info!(
             request_id,
             records = outcome.records,
             classes,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 use tally_engine::engine::Engine;
-use tally_engine::store::{connect, DynamoTable};
+use tally_engine::store::DynamoTable;
 use tally_engine::telemetry;
 use tally_lambda::handler;
 
@@ -34,7 +34,7 @@ async fn run() -> Result<(), lambda_runtime::Error> {
         .init()
         .map_err(|err| format!("installing the metrics recorder: {err}"))?;
     telemetry::describe();
-    let engine = Engine::new(DynamoTable::new(connect(None, None).await, table_name.clone()));
+    let engine = Engine::new(DynamoTable::connect(table_name.clone(), None, None).await);
     let engine = &engine;
     let table_name = table_name.as_str();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -4,7 +4,7 @@
 //! so. The engine measures an item without a ledger from its first record's old image, taken as
 //! counted. For an item the scan did not count (gone, or no longer of a kind that counts) whose
 //! records were written before the scan but are not applied yet, that image was not counted: a
-//! TTL deletion of an enrolment whose ledger had expired would be subtracted a second time. So
+//! TTL deletion of an enrollment whose ledger had expired would be subtracted a second time. So
 //! every such item found among the stream's retained records gets an empty ledger. Records
 //! written after this read need none: they follow from the state the scan saw.
 
@@ -13,16 +13,28 @@ use std::collections::BTreeSet;
 use aggregates::Deltas;
 use anyhow::Context as _;
 
+use super::commit::write_ledgers;
 use crate::Common;
 use tally_engine::decode::{decode_batch, ItemKey, Origin};
 use tally_engine::plan::{first_version, Ledger, LedgerWrite};
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::DynamoTable;
+use tally_engine::store::{DynamoTable, Table, Writer};
 use tally_engine::stream::StreamReader;
+
+/// Writes the ledgers [`ledgers_for_pending_records`] finds; returns a line for the summary.
+pub async fn protect(common: &Common, table: &DynamoTable) -> anyhow::Result<String> {
+    Ok(match ledgers_for_pending_records(common, table).await? {
+        Some(ledgers) => {
+            write_ledgers(table, &ledgers, Writer::Backfill { run: None }).await?;
+            format!("{} ledger(s) written for uncounted items with records still in the stream", ledgers.len())
+        }
+        None => "the table has no stream: no records pending".to_owned(),
+    })
+}
 
 /// Gives an empty ledger to every item with contributing records in the stream and no ledger.
 /// Returns the ledgers to write, or `None` when the table has no stream (nothing is pending).
-pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
+async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
     let Some(arn) = table.latest_stream_arn().await? else { return Ok(None) };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
     let reader = StreamReader::new(common.streams_client().await, &arn, region);
@@ -42,7 +54,7 @@ pub async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -
         .await
         .with_context(|| format!("reading the records still in stream {arn}"))?;
     let items: Vec<ItemKey> = items.into_iter().collect();
-    let found = super::read_ledgers(table, &items).await.context("reading the ledgers of items with records in the stream")?;
+    let found = table.read(&items, &[]).await.context("reading the ledgers of items with records in the stream")?.ledgers;
     let nothing_yet = SequenceNumber::zero();
     Ok(Some(
         items

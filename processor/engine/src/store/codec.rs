@@ -5,26 +5,20 @@
 //! sequence number applied for one source item and the contribution the aggregates hold for it;
 //! they expire by TTL after the stream's 24 h retention.
 
-use aggregates::keys::{BOOKKEEPING_PK_PREFIX, ENTITY_TYPE, GRADE_AVERAGE, PK, SK, TTL, UPDATED_AT};
+use aggregates::keys::{ENTITY_TYPE, GRADE_AVERAGE, PK, SK, TTL, UPDATED_AT};
 use aggregates::{AggregateKey, AggregateValues, Deltas, Field, Number};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::decode::{ItemKey, LEDGER_PK_PREFIX};
-use crate::plan::{first_version, AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
+use crate::decode::ItemKey;
+use crate::plan::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
+use crate::registry::{self, LEDGER};
 use crate::sequence::SequenceNumber;
-use crate::store::error::{SdkItem, StoreError};
+use crate::store::error::{Current, SdkItem, StoreError};
+use crate::store::Commit;
 
-pub const VERSION: &str = "version";
-pub const LEDGER_ENTITY_TYPE: &str = "tally_ledger";
-const SEQUENCE_NUMBER: &str = "sequenceNumber";
-const CONTRIBUTION: &str = "contribution";
-const ASSUMED_FROM: &str = "assumedFrom";
-const ASSUMED_BASELINE: &str = "assumedBaseline";
-const FIELDS: &str = "fields";
-pub const WRITTEN_BY: &str = "writtenBy";
-/// The segmented backfill run that last reset a ledger.
-pub const BACKFILL_RUN: &str = "backfillRun";
+use registry::attributes::{ASSUMED_BASELINE, ASSUMED_FROM, CONTRIBUTION, FIELDS, SEQUENCE_NUMBER};
+pub use registry::attributes::{BACKFILL_RUN, VERSION, WRITTEN_BY};
 
 /// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill,
 /// and a segmented run's workers must see which ledgers another worker of the run has reset.
@@ -48,14 +42,14 @@ pub const LEDGER_RETENTION: chrono::Duration = chrono::Duration::hours(48);
 
 /// A write that must find the item as it was read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConditionalPut {
+pub(crate) struct ConditionalPut {
     pub key: ItemKey,
     pub item: SdkItem,
     pub expect: Expect,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// Whatever is there: bookkeeping rewritten whole.
     Anything,
     /// The item does not exist.
@@ -64,19 +58,6 @@ pub enum Expect {
     Equals { attribute: &'static str, value: AttributeValue },
     /// The item exists without `attribute` (written before tally versioned it, or by hand).
     Missing { attribute: &'static str },
-}
-
-/// The same ledger written as a new incarnation: expected absent, at a fresh version. For a
-/// ledger that TTL deleted after it was read, which is a legitimate state, not a race.
-pub fn recreated(put: &ConditionalPut) -> ConditionalPut {
-    let mut item = put.item.clone();
-    item.insert(VERSION.to_owned(), n(first_version()));
-    ConditionalPut { key: put.key.clone(), item, expect: Expect::Absent }
-}
-
-/// Whether a key is a ledger's.
-pub fn is_ledger_key(key: &ItemKey) -> bool {
-    key.pk.starts_with(LEDGER_PK_PREFIX)
 }
 
 /// The condition for an item read at `version` (`None`: absent; 0: present without a version).
@@ -97,13 +78,12 @@ fn decode_version(item: &SdkItem) -> Result<u64, String> {
 }
 
 pub fn ledger_key(item: &ItemKey) -> ItemKey {
-    debug_assert!(LEDGER_PK_PREFIX.starts_with(BOOKKEEPING_PK_PREFIX));
-    ItemKey { pk: format!("{LEDGER_PK_PREFIX}{}", item.pk), sk: item.sk.clone() }
+    ItemKey { pk: format!("{}{}", LEDGER.pk_prefix, item.pk), sk: item.sk.clone() }
 }
 
 /// The source item a ledger key belongs to.
 pub fn source_of_ledger(ledger: &ItemKey) -> Option<ItemKey> {
-    ledger.pk.strip_prefix(LEDGER_PK_PREFIX).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
+    ledger.pk.strip_prefix(LEDGER.pk_prefix).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
 }
 
 pub fn aggregate_key(key: &AggregateKey) -> ItemKey {
@@ -122,12 +102,31 @@ fn timestamp(now: DateTime<Utc>) -> AttributeValue {
     s(now.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-pub fn encode_ledger(write: &LedgerWrite, writer: Writer<'_>, now: DateTime<Utc>) -> ConditionalPut {
+/// The puts of one commit, ledgers first.
+pub(crate) fn encode_commit(commit: Commit<'_>, now: DateTime<Utc>) -> Vec<ConditionalPut> {
+    let ledgers = commit.ledgers.iter().map(|write| encode_ledger(write, commit.writer, now));
+    ledgers.chain(commit.aggregates.iter().map(|write| encode_aggregate(write, now))).collect()
+}
+
+/// The state of a ledger or an aggregate as a failed condition returned it (`None`: absent).
+pub fn current(key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
+    if let Some(source) = source_of_ledger(key) {
+        let ledger = item.map(|item| decode_ledger(key, item)).transpose()?;
+        Ok(Current::Ledger { source, ledger })
+    } else if let Some(aggregate) = AggregateKey::parse(&key.pk, &key.sk) {
+        let stored = item.map(|item| decode_aggregate(&aggregate, item)).transpose()?;
+        Ok(Current::Aggregate { key: aggregate, stored })
+    } else {
+        Err(StoreError::Corrupt { key: key.clone(), problem: "a commit wrote an item that is neither a ledger nor an aggregate".into() })
+    }
+}
+
+pub(crate) fn encode_ledger(write: &LedgerWrite, writer: Writer<'_>, now: DateTime<Utc>) -> ConditionalPut {
     let key = ledger_key(&write.item);
     let mut item: SdkItem = [
         (PK.to_owned(), s(&key.pk)),
         (SK.to_owned(), s(&key.sk)),
-        (ENTITY_TYPE.to_owned(), s(LEDGER_ENTITY_TYPE)),
+        (ENTITY_TYPE.to_owned(), s(LEDGER.entity_type)),
         (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
         (VERSION.to_owned(), n(write.ledger.version)),
         (CONTRIBUTION.to_owned(), encode_deltas(&write.ledger.contribution)),
@@ -202,7 +201,7 @@ fn decode_deltas(value: Option<&AttributeValue>, name: &str) -> Result<Deltas, S
     Ok(deltas)
 }
 
-pub fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
+pub(crate) fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
     let key = aggregate_key(&write.key);
     let values = &write.stored.values;
     let mut item: SdkItem = [

@@ -7,6 +7,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 
+use crate::store::DynamoTable;
+
 /// Per-attempt limit: a hung connection must not eat the invocation's whole budget.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,4 +34,12 @@ pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_con
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+impl DynamoTable {
+    /// The table `name` through a client from [`connect`]: callers outside the store never hold
+    /// the SDK client themselves.
+    pub async fn connect(name: impl Into<String>, endpoint: Option<&str>, region: Option<&str>) -> DynamoTable {
+        DynamoTable::new(connect(endpoint, region).await, name)
+    }
 }

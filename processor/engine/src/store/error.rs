@@ -1,11 +1,17 @@
 //! How DynamoDB failures are classified: the one place that decides what is worth retrying.
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use aggregates::AggregateKey;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
 use crate::decode::ItemKey;
+use crate::plan::{Ledger, StoredAggregate};
+use crate::store::codec;
 
 /// A DynamoDB item as the SDK holds it.
 pub type SdkItem = HashMap<String, AttributeValue>;
@@ -14,40 +20,100 @@ pub type SdkItem = HashMap<String, AttributeValue>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A condition failed: these items are no longer what was read. Carries their current state
-    /// (`None` if absent) so the caller can re-plan without reading again. Retry after re-planning.
+    /// so the caller can re-plan without reading again. Retry after re-planning.
     #[error("{} item(s) changed since they were read", .0.len())]
-    Changed(Vec<(ItemKey, Option<SdkItem>)>),
+    Changed(Vec<Current>),
     /// Throttling, a transaction conflict, a 5xx, a timeout or a lost connection, after the SDK's
     /// own retries. Retry with backoff; the write may or may not have been applied.
-    #[error("transient DynamoDB failure in {operation}: {message}")]
-    Transient { operation: &'static str, message: String },
+    #[error("transient DynamoDB failure in {}: {}", .0.operation, .0.message)]
+    Transient(#[source] Failure),
     /// DynamoDB refused the request for what it holds (`ValidationException`: a key or a value it
     /// cannot store). Permanent for these items, but other items may go through: the engine
     /// narrows such a failure down to the items that cause it.
-    #[error("DynamoDB refused {operation} for its items: {message}")]
-    Refused { operation: &'static str, message: String },
+    #[error("DynamoDB refused {} for its items: {}", .0.operation, .0.message)]
+    Refused(#[source] Failure),
     /// Will fail again whatever the items: permissions, a missing table. Do not retry.
-    #[error("DynamoDB rejected {operation}: {message}")]
-    Permanent { operation: &'static str, message: String },
-    /// An item tally owns does not have the shape tally writes.
+    #[error("DynamoDB rejected {}: {}", .0.operation, .0.message)]
+    Permanent(#[source] Failure),
+    /// An item tally owns does not have the shape tally writes. Permanent.
     #[error("item pk=`{}` sk=`{}` is corrupt: {problem}", .key.pk, .key.sk)]
     Corrupt { key: ItemKey, problem: String },
+}
+
+/// The state, at the failed commit, of an item whose condition failed (`None`: it is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    Ledger { source: ItemKey, ledger: Option<Ledger> },
+    Aggregate { key: AggregateKey, stored: Option<StoredAggregate> },
+}
+
+/// A failed DynamoDB operation: what DynamoDB (or the SDK) said, and the SDK's typed error as the
+/// [`source`](std::error::Error::source) when there is one.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub operation: &'static str,
+    /// DynamoDB's error code (`ThrottlingException`, `ValidationException`, ...), when it gave one.
+    pub code: Option<String>,
+    pub message: String,
+    sdk_error: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Failure {
+    /// A failure the store found itself, with no SDK error behind it.
+    pub fn new(operation: &'static str, message: impl Into<String>) -> Self {
+        Failure { operation, code: None, message: message.into(), sdk_error: None }
+    }
+
+    fn of_sdk<E>(operation: &'static str, code: Option<&str>, message: String, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Failure { operation, code: code.map(str::to_owned), message, sdk_error: Some(Arc::new(err)) }
+    }
+
+    /// The SDK's error, typed per operation (`SdkError<BatchGetItemError, HttpResponse>`, ...).
+    pub fn sdk_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.sdk_error.as_deref().and_then(|err| err.downcast_ref())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.operation, self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.sdk_error.as_deref().map(|err| err as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl StoreError {
     /// Whether trying again (after re-planning, for [`StoreError::Changed`]) can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Changed(_) | StoreError::Transient { .. })
+        matches!(self, StoreError::Changed(_) | StoreError::Transient(_))
+    }
+
+    /// Whether DynamoDB refused these items for good, while others may still be written.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
     }
 
     /// Whether the table does not exist.
     pub fn is_missing_table(&self) -> bool {
-        matches!(self, StoreError::Permanent { message, .. } if message.starts_with(MISSING_TABLE_CODE))
+        matches!(self, StoreError::Permanent(failure) if failure.code.as_deref() == Some(MISSING_TABLE_CODE))
     }
 }
 
 /// The code DynamoDB answers for a table that does not exist.
 const MISSING_TABLE_CODE: &str = "ResourceNotFoundException";
+
+/// The code of a transaction cancelled for the reasons it lists, one per action.
+const CANCELLED_CODE: &str = "TransactionCanceledException";
+
+/// The cancellation reason of an action whose condition failed.
+const CONDITION_FAILED_CODE: &str = "ConditionalCheckFailed";
 
 /// The code DynamoDB answers when a request holds something it cannot store.
 const VALIDATION_CODE: &str = "ValidationException";
@@ -71,121 +137,193 @@ const TRANSIENT_CANCELLATION_CODES: &[&str] = &["TransactionConflict", "Throttli
 const REFUSED_CANCELLATION_CODES: &[&str] = &["ValidationError", "ItemCollectionSizeLimitExceeded"];
 
 /// Classifies an SDK error from any operation by its code and HTTP status: documented transient
-/// codes and any 5xx are retried.
-pub fn classify<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> StoreError
+/// codes and any 5xx are retried. The one place that decides; the error is kept as the source.
+pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match err {
+    match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Transient { operation, message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string() }
+            let message = DisplayErrorContext(&err).to_string();
+            StoreError::Transient(Failure::of_sdk(operation, None, message, err))
         }
         SdkError::ServiceError(context) => {
-            let code = context.err().code().unwrap_or("UnknownError");
+            let code = context.err().code().unwrap_or("UnknownError").to_owned();
             let message = format!("{code}: {}", context.err().message().unwrap_or("no message"));
-            if TRANSIENT_CODES.contains(&code) || context.raw().status().is_server_error() {
-                StoreError::Transient { operation, message }
+            let transient = TRANSIENT_CODES.contains(&code.as_str()) || context.raw().status().is_server_error();
+            let failure = Failure::of_sdk(operation, Some(&code), message, err);
+            if transient {
+                StoreError::Transient(failure)
             } else if code == VALIDATION_CODE {
-                StoreError::Refused { operation, message }
+                StoreError::Refused(failure)
             } else {
-                StoreError::Permanent { operation, message }
+                StoreError::Permanent(failure)
             }
         }
-        _ => StoreError::Permanent { operation, message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string() },
+        _ => {
+            let message = DisplayErrorContext(&err).to_string();
+            StoreError::Permanent(Failure::of_sdk(operation, None, message, err))
+        }
     }
 }
 
-/// Classifies a cancelled transaction from its per-action reasons, aligned with `keys`.
-pub fn classify_cancellation(reasons: &[aws_sdk_dynamodb::types::CancellationReason], keys: &[ItemKey], message: String) -> StoreError {
-    let changed: Vec<(ItemKey, Option<SdkItem>)> = reasons
+/// Classifies a failed `TransactWriteItems` whose actions wrote `keys`, in order. A cancelled
+/// transaction is classified by its per-action reasons: failed conditions come back as
+/// [`StoreError::Changed`] with each item's current state, decoded.
+pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey]) -> StoreError {
+    const OPERATION: &str = "TransactWriteItems";
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+        return classify(OPERATION, err);
+    };
+    let reasons = cancelled.cancellation_reasons();
+    let changed: Result<Vec<Current>, StoreError> = reasons
         .iter()
         .zip(keys)
-        .filter(|(reason, _)| reason.code() == Some("ConditionalCheckFailed"))
-        .map(|(reason, key)| (key.clone(), reason.item().cloned()))
+        .filter(|(reason, _)| reason.code() == Some(CONDITION_FAILED_CODE))
+        .map(|(reason, key)| codec::current(key, reason.item()))
         .collect();
-    if !changed.is_empty() {
-        return StoreError::Changed(changed);
+    match changed {
+        Ok(changed) if !changed.is_empty() => return StoreError::Changed(changed),
+        Ok(_) => {}
+        Err(corrupt) => return corrupt,
     }
     let any = |codes: &[&str]| reasons.iter().any(|reason| reason.code().is_some_and(|code| codes.contains(&code)));
-    if any(TRANSIENT_CANCELLATION_CODES) {
-        StoreError::Transient { operation: "TransactWriteItems", message }
+    let verdict = if any(TRANSIENT_CANCELLATION_CODES) {
+        StoreError::Transient
     } else if any(REFUSED_CANCELLATION_CODES) {
-        StoreError::Refused { operation: "TransactWriteItems", message }
+        StoreError::Refused
     } else {
-        StoreError::Permanent { operation: "TransactWriteItems", message }
-    }
+        StoreError::Permanent
+    };
+    let codes: Vec<&str> = reasons.iter().filter_map(CancellationReason::code).filter(|code| *code != "None").collect();
+    let message = format!("{}: {}", codes.join(", "), cancelled.message().unwrap_or("transaction cancelled"));
+    verdict(Failure::of_sdk(OPERATION, Some(CANCELLED_CODE), message, err))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
+    use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, TransactionCanceledException};
+    use aws_smithy_types::body::SdkBody;
+
+    use crate::plan::AggregateWrite;
+    use aggregates::AggregateValues;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().expect("a valid status"), SdkBody::empty())
+    }
+
+    fn service_error(code: &str, status: u16) -> SdkError<BatchGetItemError, HttpResponse> {
+        SdkError::service_error(BatchGetItemError::generic(ErrorMetadata::builder().code(code).message("m").build()), response(status))
+    }
+
+    fn cancelled(reasons: Vec<CancellationReason>) -> SdkError<TransactWriteItemsError, HttpResponse> {
+        let exception =
+            TransactionCanceledException::builder().message("Transaction cancelled").set_cancellation_reasons(Some(reasons)).build();
+        SdkError::service_error(TransactWriteItemsError::TransactionCanceledException(exception), response(400))
+    }
 
     fn reason(code: &str) -> CancellationReason {
         CancellationReason::builder().code(code).build()
     }
 
-    fn key(sk: &str) -> ItemKey {
-        ItemKey { pk: "p".into(), sk: sk.into() }
+    fn verdict(err: &StoreError) -> &'static str {
+        match err {
+            StoreError::Transient(_) => "transient",
+            StoreError::Refused(_) => "refused",
+            StoreError::Permanent(_) => "permanent",
+            StoreError::Changed(_) => "changed",
+            StoreError::Corrupt { .. } => "corrupt",
+        }
+    }
+
+    fn course(id: &str) -> AggregateKey {
+        AggregateKey::Course { course_id: id.into() }
     }
 
     #[test]
-    fn failed_conditions_name_the_changed_items() {
-        let item: SdkItem = [("pk".to_owned(), AttributeValue::S("p".into()))].into();
-        let reasons = [
+    fn service_errors_are_classified_by_code_and_status() {
+        let of = |code, status| verdict(&classify("BatchGetItem", service_error(code, status)));
+        assert_eq!(of("ThrottlingException", 400), "transient");
+        assert_eq!(of("ProvisionedThroughputExceededException", 400), "transient");
+        assert_eq!(of("InternalServerError", 500), "transient");
+        assert_eq!(of("SomethingNew", 503), "transient");
+        assert_eq!(of("ValidationException", 400), "refused");
+        assert_eq!(of("AccessDeniedException", 400), "permanent");
+        assert_eq!(of("ResourceNotFoundException", 400), "permanent");
+    }
+
+    #[test]
+    fn predicates_say_what_retrying_can_do() {
+        let throttled = classify("BatchGetItem", service_error("ThrottlingException", 400));
+        assert!(throttled.is_retryable() && !throttled.is_refused());
+        let invalid = classify("BatchGetItem", service_error("ValidationException", 400));
+        assert!(!invalid.is_retryable() && invalid.is_refused());
+        let missing = classify("BatchGetItem", service_error("ResourceNotFoundException", 400));
+        assert!(missing.is_missing_table() && !missing.is_retryable());
+        assert!(!classify("BatchGetItem", service_error("AccessDeniedException", 400)).is_missing_table());
+        assert!(StoreError::Changed(Vec::new()).is_retryable());
+    }
+
+    #[test]
+    fn the_typed_sdk_error_is_kept_as_the_source() {
+        // As the SDK deserializes it: the code travels in the error's metadata.
+        let meta = ErrorMetadata::builder().code("ProvisionedThroughputExceededException").message("slow down").build();
+        let exception = ProvisionedThroughputExceededException::builder().message("slow down").meta(meta).build();
+        let err = SdkError::service_error(BatchGetItemError::ProvisionedThroughputExceededException(exception), response(400));
+        let StoreError::Transient(failure) = classify("BatchGetItem", err) else { panic!("throughput exceeded is transient") };
+        assert_eq!(failure.code.as_deref(), Some("ProvisionedThroughputExceededException"));
+        let typed = failure.sdk_error::<SdkError<BatchGetItemError, HttpResponse>>().expect("the SDK error, typed per operation");
+        assert!(typed.as_service_error().is_some_and(BatchGetItemError::is_provisioned_throughput_exceeded_exception));
+        assert!(std::error::Error::source(&failure).is_some());
+    }
+
+    #[test]
+    fn failed_conditions_come_back_as_the_items_current_state() {
+        let key = course("c1");
+        let stored = StoredAggregate { values: AggregateValues::zero(key.kind()), version: 7 };
+        let write = AggregateWrite { key: key.clone(), expected_version: Some(7), stored: stored.clone() };
+        let item = codec::encode_aggregate(&write, chrono::Utc::now()).item;
+        let reasons = vec![
             reason("None"),
-            CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item.clone())).build(),
-            reason("None"),
+            CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item)).build(),
+            reason("ConditionalCheckFailed"),
         ];
-        match classify_cancellation(&reasons, &[key("a"), key("b"), key("c")], String::new()) {
-            StoreError::Changed(changed) => assert_eq!(changed, vec![(key("b"), Some(item))]),
+        let keys = [
+            codec::aggregate_key(&course("c0")),
+            codec::aggregate_key(&key),
+            codec::ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() }),
+        ];
+        match classify_commit(cancelled(reasons), &keys) {
+            StoreError::Changed(changed) => assert_eq!(
+                changed,
+                vec![
+                    Current::Aggregate { key, stored: Some(stored) },
+                    Current::Ledger { source: ItemKey { pk: "p".into(), sk: "s".into() }, ledger: None }
+                ]
+            ),
             other => panic!("expected Changed, got {other:?}"),
         }
     }
 
     #[test]
-    fn conflicts_and_throttling_are_transient_validation_is_not() {
-        let keys = [key("a"), key("b")];
-        assert!(matches!(
-            classify_cancellation(&[reason("None"), reason("TransactionConflict")], &keys, String::new()),
-            StoreError::Transient { .. }
-        ));
-        assert!(matches!(
-            classify_cancellation(&[reason("ThrottlingError"), reason("None")], &keys, String::new()),
-            StoreError::Transient { .. }
-        ));
-        assert!(matches!(
-            classify_cancellation(&[reason("ValidationError"), reason("None")], &keys, String::new()),
-            StoreError::Refused { .. }
-        ));
-        assert!(matches!(classify_cancellation(&[reason("None"), reason("Unknown")], &keys, String::new()), StoreError::Permanent { .. }));
-    }
-
-    fn service_error(code: &str, status: u16) -> SdkError<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError, HttpResponse> {
-        use aws_sdk_dynamodb::error::ErrorMetadata;
-        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
-        let response = HttpResponse::new(status.try_into().unwrap(), aws_smithy_types::body::SdkBody::empty());
-        SdkError::service_error(BatchGetItemError::generic(ErrorMetadata::builder().code(code).message("m").build()), response)
+    fn cancellations_are_classified_by_their_reasons() {
+        let keys = [codec::aggregate_key(&course("a")), codec::aggregate_key(&course("b"))];
+        let of = |codes: [&str; 2]| verdict(&classify_commit(cancelled(codes.map(reason).to_vec()), &keys));
+        assert_eq!(of(["None", "TransactionConflict"]), "transient");
+        assert_eq!(of(["ThrottlingError", "None"]), "transient");
+        assert_eq!(of(["ValidationError", "None"]), "refused");
+        assert_eq!(of(["None", "ItemCollectionSizeLimitExceeded"]), "refused");
+        assert_eq!(of(["None", "Unknown"]), "permanent");
+        let refused = classify_commit(cancelled(vec![reason("ValidationError"), reason("None")]), &keys);
+        assert_eq!(refused.to_string(), "DynamoDB refused TransactWriteItems for its items: ValidationError: Transaction cancelled");
     }
 
     #[test]
-    fn service_errors_are_classified_by_code_and_status() {
-        let verdict = |code, status| match classify("BatchGetItem", &service_error(code, status)) {
-            StoreError::Transient { .. } => "transient",
-            StoreError::Refused { .. } => "refused",
-            StoreError::Permanent { .. } => "permanent",
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(verdict("ThrottlingException", 400), "transient");
-        assert_eq!(verdict("ProvisionedThroughputExceededException", 400), "transient");
-        assert_eq!(verdict("InternalServerError", 500), "transient");
-        assert_eq!(verdict("SomethingNew", 503), "transient");
-        assert_eq!(verdict("ValidationException", 400), "refused");
-        assert_eq!(verdict("AccessDeniedException", 400), "permanent");
-        assert_eq!(verdict("ResourceNotFoundException", 400), "permanent");
-        assert!(StoreError::Transient { operation: "x", message: String::new() }.is_retryable());
-        assert!(classify("BatchGetItem", &service_error("ResourceNotFoundException", 400)).is_missing_table());
-        assert!(!classify("BatchGetItem", &service_error("AccessDeniedException", 400)).is_missing_table());
-        assert!(!StoreError::Refused { operation: "x", message: String::new() }.is_retryable());
+    fn a_condition_on_an_item_tally_does_not_own_is_corruption() {
+        let keys = [ItemKey { pk: "user#u1".into(), sk: "profile".into() }];
+        assert_eq!(verdict(&classify_commit(cancelled(vec![reason("ConditionalCheckFailed")]), &keys)), "corrupt");
     }
 }

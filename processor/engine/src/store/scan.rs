@@ -1,33 +1,182 @@
-//! Parallel scans of the whole table, for verify and backfill.
+//! Reading the table whole, for `tally verify`, `tally backfill` and `tally report`.
+//!
+//! Every item comes back decoded by whose it is, judged from its key as the engine judges
+//! records: tally's own items in domain types, the application's as the image the rules assess.
+//! Callers recompute and compare without knowing how anything is stored.
 
-use aws_sdk_dynamodb::Client as DynamoDbClient;
+use std::collections::HashMap;
 
+use aggregates::keys::{ENTITY_TYPE, GRADE_AVERAGE, PK, SK, UPDATED_AT};
+use aggregates::{AggregateKey, AggregateKind, KeyOwner};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::decode::ItemKey;
+use crate::plan::{Ledger, StoredAggregate};
+use crate::store::codec::{self, Writer, BACKFILL_RUN, WRITTEN_BY};
 use crate::store::error::{classify, SdkItem, StoreError};
+use crate::store::DynamoTable;
 
-/// Scans one segment of `total` (consistent reads), handing each page's items to `page`.
-pub async fn scan_segment(
-    client: &DynamoDbClient,
-    table: &str,
-    segment: u32,
-    total: u32,
-    mut page: impl FnMut(Vec<SdkItem>) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut start = None;
-    loop {
-        let output = client
+/// One item of the table, decoded by whose it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableItem {
+    /// The application's item, or one whose `pk` and `sk` are not both strings (the rules then
+    /// judge it, and find it unknown): its image, as the rules assess it.
+    Source { key: Option<ItemKey>, image: serde_dynamo::Item },
+    /// One of tally's aggregate items.
+    Aggregate {
+        key: AggregateKey,
+        stored: StoredAggregate,
+        /// The `gradeAverage` attribute's text as stored, if it is a number: readers see it,
+        /// so a drifted one is drift even when the sums agree.
+        grade_average: Option<String>,
+    },
+    /// A ledger.
+    Ledger(ScannedLedger),
+    /// tally's other bookkeeping (checkpoints, the backfill marker, partial sums), or a key in
+    /// the aggregates' space that names no aggregate: counted, nothing more.
+    Other,
+}
+
+/// A ledger as scanned, with what tells the stream's writes from backfill's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedLedger {
+    /// The source item it belongs to.
+    pub source: ItemKey,
+    pub ledger: Ledger,
+    /// Whether backfill wrote it last; a ledger without a writer is the stream's.
+    pub by_backfill: bool,
+    /// The segmented backfill run that last reset it.
+    pub backfill_run: Option<String>,
+    /// When it was last written (`updatedAt`, RFC 3339).
+    pub updated_at: Option<String>,
+}
+
+fn text<'a>(item: &'a SdkItem, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value),
+        _ => None,
+    }
+}
+
+/// Decodes one item; an item tally owns that does not have the shape tally writes is
+/// [`StoreError::Corrupt`].
+fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
+    let key = match (text(&item, PK), text(&item, SK)) {
+        (Some(pk), Some(sk)) => ItemKey { pk: pk.to_owned(), sk: sk.to_owned() },
+        _ => return Ok(TableItem::Source { key: None, image: item.into() }),
+    };
+    Ok(match KeyOwner::of(&key.pk, &key.sk) {
+        KeyOwner::Application => TableItem::Source { key: Some(key), image: item.into() },
+        KeyOwner::Aggregate => match AggregateKey::parse(&key.pk, &key.sk) {
+            Some(aggregate) => {
+                let stored = codec::decode_aggregate(&aggregate, &item)?;
+                let grade_average = match item.get(GRADE_AVERAGE) {
+                    Some(AttributeValue::N(text)) => Some(text.clone()),
+                    _ => None,
+                };
+                TableItem::Aggregate { key: aggregate, stored, grade_average }
+            }
+            None => TableItem::Other,
+        },
+        KeyOwner::Bookkeeping => match codec::source_of_ledger(&key) {
+            Some(source) => TableItem::Ledger(ScannedLedger {
+                ledger: codec::decode_ledger(&key, &item)?,
+                source,
+                by_backfill: text(&item, WRITTEN_BY) == Some(Writer::Backfill { run: None }.as_str()),
+                backfill_run: text(&item, BACKFILL_RUN).map(str::to_owned),
+                updated_at: text(&item, UPDATED_AT).map(str::to_owned),
+            }),
+            None => TableItem::Other,
+        },
+    })
+}
+
+impl DynamoTable {
+    /// Scans segment `segment` of `total` with consistent reads, handing each page's items,
+    /// decoded, to `page`. Segments of one table are disjoint and together cover it.
+    pub async fn scan_segment(&self, segment: u32, total: u32, mut page: impl FnMut(Vec<TableItem>)) -> Result<(), StoreError> {
+        let mut pages = self
+            .client()
             .scan()
-            .table_name(table)
+            .table_name(self.name())
             .consistent_read(true)
             .segment(segment as i32)
             .total_segments(total as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|err| classify("Scan", &err))?;
-        start = output.last_evaluated_key;
-        page(output.items.unwrap_or_default())?;
-        if start.is_none() {
-            return Ok(());
+            .into_paginator()
+            .send();
+        while let Some(output) = pages.next().await {
+            let output = output.map_err(|err| classify("Scan", err))?;
+            page(output.items.unwrap_or_default().into_iter().map(read_item).collect::<Result<_, _>>()?);
         }
+        Ok(())
+    }
+
+    /// Reads items by key (consistently) and decodes them as a scan does: for what a scan of one
+    /// segment could not see, such as the items of another segment. Absent items are absent.
+    pub async fn read_decoded(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, TableItem>, StoreError> {
+        self.read_items(keys).await?.into_iter().map(|(key, item)| Ok((key, read_item(item)?))).collect()
+    }
+
+    /// Every aggregate of the given kinds (eventually consistent: for a display, not a
+    /// recompute).
+    pub async fn scan_aggregates(&self, kinds: &[AggregateKind]) -> Result<Vec<(AggregateKey, StoredAggregate)>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..kinds.len()).map(|index| format!(":kind{index}")).collect();
+        let mut scan = self
+            .client()
+            .scan()
+            .table_name(self.name())
+            .filter_expression(format!("#type IN ({})", placeholders.join(", ")))
+            .expression_attribute_names("#type", ENTITY_TYPE);
+        for (placeholder, kind) in placeholders.iter().zip(kinds) {
+            scan = scan.expression_attribute_values(placeholder, AttributeValue::S(kind.entity_type().to_owned()));
+        }
+        let mut items = scan.into_paginator().items().send();
+        let mut found = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|err| classify("Scan", err))?;
+            let (Some(pk), Some(sk)) = (text(&item, PK), text(&item, SK)) else { continue };
+            let Some(key) = AggregateKey::parse(pk, sk) else { continue };
+            let stored = codec::decode_aggregate(&key, &item)?;
+            found.push((key, stored));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> SdkItem {
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
+    }
+
+    fn s(value: &str) -> AttributeValue {
+        AttributeValue::S(value.to_owned())
+    }
+
+    #[test]
+    fn items_are_told_apart_by_their_keys() {
+        let enrollment = item(&[("pk", s("course#c1")), ("sk", s("student#s1")), ("entityType", s("student"))]);
+        assert!(matches!(read_item(enrollment).unwrap(), TableItem::Source { key: Some(_), .. }));
+        assert!(matches!(read_item(item(&[("pk", AttributeValue::N("1".into()))])).unwrap(), TableItem::Source { key: None, .. }));
+        let course = item(&[("pk", s("course#c1")), ("sk", s("stats")), ("gradeAverage", AttributeValue::N("91.50".into()))]);
+        match read_item(course).unwrap() {
+            TableItem::Aggregate { key, grade_average, .. } => {
+                assert_eq!((key, grade_average.as_deref()), (AggregateKey::Course { course_id: "c1".into() }, Some("91.50")));
+            }
+            other => panic!("expected an aggregate, got {other:?}"),
+        }
+        assert_eq!(read_item(item(&[("pk", s("stats#university")), ("sk", s("anything"))])).unwrap(), TableItem::Other);
+        assert_eq!(read_item(item(&[("pk", s("tally#backfill")), ("sk", s("in-progress"))])).unwrap(), TableItem::Other);
+    }
+
+    #[test]
+    fn a_corrupt_ledger_fails_the_scan() {
+        let ledger = item(&[("pk", s("tally#ledger#course#c1")), ("sk", s("student#s1"))]);
+        assert!(matches!(read_item(ledger), Err(StoreError::Corrupt { .. })));
     }
 }

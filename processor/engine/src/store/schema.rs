@@ -8,9 +8,10 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
-use aws_sdk_dynamodb::Client as DynamoDbClient;
 
-use crate::store::error::{classify, StoreError};
+use crate::retry::RetryBudget;
+use crate::store::error::{classify, Failure, StoreError};
+use crate::store::DynamoTable;
 
 pub const STUDENT_INDEX: &str = "studentID-index";
 pub const ENTITY_DATE_INDEX: &str = "entityType-courseDate-index";
@@ -43,7 +44,8 @@ fn index(name: &str, keys: Vec<KeySchemaElement>) -> GlobalSecondaryIndex {
 
 /// Creates the table (keys, both GSIs, on-demand, stream NEW_AND_OLD_IMAGES, TTL on `ttl`) unless
 /// it exists, and waits until it is ACTIVE. Safe to run again.
-pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created, StoreError> {
+pub async fn create_table(table: &DynamoTable) -> Result<Created, StoreError> {
+    let (client, name) = (table.client(), table.name());
     let created = match client
         .create_table()
         .table_name(name)
@@ -70,9 +72,9 @@ pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created
     {
         Ok(_) => Created::New,
         Err(err) if err.as_service_error().is_some_and(|err| err.is_resource_in_use_exception()) => Created::Existing,
-        Err(err) => return Err(classify("CreateTable", &err)),
+        Err(err) => return Err(classify("CreateTable", err)),
     };
-    wait_active(client, name).await?;
+    wait_active(table).await?;
     if created == Created::New {
         client
             .update_time_to_live()
@@ -82,7 +84,7 @@ pub async fn create_table(client: &DynamoDbClient, name: &str) -> Result<Created
             )
             .send()
             .await
-            .map_err(|err| classify("UpdateTimeToLive", &err))?;
+            .map_err(|err| classify("UpdateTimeToLive", err))?;
     }
     Ok(created)
 }
@@ -98,29 +100,37 @@ pub enum Recovery {
 /// Turns on point-in-time recovery (SPEC: PITR on); a no-op where it already is. Just after
 /// `CreateTable` the service may answer that backups are not available yet: that is retried for
 /// up to a minute.
-pub async fn enable_point_in_time_recovery(client: &DynamoDbClient, name: &str) -> Result<Recovery, StoreError> {
+pub async fn enable_point_in_time_recovery(table: &DynamoTable) -> Result<Recovery, StoreError> {
+    const OPERATION: &str = "UpdateContinuousBackups";
     let specification = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("enabled is set");
-    for _ in 0..60 {
-        match client.update_continuous_backups().table_name(name).point_in_time_recovery_specification(specification.clone()).send().await {
+    let mut budget = RetryBudget::within(Duration::from_secs(60));
+    loop {
+        let request = table.client().update_continuous_backups().table_name(table.name());
+        match request.point_in_time_recovery_specification(specification.clone()).send().await {
             Ok(_) => return Ok(Recovery::Enabled),
             Err(err) if err.code() == Some("UnknownOperationException") => return Ok(Recovery::Unsupported),
-            Err(err) if err.code() == Some("ContinuousBackupsUnavailableException") => tokio::time::sleep(Duration::from_secs(1)).await,
-            Err(err) => return Err(classify("UpdateContinuousBackups", &err)),
+            Err(err) if err.code() == Some("ContinuousBackupsUnavailableException") => {
+                if budget.pause().await.is_err() {
+                    let message = format!("backups of `{}` stayed unavailable for a minute", table.name());
+                    return Err(StoreError::Transient(Failure::new(OPERATION, message)));
+                }
+            }
+            Err(err) => return Err(classify(OPERATION, err)),
         }
     }
-    Err(StoreError::Transient {
-        operation: "UpdateContinuousBackups",
-        message: format!("backups of `{name}` stayed unavailable for a minute"),
-    })
 }
 
-async fn wait_active(client: &DynamoDbClient, name: &str) -> Result<(), StoreError> {
-    for _ in 0..600 {
-        let table = client.describe_table().table_name(name).send().await.map_err(|err| classify("DescribeTable", &err))?;
-        if table.table().and_then(|table| table.table_status()) == Some(&TableStatus::Active) {
+async fn wait_active(table: &DynamoTable) -> Result<(), StoreError> {
+    let mut budget = RetryBudget::within(Duration::from_secs(300));
+    loop {
+        let described =
+            table.client().describe_table().table_name(table.name()).send().await.map_err(|err| classify("DescribeTable", err))?;
+        if described.table().and_then(|described| described.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if budget.pause().await.is_err() {
+            let message = format!("table `{}` did not become ACTIVE within 5 minutes", table.name());
+            return Err(StoreError::Transient(Failure::new("DescribeTable", message)));
+        }
     }
-    Err(StoreError::Transient { operation: "DescribeTable", message: format!("table `{name}` did not become ACTIVE within 5 minutes") })
 }

@@ -4,8 +4,6 @@
 //! `aws_lambda_events` records so that `tally consume` and `tally redrive` feed the engine exactly
 //! what the Lambda gets.
 
-pub mod checkpoint;
-
 use aws_lambda_events::event::dynamodb::{EventRecord, StreamRecord, UserIdentity};
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};

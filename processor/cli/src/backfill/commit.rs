@@ -1,0 +1,176 @@
+//! Backfill's writes: each conditioned on the item as scanned, and retried while DynamoDB is
+//! busy. The rule for what a failed condition means lives here.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::progress::Progress;
+use tally_engine::decode::ItemKey;
+use tally_engine::plan::{first_version, AggregateWrite, LedgerWrite, MAX_TRANSACTION_ACTIONS};
+use tally_engine::retry::RetryBudget;
+use tally_engine::store::codec::ledger_key;
+use tally_engine::store::{Commit, Current, StoreError, Table, Writer};
+
+/// Items per commit: the most one DynamoDB transaction takes.
+const CHUNK: usize = MAX_TRANSACTION_ACTIONS;
+/// How long one write keeps retrying transient failures.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Commits one chunk of backfill's writes, each conditioned on the item as scanned.
+///
+/// A ledger that has disappeared since the scan was deleted by TTL (ledgers expire 48 h after
+/// their last write, lazily): that is a legitimate state, so its reset is written as a new ledger.
+/// Any other changed item means a writer raced backfill, and the chunk is refused.
+pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<()> {
+    let mut budget = RetryBudget::within(RETRY_FOR);
+    let mut ledgers = Cow::Borrowed(commit.ledgers);
+    loop {
+        let attempt = Commit { ledgers: &ledgers, ..commit };
+        let changed = match retrying(&mut budget, || table.commit(attempt)).await? {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Changed(changed)) => changed,
+            Err(err) => return Err(err.into()),
+        };
+        let expired: HashSet<&ItemKey> = changed
+            .iter()
+            .filter_map(|current| match current {
+                Current::Ledger { source, ledger: None } => Some(source),
+                _ => None,
+            })
+            .collect();
+        let raced: Vec<&Current> = changed.iter().filter(|current| !matches!(current, Current::Ledger { ledger: None, .. })).collect();
+        let recreate = |write: &LedgerWrite| write.expected_version.is_some() && expired.contains(&write.item);
+        if raced.is_empty() && ledgers.iter().any(recreate) {
+            for write in ledgers.to_mut().iter_mut().filter(|write| recreate(write)) {
+                write.expected_version = None;
+                write.ledger.version = first_version();
+            }
+            continue;
+        }
+        let keys: Vec<String> = raced.into_iter().map(describe).collect();
+        bail!(
+            "{} item(s) changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
+             Pause the event source mapping and run backfill again",
+            keys.len(),
+            keys.join(", ")
+        );
+    }
+}
+
+/// The changed item's table key, as an operator would look it up.
+fn describe(current: &Current) -> String {
+    let (pk, sk) = match current {
+        Current::Ledger { source, .. } => {
+            let key = ledger_key(source);
+            (key.pk, key.sk)
+        }
+        Current::Aggregate { key, .. } => (key.pk(), key.sk()),
+    };
+    format!("pk=`{pk}` sk=`{sk}`")
+}
+
+/// Writes recomputed aggregates a chunk at a time, with progress unless `quiet`.
+pub async fn write_aggregates<T: Table>(table: &T, aggregates: &[AggregateWrite], quiet: bool) -> anyhow::Result<()> {
+    let progress = Progress::new(aggregates.len() as u64, "writes", quiet);
+    for chunk in aggregates.chunks(CHUNK) {
+        commit(table, Commit { ledgers: &[], aggregates: chunk, writer: Writer::Backfill { run: None } }).await?;
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Writes ledger resets a chunk at a time, recorded as `writer`'s.
+pub async fn write_ledgers<T: Table>(table: &T, ledgers: &[LedgerWrite], writer: Writer<'_>) -> anyhow::Result<()> {
+    for chunk in ledgers.chunks(CHUNK) {
+        commit(table, Commit { ledgers: chunk, aggregates: &[], writer }).await?;
+    }
+    Ok(())
+}
+
+/// Runs a write of backfill's bookkeeping (the marks, partial sums) until it lands, retrying
+/// transient failures for up to two minutes. The writes are whole items, so a retry after a
+/// lost answer rewrites the same item.
+pub async fn retried<T, Fut>(attempt: impl FnMut() -> Fut) -> anyhow::Result<T>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    Ok(retrying(&mut RetryBudget::within(RETRY_FOR), attempt).await??)
+}
+
+/// Runs `attempt` until it succeeds or fails other than transiently, and hands back that outcome;
+/// an error once `budget` has no time left for another try.
+async fn retrying<T, Fut>(budget: &mut RetryBudget, mut attempt: impl FnMut() -> Fut) -> anyhow::Result<Result<T, StoreError>>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        match attempt().await {
+            Err(err @ StoreError::Transient(_)) => budget.pause().await.with_context(|| format!("giving up after retries: {err}"))?,
+            outcome => return Ok(outcome),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::Deltas;
+    use tally_engine::plan::Ledger;
+    use tally_engine::sequence::SequenceNumber;
+    use tally_engine::store::MemoryTable;
+
+    use super::*;
+
+    fn item() -> ItemKey {
+        ItemKey { pk: "course#c1".into(), sk: "student#s1".into() }
+    }
+
+    /// The ledger the stream leaves, at a fresh version.
+    fn streamed() -> LedgerWrite {
+        let ledger = Ledger { version: first_version(), sequence: SequenceNumber::zero(), contribution: Deltas::new(), assumed: None };
+        LedgerWrite { item: item(), expected_version: None, ledger }
+    }
+
+    /// Backfill's reset of `scanned`, conditioned on its version.
+    fn reset(scanned: &Ledger) -> LedgerWrite {
+        LedgerWrite {
+            item: item(),
+            expected_version: Some(scanned.version),
+            ledger: Ledger { version: scanned.version + 1, ..scanned.clone() },
+        }
+    }
+
+    async fn write(table: &MemoryTable, write: &LedgerWrite, writer: Writer<'_>) -> anyhow::Result<()> {
+        commit(table, Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer }).await
+    }
+
+    async fn ledger(table: &MemoryTable) -> Option<Ledger> {
+        table.read(&[item()], &[]).await.expect("the table reads").ledgers.remove(&item())
+    }
+
+    #[tokio::test]
+    async fn a_ledger_ttl_deleted_since_the_scan_is_written_as_a_new_incarnation() {
+        let table = MemoryTable::new();
+        let scanned = streamed();
+        write(&table, &scanned, Writer::Stream).await.unwrap();
+        table.delete_item(&ledger_key(&item())).expect("the ledger was there");
+        write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.expect("a ledger TTL deleted is not a race");
+        let written = ledger(&table).await.expect("written anew");
+        assert!(![scanned.ledger.version, scanned.ledger.version + 1].contains(&written.version), "at a version of its own");
+    }
+
+    #[tokio::test]
+    async fn a_ledger_that_moved_on_refuses_the_chunk_naming_it() {
+        let table = MemoryTable::new();
+        let scanned = streamed();
+        write(&table, &scanned, Writer::Stream).await.unwrap();
+        write(&table, &reset(&scanned.ledger), Writer::Stream).await.unwrap();
+        let err = write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.unwrap_err().to_string();
+        assert!(err.starts_with("1 item(s) changed while backfill ran"), "{err}");
+        assert!(err.contains("pk=`tally#ledger#course#c1` sk=`student#s1`"), "{err}");
+    }
+}

@@ -1,0 +1,57 @@
+//! What backfill needs besides its scan before it plans its writes: a quiet stream processor,
+//! and, in a segmented run, the ledgers and items that live in other slices.
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
+
+use super::Opts;
+use crate::audit::{emptied, needs_ledger, Audit};
+use crate::Common;
+use tally_engine::decode::ItemKey;
+use tally_engine::plan::LedgerWrite;
+use tally_engine::store::scan::TableItem;
+use tally_engine::store::{DynamoTable, Table};
+
+/// Refuses to run while the stream processor wrote within the quiet period, unless forced.
+pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()> {
+    let Some(latest) = &audit.latest_ledger_write else { return Ok(()) };
+    let age = DateTime::parse_from_rfc3339(latest).map(|at| Utc::now().signed_duration_since(at)).ok();
+    if !opts.force && !opts.dry_run && age.is_none_or(|age| age.num_seconds() < opts.quiet_period as i64) {
+        bail!(
+            "the stream processor wrote to `{}` at {latest}, within the last {} s: a backfill racing it can lose its updates. \
+             Disable the event source mapping (aws lambda update-event-source-mapping --uuid UUID --no-enabled), \
+             wait for in-flight batches, run backfill, then enable it again; or pass --force",
+            common.table,
+            opts.quiet_period
+        );
+    }
+    Ok(())
+}
+
+/// A ledger's key (`tally#ledger#{pk}`) hashes to another scan segment than its item, so a slice
+/// sees few of its own items' ledgers: the rest are read by key, or their reset would expect them
+/// absent and fail.
+pub async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> anyhow::Result<()> {
+    let items: Vec<ItemKey> = audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).cloned().collect();
+    let found = table.read(&items, &[]).await.context("reading the ledgers of this slice's items")?;
+    audit.ledgers.extend(found.ledgers);
+    Ok(())
+}
+
+/// Ledgers this slice scanned whose item it did not count. The item may be another slice's, so it
+/// is read: gone (or no longer counting) means the ledger now holds nothing. Ledgers another
+/// worker of this run has reset are left alone: their item was counted in that worker's slice.
+pub async fn orphans_of_slice(table: &DynamoTable, audit: &Audit, run: &str) -> anyhow::Result<Vec<LedgerWrite>> {
+    let orphans = audit.orphan_ledgers(Some(run));
+    let keys: Vec<ItemKey> = orphans.iter().map(|(item, _)| (*item).clone()).collect();
+    let found = table.read_decoded(&keys).await.context("reading the items of orphaned ledgers")?;
+    Ok(orphans
+        .into_iter()
+        .filter(|(item, _)| match found.get(*item) {
+            Some(TableItem::Source { image, .. }) => !needs_ledger(&aggregates::assess(Some(image))),
+            // Gone. (A ledger's item has an application key, so whatever is there reads as a source.)
+            _ => true,
+        })
+        .map(|(item, ledger)| emptied(item, ledger))
+        .collect())
+}

@@ -1,0 +1,216 @@
+//! [`Table`] over the AWS SDK: `BatchGetItem` for reads, `TransactWriteItems` for commits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aggregates::keys::{PK, SK};
+use aggregates::AggregateKey;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client as DynamoDbClient;
+use chrono::Utc;
+
+use crate::decode::ItemKey;
+use crate::retry::RetryBudget;
+use crate::store::codec::{self, ConditionalPut, Expect};
+use crate::store::error::{self, Failure, SdkItem, StoreError};
+use crate::store::{capacity, Commit, Found, Table, Usage};
+
+/// Most keys one `BatchGetItem` takes.
+const MAX_BATCH_GET_KEYS: usize = 100;
+/// `BatchGetItem` may leave keys unprocessed under load: asked again after the retry policy's
+/// backoff, this many times, before the caller's own loop takes over.
+const MAX_UNPROCESSED_ROUNDS: usize = 5;
+
+/// [`Table`] over the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct DynamoTable {
+    client: DynamoDbClient,
+    name: String,
+    meter: Arc<Meter>,
+}
+
+#[derive(Debug, Default)]
+struct Meter {
+    requests: AtomicU64,
+    /// Capacity units × 1000, so that half units add up exactly in an integer.
+    read_milli_units: AtomicU64,
+    write_milli_units: AtomicU64,
+    estimated_read_units: AtomicU64,
+    estimated_write_units: AtomicU64,
+}
+
+impl Meter {
+    fn record(&self, consumed: &[ConsumedCapacity], write: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let units: f64 = consumed.iter().filter_map(ConsumedCapacity::capacity_units).sum();
+        let counter = if write { &self.write_milli_units } else { &self.read_milli_units };
+        counter.fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+    }
+}
+
+impl DynamoTable {
+    pub fn new(client: DynamoDbClient, name: impl Into<String>) -> Self {
+        DynamoTable { client, name: name.into(), meter: Arc::default() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &DynamoDbClient {
+        &self.client
+    }
+
+    /// The table's current stream ARN, from `DescribeTable`; `None` when no stream is enabled.
+    pub async fn latest_stream_arn(&self) -> Result<Option<String>, StoreError> {
+        let output =
+            self.client.describe_table().table_name(&self.name).send().await.map_err(|err| error::classify("DescribeTable", err))?;
+        Ok(output.table.and_then(|table| table.latest_stream_arn))
+    }
+
+    /// Reads whole items by key, with strong consistency; absent items are absent from the result.
+    pub async fn read_items(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, SdkItem>, StoreError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_BATCH_GET_KEYS) {
+            self.read_chunk(chunk, &mut found).await?;
+        }
+        let units: u64 = keys.iter().map(|key| capacity::consistent_read_units(found.get(key))).sum();
+        self.meter.estimated_read_units.fetch_add(units, Ordering::Relaxed);
+        Ok(found)
+    }
+
+    /// Writes every put or none: each only if its item is still as expected.
+    pub(crate) async fn commit_puts(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
+        let items = puts
+            .iter()
+            .map(|put| {
+                let builder = Put::builder()
+                    .table_name(&self.name)
+                    .set_item(Some(put.item.clone()))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                let builder = match &put.expect {
+                    Expect::Anything => builder,
+                    Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
+                    Expect::Missing { attribute } => builder
+                        .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#attr", *attribute),
+                    Expect::Equals { attribute, value } => builder
+                        .condition_expression("#attr = :expected")
+                        .expression_attribute_names("#attr", *attribute)
+                        .expression_attribute_values(":expected", value.clone()),
+                };
+                builder
+                    .build()
+                    .map(|put| TransactWriteItem::builder().put(put).build())
+                    .map_err(|err| StoreError::Permanent(Failure::new("TransactWriteItems", err.to_string())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // A fresh token per commit: the SDK's own retry of this request is then idempotent on
+        // the service, and a re-planned commit is never mistaken for this one.
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.meter.record(output.consumed_capacity(), true);
+                let units: u64 = puts.iter().map(|put| capacity::transactional_write_units(&put.item)).sum();
+                self.meter.estimated_write_units.fetch_add(units, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => {
+                self.meter.record(&[], true);
+                let keys: Vec<ItemKey> = puts.iter().map(|put| put.key.clone()).collect();
+                Err(error::classify_commit(err, &keys))
+            }
+        }
+    }
+
+    fn key_attributes(key: &ItemKey) -> SdkItem {
+        [(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))].into()
+    }
+
+    fn item_key(item: &SdkItem) -> Option<ItemKey> {
+        match (item.get(PK), item.get(SK)) {
+            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some(ItemKey { pk: pk.clone(), sk: sk.clone() }),
+            _ => None,
+        }
+    }
+
+    async fn read_chunk(&self, keys: &[ItemKey], found: &mut HashMap<ItemKey, SdkItem>) -> Result<(), StoreError> {
+        let mut request = KeysAndAttributes::builder()
+            .set_keys(Some(keys.iter().map(Self::key_attributes).collect()))
+            .consistent_read(true)
+            .build()
+            .map_err(|err| StoreError::Permanent(Failure::new("BatchGetItem", err.to_string())))?;
+        let mut backoff = RetryBudget::unbounded();
+        for round in 0..MAX_UNPROCESSED_ROUNDS {
+            if round > 0 {
+                backoff.pause().await.map_err(|err| StoreError::Transient(Failure::new("BatchGetItem", err.to_string())))?;
+            }
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.name, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|err| error::classify("BatchGetItem", err))?;
+            self.meter.record(output.consumed_capacity(), false);
+            for item in output.responses.unwrap_or_default().remove(&self.name).unwrap_or_default() {
+                if let Some(key) = Self::item_key(&item) {
+                    found.insert(key, item);
+                }
+            }
+            match output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(&self.name)) {
+                Some(rest) if !rest.keys().is_empty() => request = rest,
+                _ => return Ok(()),
+            }
+        }
+        Err(StoreError::Transient(Failure::new("BatchGetItem", "keys left unprocessed after repeated requests")))
+    }
+}
+
+impl Table for DynamoTable {
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        let ledger_keys: Vec<ItemKey> = sources.iter().map(codec::ledger_key).collect();
+        let aggregate_keys: Vec<ItemKey> = aggregates.iter().map(codec::aggregate_key).collect();
+        let keys: Vec<ItemKey> = ledger_keys.iter().chain(&aggregate_keys).cloned().collect();
+        let mut items = self.read_items(&keys).await?;
+        let mut found = Found::default();
+        for (source, key) in sources.iter().zip(&ledger_keys) {
+            if let Some(item) = items.remove(key) {
+                found.ledgers.insert(source.clone(), codec::decode_ledger(key, &item)?);
+            }
+        }
+        for (aggregate, key) in aggregates.iter().zip(&aggregate_keys) {
+            if let Some(item) = items.remove(key) {
+                found.aggregates.insert(aggregate.clone(), codec::decode_aggregate(aggregate, &item)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        self.commit_puts(&codec::encode_commit(commit, Utc::now())).await
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            requests: self.meter.requests.load(Ordering::Relaxed),
+            read_units: self.meter.read_milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
+            write_units: self.meter.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
+            estimated_read_units: self.meter.estimated_read_units.load(Ordering::Relaxed),
+            estimated_write_units: self.meter.estimated_write_units.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! [`Table`] in memory, for engine tests that need no server.
+//!
+//! Items are kept as the attributes [`codec`] writes, and each commit's conditions are evaluated
+//! on them as DynamoDB evaluates the ones [`DynamoTable`](super::DynamoTable) sends: all hold or
+//! nothing is written, and each failed condition is reported with the item's current state. What
+//! the network adds (throttling, an answer lost after the write landed, a refusal, latency) is
+//! scripted with [`Fault`]s, so a test decides exactly when each happens.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use aggregates::AggregateKey;
+use chrono::Utc;
+
+use crate::decode::ItemKey;
+use crate::store::codec::{self, ConditionalPut, Expect};
+use crate::store::error::{Failure, SdkItem, StoreError};
+use crate::store::{capacity, Commit, Found, Table, Usage};
+
+/// What the next scripted call does instead of, or besides, its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails with a transient error; nothing is written.
+    Throttle,
+    /// The commit lands, then its answer is lost: a transient error.
+    LoseAnswer,
+    /// Fails as DynamoDB does on a value or key it cannot store; nothing is written.
+    Refuse,
+    /// Fails for good (a missing table, denied permissions); nothing is written.
+    Reject,
+}
+
+/// Which calls a scripted fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    Commit,
+}
+
+/// An in-memory table with DynamoDB's conditional-write semantics.
+#[derive(Debug, Default)]
+pub struct MemoryTable {
+    state: Mutex<State>,
+    latency: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: HashMap<ItemKey, SdkItem>,
+    faults: VecDeque<(Call, Fault)>,
+    /// Keys every read and commit that touches them is refused for, as DynamoDB refuses a key
+    /// or value it cannot store.
+    refused: HashSet<ItemKey>,
+    usage: Usage,
+}
+
+impl MemoryTable {
+    pub fn new() -> Self {
+        MemoryTable::default()
+    }
+
+    /// Every call takes `latency` (of `tokio::time`, so a paused clock makes it free).
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Queues `fault` for the next call of kind `call` that no earlier fault is queued for.
+    pub fn inject(&self, call: Call, fault: Fault) {
+        self.state().faults.push_back((call, fault));
+    }
+
+    /// Refuses, for good, every read and commit that touches `key`.
+    pub fn refuse(&self, key: ItemKey) {
+        self.state().refused.insert(key);
+    }
+
+    /// Faults queued and not yet met.
+    pub fn pending_faults(&self) -> usize {
+        self.state().faults.len()
+    }
+
+    /// A copy of every item, by key.
+    pub fn items(&self) -> HashMap<ItemKey, SdkItem> {
+        self.state().items.clone()
+    }
+
+    /// Writes `item` as another writer would, bypassing every condition.
+    pub fn put_item(&self, key: ItemKey, item: SdkItem) {
+        self.state().items.insert(key, item);
+    }
+
+    /// Deletes an item as TTL would.
+    pub fn delete_item(&self, key: &ItemKey) -> Option<SdkItem> {
+        self.state().items.remove(key)
+    }
+
+    /// The aggregates held, decoded.
+    pub fn aggregates(&self) -> Result<HashMap<AggregateKey, aggregates::AggregateValues>, StoreError> {
+        let state = self.state();
+        let mut found = HashMap::new();
+        for (key, item) in &state.items {
+            if let Some(aggregate) = AggregateKey::parse(&key.pk, &key.sk) {
+                let stored = codec::decode_aggregate(&aggregate, item)?;
+                found.insert(aggregate, stored.values);
+            }
+        }
+        Ok(found)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock has failed already; its state is still readable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take_fault(&self, call: Call) -> Option<Fault> {
+        let mut state = self.state();
+        let position = state.faults.iter().position(|(queued, _)| *queued == call)?;
+        state.faults.remove(position).map(|(_, fault)| fault)
+    }
+
+    fn apply(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.usage.requests += 1;
+        if puts.iter().any(|put| state.refused.contains(&put.key)) {
+            return Err(failure(Fault::Refuse, "TransactWriteItems"));
+        }
+        let mut changed = Vec::new();
+        for put in puts {
+            let current = state.items.get(&put.key);
+            if !holds(&put.expect, current) {
+                changed.push(codec::current(&put.key, current)?);
+            }
+        }
+        if !changed.is_empty() {
+            return Err(StoreError::Changed(changed));
+        }
+        for put in puts {
+            state.usage.estimated_write_units += capacity::transactional_write_units(&put.item);
+            state.items.insert(put.key.clone(), put.item.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Whether a condition holds for the item as it is (`None`: absent), as DynamoDB evaluates the
+/// expressions [`DynamoTable`](super::DynamoTable) builds from it.
+fn holds(expect: &Expect, current: Option<&SdkItem>) -> bool {
+    match (expect, current) {
+        (Expect::Anything, _) => true,
+        (Expect::Absent, current) => current.is_none(),
+        (Expect::Missing { attribute }, Some(item)) => !item.contains_key(*attribute),
+        (Expect::Equals { attribute, value }, Some(item)) => item.get(*attribute) == Some(value),
+        (Expect::Missing { .. } | Expect::Equals { .. }, None) => false,
+    }
+}
+
+fn failure(fault: Fault, operation: &'static str) -> StoreError {
+    let failure = |message: &str| Failure::new(operation, format!("injected: {message}"));
+    match fault {
+        Fault::Throttle => StoreError::Transient(failure("throttled")),
+        Fault::LoseAnswer => StoreError::Transient(failure("answer lost after the write")),
+        Fault::Refuse => StoreError::Refused(failure("ValidationException")),
+        Fault::Reject => StoreError::Permanent(failure("ResourceNotFoundException")),
+    }
+}
+
+impl Table for MemoryTable {
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        tokio::time::sleep(self.latency).await;
+        if let Some(fault) = self.take_fault(Call::Read) {
+            self.state().usage.requests += 1;
+            return Err(failure(fault, "BatchGetItem"));
+        }
+        let mut state = self.state();
+        state.usage.requests += (sources.len() + aggregates.len()).div_ceil(100) as u64;
+        let keys = sources.iter().map(codec::ledger_key).chain(aggregates.iter().map(codec::aggregate_key));
+        if keys.into_iter().any(|key| state.refused.contains(&key)) {
+            return Err(failure(Fault::Refuse, "BatchGetItem"));
+        }
+        let mut found = Found::default();
+        let mut units = 0;
+        for source in sources {
+            let key = codec::ledger_key(source);
+            let item = state.items.get(&key);
+            units += capacity::consistent_read_units(item);
+            if let Some(item) = item {
+                found.ledgers.insert(source.clone(), codec::decode_ledger(&key, item)?);
+            }
+        }
+        for aggregate in aggregates {
+            let key = codec::aggregate_key(aggregate);
+            let item = state.items.get(&key);
+            units += capacity::consistent_read_units(item);
+            if let Some(item) = item {
+                found.aggregates.insert(aggregate.clone(), codec::decode_aggregate(aggregate, item)?);
+            }
+        }
+        state.usage.estimated_read_units += units;
+        Ok(found)
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        tokio::time::sleep(self.latency).await;
+        let puts = codec::encode_commit(commit, Utc::now());
+        match self.take_fault(Call::Commit) {
+            None => self.apply(&puts),
+            Some(Fault::LoseAnswer) => {
+                self.apply(&puts)?;
+                Err(failure(Fault::LoseAnswer, "TransactWriteItems"))
+            }
+            Some(fault) => {
+                self.state().usage.requests += 1;
+                Err(failure(fault, "TransactWriteItems"))
+            }
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.state().usage
+    }
+}
+
+/// A shared handle, for several engines over one table: concurrent invocations, two writers.
+impl Table for std::sync::Arc<MemoryTable> {
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        <MemoryTable as Table>::read(self, sources, aggregates).await
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        <MemoryTable as Table>::commit(self, commit).await
+    }
+
+    fn usage(&self) -> Usage {
+        <MemoryTable as Table>::usage(self)
+    }
+}
