@@ -16,6 +16,7 @@ pub mod deltas;
 pub mod keys;
 pub mod number;
 pub mod recompute;
+pub mod rules;
 pub mod source;
 
 pub use deltas::{assess, contribution, Assessment, Deltas};
