@@ -1,7 +1,8 @@
 //! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
 //!
 //! One module per command; [`consumer`] and [`failure_queue`] bring records to the engine
-//! outside Lambda (`tally consume`, `tally redrive`); [`audit`] compares the table with a recompute.
+//! outside Lambda (`tally consume`, `tally redrive`); [`audit`] compares the table with a recompute;
+//! [`rules`] checks and explains a rules file (`tally rules`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod redrive;
 pub mod replay;
 pub mod report;
+pub mod rules;
 mod scan;
 pub mod seed;
 pub mod verify;
@@ -50,6 +52,11 @@ pub struct Common {
     /// Print one machine-readable JSON summary on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Rules file (TOML, as aggregates/rules/university.toml) for `tally rules`; without it,
+    /// the university rules built into tally. The other commands apply the built-in rules only,
+    /// and refuse to run when given a rules file rather than apply other rules than it says.
+    #[arg(long, global = true, env = "TALLY_RULES", value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +78,9 @@ pub enum Command {
     Redrive(redrive::Opts),
     /// Show the top courses by enrollment with grade averages, and the daily totals.
     Report(report::Opts),
+    /// Check a rules file, explain what it makes of an item image, or derive the stream filter
+    /// from it; writes nothing and needs no table.
+    Rules(rules::Opts),
 }
 
 impl Common {
@@ -87,6 +97,13 @@ impl Common {
 
 /// Runs a command; the exit code follows `verify`'s convention: 0 ok, 1 drift, 2 error.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if let (Some(file), false) = (&cli.common.rules, matches!(cli.command, Command::Rules(_))) {
+        anyhow::bail!(
+            "this command applies the university rules built into tally; only `tally rules` reads a rules file so far \
+             (given {}, by --rules or TALLY_RULES): unset it to run this command",
+            file.display()
+        );
+    }
     match cli.command {
         Command::Init(opts) => init::cmd(&cli.common, opts).await,
         Command::Replay(opts) => replay::cmd(&cli.common, opts).await,
@@ -96,5 +113,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Consume(opts) => consume::cmd(&cli.common, opts).await,
         Command::Redrive(opts) => redrive::cmd(&cli.common, opts).await,
         Command::Report(opts) => report::cmd(&cli.common, opts).await,
+        Command::Rules(opts) => rules::cmd(&cli.common, opts),
     }
 }

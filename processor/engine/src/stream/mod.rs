@@ -82,7 +82,8 @@ impl StreamReader {
         &self.arn
     }
 
-    /// Every shard of the stream, open and closed.
+    /// Every shard of the stream, open and closed. Paged by hand: the Streams SDK generates no
+    /// paginator for `DescribeStream`.
     pub async fn shards(&self) -> Result<Vec<Shard>, StreamError> {
         let mut shards = Vec::new();
         let mut start = None;

@@ -1,0 +1,171 @@
+//! `tally rules`: work with a rules file (`aggregates::rules`) before deploying it: check it,
+//! see what it makes of one item image, and derive the event source mapping's filter from it.
+//!
+//! Every subcommand takes the rules file as its first positional argument, else the global
+//! `--rules` / `TALLY_RULES`, else the university rules compiled into tally. A file that does
+//! not load prints each of its problems as `FILE:line:col: message`, one per line on stderr,
+//! the way compilers do (editors jump to them), and exits 2.
+
+mod check;
+mod explain;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aggregates::rules::{Position, Problem, RuleError, Rules, RulesErrors, UNIVERSITY_SOURCE};
+use clap::{Args, Subcommand};
+
+use crate::Common;
+
+#[derive(Debug, Args)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "kebab-case")]
+pub enum RulesCommand {
+    /// Load a rules file and summarise its entities, aggregates and fields; a file that does not
+    /// load gets every problem as `FILE:line:col: message` and exit 2.
+    Check(check::Opts),
+    /// Show what the rules make of one item image (DynamoDB JSON): its entity, whether it is
+    /// valid (the rejection reason and message), and what it adds to which aggregate items.
+    #[command(allow_missing_positional = true)]
+    Explain(explain::Opts),
+    /// Print the event source mapping's `FilterCriteria` (JSON) for the rules: what keeps
+    /// tally's own writes from invoking the function.
+    Filter(FilterOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct FilterOpts {
+    /// Rules file (TOML); defaults to --rules / TALLY_RULES, else the embedded university rules.
+    pub file: Option<PathBuf>,
+}
+
+/// Where the rules came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file, as named on the command line or in `TALLY_RULES`.
+    File(PathBuf),
+    /// [`Rules::university`], compiled into tally.
+    Embedded,
+}
+
+impl Origin {
+    /// A positional `file`, else the global `--rules` / `TALLY_RULES`, else the embedded rules.
+    pub fn choose(file: Option<&Path>, common: &Common) -> Origin {
+        match file.or(common.rules.as_deref()) {
+            Some(path) => Origin::File(path.to_owned()),
+            None => Origin::Embedded,
+        }
+    }
+
+    /// The name errors and summaries give the rules.
+    pub fn source_name(&self) -> String {
+        match self {
+            Origin::File(path) => path.display().to_string(),
+            Origin::Embedded => UNIVERSITY_SOURCE.to_owned(),
+        }
+    }
+
+    /// As a summary names it: the path, or "embedded university rules (its source)".
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::File(path) => path.display().to_string(),
+            Origin::Embedded => format!("embedded university rules ({UNIVERSITY_SOURCE})"),
+        }
+    }
+}
+
+/// Why the rules did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all (missing, a directory, no permission): an error of the
+    /// command, reported as any other (`tally: error: ...`).
+    #[error("{}: cannot read: {problem}", .path.display())]
+    Read { path: PathBuf, problem: String },
+    /// The file was read but does not load: every problem, at its line and column.
+    #[error("{0}")]
+    Invalid(RulesErrors),
+}
+
+/// Reads and compiles the rules `origin` names.
+///
+/// # Errors
+/// [`LoadError::Read`] if the file cannot be read; [`LoadError::Invalid`] with every problem
+/// otherwise, text that is not UTF-8 included (at the first bad byte).
+pub fn load(origin: &Origin) -> Result<Rules, LoadError> {
+    let path = match origin {
+        Origin::Embedded => return Ok(Rules::university().clone()),
+        Origin::File(path) => path,
+    };
+    let bytes = std::fs::read(path).map_err(|err| LoadError::Read { path: path.clone(), problem: err.to_string() })?;
+    // Editors on Windows save UTF-8 with a byte order mark; it is not part of line 1.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let source_name = origin.source_name();
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        let valid = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |newline| newline + 1);
+        let position = Position { line: valid.matches('\n').count() + 1, column: valid[line_start..].chars().count() + 1 };
+        let problem = Problem::Toml("not UTF-8 text: a rules file is TOML".to_owned());
+        LoadError::Invalid(RulesErrors { source_name: source_name.clone(), errors: vec![RuleError { position, problem }] })
+    })?;
+    Rules::from_toml(text, &source_name).map_err(LoadError::Invalid)
+}
+
+/// Loads the rules, or prints why they do not load: each problem on stderr and, with `--json`,
+/// `{"rules", "ok": false, "errors": [{"line", "column", "message"}]}` on stdout. `Err` is the
+/// exit code then (2); a file that cannot be read is the command's error.
+fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result<Result<Rules, ExitCode>> {
+    match load(origin) {
+        Ok(rules) => Ok(Ok(rules)),
+        Err(LoadError::Invalid(errors)) => {
+            eprintln!("{errors}");
+            if common.json {
+                let listed: Vec<_> = errors
+                    .errors
+                    .iter()
+                    .map(|error| {
+                        serde_json::json!({
+                            "line": error.position.line,
+                            "column": error.position.column,
+                            "message": error.problem.to_string(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "rules": errors.source_name, "ok": false, "errors": listed }));
+            }
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(read) => Err(read.into()),
+    }
+}
+
+/// Exit status: 0 done, 2 the rules (or the image) do not load.
+pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+    match opts.command {
+        RulesCommand::Check(opts) => check::cmd(common, opts),
+        RulesCommand::Explain(opts) => explain::cmd(common, opts),
+        RulesCommand::Filter(opts) => filter(common, opts),
+    }
+}
+
+/// `tally rules filter`: the `FilterCriteria` as the Lambda API takes it, `{"Filters": [{"Pattern":
+/// "..."}]}` (`aws lambda update-event-source-mapping --filter-criteria file://...`); pretty
+/// unless `--json`.
+fn filter(common: &Common, opts: FilterOpts) -> anyhow::Result<ExitCode> {
+    let origin = Origin::choose(opts.file.as_deref(), common);
+    let rules = match load_or_report(&origin, common)? {
+        Ok(rules) => rules,
+        Err(code) => return Ok(code),
+    };
+    let criteria = tally_engine::registry::filter_criteria_for(&rules);
+    if common.json {
+        println!("{criteria}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&criteria)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
