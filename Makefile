@@ -23,13 +23,14 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
 ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
 
-.PHONY: help install java test test-rust test-lambda test-infra demo bench package lint audit clean
+.PHONY: help install java test test-rust test-lambda test-infra demo bench package coldstart lint audit clean
 
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
 	@echo "make test    - install what is needed and run every test (Rust, Lambda emulator, infra)"
 	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
 	@echo "make package - sam build of the Lambda function (arm64, offline) and its size"
+	@echo "make coldstart - time from cargo lambda watch's start to the first invocation served"
 	@echo "make lint    - rustfmt and clippy"
 	@echo "make audit   - cargo-deny: licenses, bans, sources; advisories when the RustSec db can be had"
 
@@ -84,6 +85,10 @@ package: install $(DEPLOY_STAMP)
 	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 \
 	  sam build --beta-features
 	@$(VENV)/bin/python scripts/package-size.py infra/.aws-sam/build/Function/bootstrap
+
+# The function under cargo-lambda's Runtime API emulator, binary built first; three runs.
+coldstart: install
+	$(WITH_DDB) scripts/cold-start.sh 3
 
 lint:
 	cargo fmt --all --check

@@ -1284,13 +1284,13 @@ proptest! {
                     prop_assert!(amount.check_fits().is_ok(), "{} in {:?}", amount, key);
                     let _ = (key.pk(), key.sk());
                 }
-                prop_assert!(aggregates::decode(&image).is_ok());
+                prop_assert!(aggregates::parse(&image).is_ok());
             }
             Assessment::Rejected(rejection) => {
                 prop_assert!(!rejection.reason().is_empty() && !rejection.to_string().is_empty());
-                prop_assert_eq!(&aggregates::decode(&image).unwrap_err(), rejection);
+                prop_assert_eq!(&aggregates::parse(&image).unwrap_err(), rejection);
             }
-            Assessment::Unknown => prop_assert_eq!(aggregates::decode(&image), Ok(aggregates::Decoded::Unknown)),
+            Assessment::Unknown => prop_assert_eq!(aggregates::parse(&image), Ok(aggregates::Decoded::Unknown)),
             Assessment::Absent => prop_assert!(false, "a present image is never absent"),
         }
     }

@@ -6,7 +6,7 @@ use serde_dynamo::Item;
 
 use crate::keys::{AggregateKey, Field, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, PK, SK};
 use crate::number::Number;
-use crate::source::{decode, Decoded, Rejection, SourceItem};
+use crate::source::{parse, Decoded, Rejection, SourceItem};
 
 /// Signed amounts per aggregate field. Zero amounts are never stored, so two `Deltas` that have
 /// the same effect are equal.
@@ -69,7 +69,7 @@ impl Deltas {
     }
 
     /// `new - old`: the effect of an item changing from `old` to `new`.
-    pub fn change(old: &Deltas, new: &Deltas) -> Deltas {
+    pub fn between(old: &Deltas, new: &Deltas) -> Deltas {
         let mut change = new.clone();
         change.merge(&old.negated());
         change
@@ -154,7 +154,7 @@ impl Assessment {
 /// Decodes, validates and evaluates one image.
 pub fn assess(image: Option<&Item>) -> Assessment {
     let Some(image) = image else { return Assessment::Absent };
-    match decode(image) {
+    match parse(image) {
         Ok(Decoded::Source(item)) => {
             let contribution = contribution(&item);
             match oversized_key(&contribution) {
@@ -458,9 +458,9 @@ mod tests {
         #[test]
         fn changes_compose(a in prop::option::of(any_image()), b in prop::option::of(any_image()), c in prop::option::of(any_image())) {
             let [a, b, c] = [a, b, c].map(|image| assess(image.as_ref()).contribution());
-            let mut composed = Deltas::change(&a, &b);
-            composed.merge(&Deltas::change(&b, &c));
-            prop_assert_eq!(composed, Deltas::change(&a, &c));
+            let mut composed = Deltas::between(&a, &b);
+            composed.merge(&Deltas::between(&b, &c));
+            prop_assert_eq!(composed, Deltas::between(&a, &c));
         }
 
         #[test]
@@ -469,7 +469,7 @@ mod tests {
             let mut total = Deltas::new();
             let mut old: Option<Item> = None;
             for new in &history {
-                total.merge(&Deltas::change(&assess(old.as_ref()).contribution(), &assess(new.as_ref()).contribution()));
+                total.merge(&Deltas::between(&assess(old.as_ref()).contribution(), &assess(new.as_ref()).contribution()));
                 old = new.clone();
             }
             prop_assert_eq!(total, assess(old.as_ref()).contribution());
@@ -484,8 +484,8 @@ mod tests {
             let invalid = assess(Some(&invalid)).contribution();
             prop_assert!(invalid.is_empty());
             // valid -> invalid retracts the valid image; invalid -> valid adds it.
-            prop_assert_eq!(Deltas::change(&other, &invalid), other.negated());
-            prop_assert_eq!(Deltas::change(&invalid, &other), other);
+            prop_assert_eq!(Deltas::between(&other, &invalid), other.negated());
+            prop_assert_eq!(Deltas::between(&invalid, &other), other);
         }
 
         #[test]

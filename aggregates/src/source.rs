@@ -127,9 +127,9 @@ pub fn entity_of(entity_type: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|entity| entity.entity_type == entity_type)
 }
 
-/// Decodes and validates one image's own attributes and keys. The keys of the aggregates it
+/// Parses and validates one image's own attributes and keys. The keys of the aggregates it
 /// feeds are checked by [`crate::assess`], which needs its contribution.
-pub fn decode(image: &Item) -> Result<Decoded, Rejection> {
+pub fn parse(image: &Item) -> Result<Decoded, Rejection> {
     let entity = match image.get(ENTITY_TYPE) {
         None => return Ok(Decoded::Unknown),
         Some(AttributeValue::S(value)) => match entity_of(value) {
@@ -493,14 +493,14 @@ pub(crate) mod tests {
             (image(&[("pk", s("session#x")), ("sk", s("session")), ("entityType", s("session")), ("ttl", n("1"))]), SourceItem::Session),
         ];
         for (img, expected) in cases {
-            assert_eq!(decode(&img), Ok(Decoded::Source(expected)));
+            assert_eq!(parse(&img), Ok(Decoded::Source(expected)));
         }
     }
 
     #[test]
     fn unknown_entities() {
-        assert_eq!(decode(&image(&[("pk", s("x")), ("sk", s("y"))])), Ok(Decoded::Unknown));
-        assert_eq!(decode(&image(&[("pk", s("x")), ("sk", s("y")), ("entityType", s("teacher"))])), Ok(Decoded::Unknown));
+        assert_eq!(parse(&image(&[("pk", s("x")), ("sk", s("y"))])), Ok(Decoded::Unknown));
+        assert_eq!(parse(&image(&[("pk", s("x")), ("sk", s("y")), ("entityType", s("teacher"))])), Ok(Decoded::Unknown));
     }
 
     #[test]
@@ -569,7 +569,7 @@ pub(crate) mod tests {
             ),
         ];
         for (img, expected, reason) in cases {
-            let got = decode(&img).unwrap_err();
+            let got = parse(&img).unwrap_err();
             assert_eq!(got, expected);
             assert_eq!(got.reason(), reason);
         }

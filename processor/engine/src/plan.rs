@@ -229,7 +229,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
         let ledger = snapshot.ledgers.get(&item.key).cloned().flatten();
         let (change, next) = match &ledger {
             None => (
-                Deltas::change(&item.before, &item.after),
+                Deltas::between(&item.before, &item.after),
                 Ledger {
                     version: first_version(),
                     sequence: item.last_sequence().clone(),
@@ -246,10 +246,10 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
                 }
                 let mut change = Deltas::new();
                 if let Some(assumed) = repair {
-                    change.merge(&Deltas::change(&item.before, &assumed.baseline));
+                    change.merge(&Deltas::between(&item.before, &assumed.baseline));
                 }
                 let (sequence, contribution) = if newer {
-                    change.merge(&Deltas::change(&ledger.contribution, &item.after));
+                    change.merge(&Deltas::between(&ledger.contribution, &item.after));
                     (item.last_sequence().clone(), item.after.clone())
                 } else {
                     (ledger.sequence.clone(), ledger.contribution.clone())
