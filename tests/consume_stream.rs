@@ -28,14 +28,16 @@ async fn reader(table: &str) -> StreamReader {
     StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
 }
 
-/// Consecutive transient failures that outlast a batch's 2 s: the engine's waits alone (15 ms
-/// doubling, capped at 1.5 s) add up to more, so the batch ends at its deadline, retryable.
+/// Consecutive transient failures that outlast a batch's 5 s: the engine's ten waits between
+/// them alone (15 ms doubling, capped at 1.5 s, before jitter) add up to 6.4 s, so the batch ends
+/// at its deadline, retryable, however fast the server answers.
 fn outlasting_the_deadline() -> impl Iterator<Item = Option<Fault>> {
-    std::iter::repeat_n(Some(Fault::FailBefore), 8)
+    std::iter::repeat_n(Some(Fault::FailBefore), 11)
 }
 
-/// A batch timeout short enough for [`outlasting_the_deadline`] to end batches.
-const SHORT_BATCH: Duration = Duration::from_secs(2);
+/// A batch timeout short enough for [`outlasting_the_deadline`] to end batches, and long enough
+/// for a batch without faults to apply on a loaded DynamoDB Local.
+const SHORT_BATCH: Duration = Duration::from_secs(5);
 
 fn options(table: &str, max_retries: u32) -> ConsumeOptions {
     ConsumeOptions {

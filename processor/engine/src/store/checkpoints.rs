@@ -38,28 +38,18 @@ impl Checkpoints {
 
     pub async fn load(&self) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let mut checkpoints = HashMap::new();
-        let mut items = self
-            .table
-            .client()
-            .query()
-            .table_name(self.table.name())
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", AttributeValue::S(self.pk.clone()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|err| classify("Query", err))?;
-            let Some(AttributeValue::S(shard)) = item.get(SK) else { continue };
-            let sequence = match item.get(SEQUENCE_NUMBER) {
-                Some(AttributeValue::S(sequence)) => Some(sequence.clone()),
-                _ => None,
-            };
-            let finished = matches!(item.get(FINISHED), Some(AttributeValue::Bool(true)));
-            checkpoints.insert(shard.clone(), Checkpoint { sequence, finished });
-        }
+        self.table
+            .for_each_in_partition(&self.pk, |item| {
+                let Some(AttributeValue::S(shard)) = item.get(SK) else { return Ok(()) };
+                let sequence = match item.get(SEQUENCE_NUMBER) {
+                    Some(AttributeValue::S(sequence)) => Some(sequence.clone()),
+                    _ => None,
+                };
+                let finished = matches!(item.get(FINISHED), Some(AttributeValue::Bool(true)));
+                checkpoints.insert(shard.clone(), Checkpoint { sequence, finished });
+                Ok(())
+            })
+            .await?;
         Ok(checkpoints)
     }
 

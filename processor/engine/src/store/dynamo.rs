@@ -72,6 +72,29 @@ impl DynamoTable {
         Ok(output.table.and_then(|table| table.latest_stream_arn))
     }
 
+    /// Hands every item of the partition `pk` to `each`, with strong consistency, page by page.
+    pub(crate) async fn for_each_in_partition(
+        &self,
+        pk: &str,
+        mut each: impl FnMut(SdkItem) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            each(item.map_err(|err| error::classify("Query", err))?)?;
+        }
+        Ok(())
+    }
+
     /// Reads whole items by key, with strong consistency; absent items are absent from the result.
     pub async fn read_items(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, SdkItem>, StoreError> {
         let mut found = HashMap::with_capacity(keys.len());

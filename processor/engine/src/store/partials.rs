@@ -24,7 +24,7 @@ use crate::plan::MAX_TRANSACTION_ACTIONS;
 use crate::registry::attributes::FIELDS;
 use crate::registry::BACKFILL_PARTIAL;
 use crate::store::codec::{ConditionalPut, Expect};
-use crate::store::error::{classify, SdkItem, StoreError};
+use crate::store::error::{SdkItem, StoreError};
 use crate::store::DynamoTable;
 
 const PART_PREFIX: &str = "part#";
@@ -130,29 +130,20 @@ impl<'a> Partials<'a> {
 
     /// Every marker and sum of the run (consistent reads).
     pub async fn load(&self) -> Result<RunState, StoreError> {
-        let mut items = self
-            .table
-            .client()
-            .query()
-            .table_name(self.table.name())
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", AttributeValue::S(self.pk.clone()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
         let mut state = RunState::default();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|err| classify("Query", err))?;
-            let Some(sk) = text(&item, SK) else { continue };
-            if let Some(segment) = sk.strip_prefix(DONE_PREFIX).and_then(|segment| segment.parse().ok()) {
-                state.marks.push(SegmentMark { segment, total_segments: whole(&item, TOTAL_SEGMENTS), entries: whole(&item, ENTRIES) });
-            } else if let Some((segment, index)) = sk.strip_prefix(PART_PREFIX).and_then(|rest| rest.split_once('#')) {
-                let (Ok(segment), Ok(index)) = (segment.parse(), index.parse()) else { continue };
-                state.sums.push(StoredSum { segment, index, name: sk.to_owned(), sum: decode_sum(&item) });
-            }
-        }
+        self.table
+            .for_each_in_partition(&self.pk, |item| {
+                let Some(sk) = text(&item, SK) else { return Ok(()) };
+                if let Some(segment) = sk.strip_prefix(DONE_PREFIX).and_then(|segment| segment.parse().ok()) {
+                    let mark = SegmentMark { segment, total_segments: whole(&item, TOTAL_SEGMENTS), entries: whole(&item, ENTRIES) };
+                    state.marks.push(mark);
+                } else if let Some((segment, index)) = sk.strip_prefix(PART_PREFIX).and_then(|rest| rest.split_once('#')) {
+                    let (Ok(segment), Ok(index)) = (segment.parse(), index.parse()) else { return Ok(()) };
+                    state.sums.push(StoredSum { segment, index, name: sk.to_owned(), sum: decode_sum(&item) });
+                }
+                Ok(())
+            })
+            .await?;
         Ok(state)
     }
 }
