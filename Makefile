@@ -64,8 +64,10 @@ test-rust: install
 	@# The oracle on a server of its own: tables other tests leave behind slow DynamoDB Local down.
 	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- --nocapture $(ORACLE)
 
+# The same build as test-rust's (a no-op after it): building `tally` alone would compile the
+# engine again with other features.
 test-lambda: install
-	cargo build -p tally-cli --bin tally
+	cargo build --workspace --all-targets $(FEATURES)
 	$(WITH_DDB) scripts/lambda-emulator-test.sh
 
 test-infra: install
