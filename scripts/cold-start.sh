@@ -21,7 +21,8 @@ cargo_lambda="$root/.venv/bin/cargo-lambda"
 event=fixtures/events/01-term-opens.json
 table=university
 cargo build -q -p tally-lambda --bin bootstrap
-cargo build -q -p tally-cli --bin tally
+# The same build as `make test`'s, so that neither makes the other compile the engine again.
+cargo build -q --workspace --all-targets --features dynamodb-local
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
 watcher=""

@@ -15,12 +15,7 @@ use serde_json::{json, Value};
 /// `TALLY_RULES` of the environment's.
 fn tally(args: &[&str]) -> Command {
     let mut command = Command::new(cli::tally_path());
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("TALLY_RULES")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .env("RUST_LOG", "warn")
-        .args(args);
+    command.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("TALLY_RULES").env("RUST_LOG", "warn").args(args);
     command
 }
 

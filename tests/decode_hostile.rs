@@ -37,6 +37,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{json, Value};
 use tally_cli::replay;
 use tally_engine::decode::{decode_batch, Change, Origin};
+use tally_engine::engine::RecordClass;
 
 const TABLE: &str = "university";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/university/stream/2026-09-01T00:00:00.000";
@@ -214,7 +215,7 @@ fn describe(changes: &[Change]) -> String {
     let mut origins = BTreeMap::<&str, usize>::new();
     let mut rejections = Vec::new();
     for change in changes {
-        *origins.entry(change.origin.as_str()).or_default() += 1;
+        *origins.entry(RecordClass::of(change.origin).map_or("source", RecordClass::as_str)).or_default() += 1;
         for (side, assessment) in [("old", &change.old), ("new", &change.new)] {
             if let Assessment::Rejected(rejection) = assessment {
                 rejections.push(format!("; record {} {side} image rejected {}: {rejection}", change.index, rejection.reason()));

@@ -113,15 +113,6 @@ pub fn entity_types() -> impl Iterator<Item = &'static str> {
     ENTITIES.iter().map(|entity| entity.entity_type)
 }
 
-/// The partition-key prefixes of source items, each once, in [`ENTITIES`] order.
-pub fn pk_prefixes() -> impl Iterator<Item = &'static str> {
-    ENTITIES
-        .iter()
-        .enumerate()
-        .filter(|(index, entity)| ENTITIES[..*index].iter().all(|seen| seen.pk_prefix != entity.pk_prefix))
-        .map(|(_, entity)| entity.pk_prefix)
-}
-
 /// The kind of source item `entity_type` names, if SPEC lists it.
 pub fn entity_of(entity_type: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|entity| entity.entity_type == entity_type)

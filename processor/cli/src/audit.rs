@@ -233,15 +233,10 @@ pub fn emptied(item: &ItemKey, ledger: &Ledger) -> LedgerWrite {
 /// have been when a pending record was written.
 pub fn needs_ledger(assessment: &Assessment) -> bool {
     match assessment {
-        Assessment::Source { entity_type, .. } => can_contribute(entity_type),
+        Assessment::Source { entity_type, .. } => aggregates::source::entity_of(entity_type).is_some_and(|entity| entity.contributes),
         Assessment::Rejected(_) => true,
         Assessment::Unknown | Assessment::Absent => false,
     }
-}
-
-/// Items of a kind that never contributes need no ledger.
-fn can_contribute(entity_type: &str) -> bool {
-    !matches!(entity_type, "course" | "user" | "session")
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ impl<'a, T: Table> Consumer<'a, T> {
         self.summary.batches += 1;
         let mut queue: VecDeque<(usize, usize)> = VecDeque::from([(0, batch.len())]);
         let mut attempts = 0;
-        let mut budget = RetryBudget::new(tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
+        let mut budget = RetryBudget::unbounded();
         while let Some((start, end)) = queue.pop_front() {
             let records = &batch[start..end];
             let changes = match decode_batch(records, &self.table_name) {
@@ -240,10 +240,9 @@ impl<'a, T: Table> Consumer<'a, T> {
             self.summary.totals.add(&outcome);
             let Some(failure) = outcome.failure else { continue };
             let failed_from = failure.from;
-            if let Some(Cause::Store(err)) = &failure.cause {
+            if let Some(Cause::Store(_)) = &failure.cause {
                 // Retrying cannot fix it, and every later batch would fail alike: stop before the
                 // checkpoint moves past this batch, so that a run after the fix resumes here.
-                tracing::error!(shard, failed_from, error = %err, "Permanent failure; stopping.");
                 bail!("shard {shard}: record {failed_from} of a batch of {} not applied: {failure}; fix it and run consume again (it resumes from the last checkpoint)", records.len());
             }
             attempts += 1;

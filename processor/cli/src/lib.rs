@@ -116,3 +116,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Rules(opts) => rules::cmd(&cli.common, opts),
     }
 }
+
+/// What to do about a batch left partly unapplied, where running `rerun` again is how the
+/// records would be delivered again.
+pub(crate) fn rerun_advice(failure: &tally_engine::engine::BatchFailure, rerun: &str) -> String {
+    use tally_engine::engine::Cause;
+    match &failure.cause {
+        Some(Cause::Deadline { .. }) => format!("{rerun} again to resume"),
+        Some(Cause::Store(_)) => format!("running {rerun} again cannot help until that is fixed"),
+        None => format!("every other record was applied; running {rerun} again cannot help until what DynamoDB refuses is fixed"),
+    }
+}

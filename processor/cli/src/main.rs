@@ -1,7 +1,5 @@
 //! `tally`: the engine run by hand.
 
-#![recursion_limit = "256"]
-
 use std::process::ExitCode;
 
 use clap::Parser as _;

@@ -19,7 +19,7 @@ use crate::consumer::{BatchInfo, FailureMessage};
 use crate::failure_queue::{FailureQueue, Received};
 use crate::Common;
 use tally_engine::decode::{decode_batch, table_of_stream};
-use tally_engine::engine::{BatchOutcome, Cause, Engine, RecordClass};
+use tally_engine::engine::{BatchOutcome, Engine, RecordClass};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::DynamoTable;
 use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
@@ -303,11 +303,7 @@ async fn redrive(
     let changes = decode_batch(&records, table)?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
     if let Some(failure) = &outcome.failure {
-        let advice = match &failure.cause {
-            None => "every other record of the range was applied; re-running cannot help until what DynamoDB refuses is fixed",
-            Some(Cause::Deadline { .. }) => "run redrive again",
-            Some(Cause::Store(_)) => "re-running cannot help until that is fixed",
-        };
+        let advice = crate::rerun_advice(failure, "redrive");
         bail!("not applied from record {} of {}: {failure}; {advice}", failure.from, records.len());
     }
     Ok(outcome)

@@ -189,11 +189,11 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             let failed_from = failure.from;
             let record = &batch.changes[failed_from];
             summary.failure = Some(format!(
-                "{}: record {failed_from} (eventID `{}`) and the {} after it were not applied: {}; replay the file again to resume",
+                "{}: record {failed_from} (eventID `{}`) and the {} after it were not applied: {failure}; {}",
                 batch.path.display(),
                 record.event_id,
                 batch.changes.len() - failed_from - 1,
-                failure
+                crate::rerun_advice(failure, "replay of the file"),
             ));
             break;
         }
@@ -219,7 +219,7 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     for (reason, count) in &totals.rejected {
         println!("  rejected {reason:<10} {count}");
     }
-    println!("ttl deletions {}", totals.ttl_deletions);
+    println!("ttl deleted  {}", totals.ttl_deletions);
     println!(
         "dynamodb     {} requests; reported {:.1} RCU, {:.1} WCU; estimated {} RCU, {} WCU",
         totals.dynamodb_requests, totals.read_units, totals.write_units, totals.estimated_read_units, totals.estimated_write_units

@@ -9,7 +9,6 @@ use aggregates::{assess, excerpt, Assessment, KeyOwner};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::engine::RecordClass;
 use crate::registry;
 use crate::sequence::SequenceNumber;
 
@@ -52,27 +51,6 @@ pub enum Origin {
     Unknown,
     /// The record's source ARN names another table.
     OtherTable,
-}
-
-impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self.class() {
-            Some(class) => class.as_str(),
-            None => "source",
-        }
-    }
-
-    /// The class a record of this origin is counted under; `None` for a source item's, which the
-    /// engine classes by what applying it did.
-    pub fn class(self) -> Option<RecordClass> {
-        match self {
-            Origin::Source => None,
-            Origin::OwnAggregate => Some(RecordClass::OwnAggregate),
-            Origin::OwnBookkeeping => Some(RecordClass::OwnBookkeeping),
-            Origin::Unknown => Some(RecordClass::Unknown),
-            Origin::OtherTable => Some(RecordClass::OtherTable),
-        }
-    }
 }
 
 /// One stream record, decoded and classified.

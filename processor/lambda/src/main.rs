@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "Lambda runtime stopped.");
+            tracing::error!(error = ?err, "Lambda runtime stopped.");
             ExitCode::from(2)
         }
     }

@@ -60,7 +60,7 @@ impl<T: Table> Engine<T> {
         for change in changes {
             if change.origin != Origin::Source {
                 // tally's own TTL'd ledgers and other tables' records are not the application's.
-                if let Some(class) = change.origin.class() {
+                if let Some(class) = RecordClass::of(change.origin) {
                     outcome.count(class, 1);
                 }
                 continue;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::decode::ItemKey;
+use crate::decode::{ItemKey, Origin};
 use crate::store::{StoreError, Usage};
 
 /// What happened to a record; the `Class` dimension of the `Records` metric.
@@ -31,6 +31,18 @@ pub enum RecordClass {
 }
 
 impl RecordClass {
+    /// The class a record of `origin` is counted under; `None` for a source item's, which the
+    /// engine classes by what applying it did.
+    pub fn of(origin: Origin) -> Option<RecordClass> {
+        match origin {
+            Origin::Source => None,
+            Origin::OwnAggregate => Some(RecordClass::OwnAggregate),
+            Origin::OwnBookkeeping => Some(RecordClass::OwnBookkeeping),
+            Origin::Unknown => Some(RecordClass::Unknown),
+            Origin::OtherTable => Some(RecordClass::OtherTable),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordClass::Applied => "applied",

@@ -90,6 +90,19 @@ pub fn aggregate_key(key: &AggregateKey) -> ItemKey {
     ItemKey { pk: key.pk(), sk: key.sk() }
 }
 
+/// A string attribute of an item, if it has one.
+pub(crate) fn text<'a>(item: &'a SdkItem, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value),
+        _ => None,
+    }
+}
+
+/// An item's table key, if both its key attributes are strings.
+pub(crate) fn item_key(item: &SdkItem) -> Option<ItemKey> {
+    Some(ItemKey { pk: text(item, PK)?.to_owned(), sk: text(item, SK)?.to_owned() })
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

@@ -162,13 +162,6 @@ impl DynamoTable {
         [(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))].into()
     }
 
-    fn item_key(item: &SdkItem) -> Option<ItemKey> {
-        match (item.get(PK), item.get(SK)) {
-            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some(ItemKey { pk: pk.clone(), sk: sk.clone() }),
-            _ => None,
-        }
-    }
-
     async fn read_chunk(&self, keys: &[ItemKey], found: &mut HashMap<ItemKey, SdkItem>) -> Result<(), StoreError> {
         let mut request = KeysAndAttributes::builder()
             .set_keys(Some(keys.iter().map(Self::key_attributes).collect()))
@@ -190,7 +183,7 @@ impl DynamoTable {
                 .map_err(|err| error::classify("BatchGetItem", err))?;
             self.meter.record(output.consumed_capacity(), false);
             for item in output.responses.unwrap_or_default().remove(&self.name).unwrap_or_default() {
-                if let Some(key) = Self::item_key(&item) {
+                if let Some(key) = codec::item_key(&item) {
                     found.insert(key, item);
                 }
             }

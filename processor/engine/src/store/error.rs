@@ -26,15 +26,15 @@ pub enum StoreError {
     /// Throttling, a transaction conflict, a 5xx, a timeout or a lost connection, after the SDK's
     /// own retries. Retry with backoff; the write may or may not have been applied.
     #[error("transient DynamoDB failure in {}: {}", .0.operation, .0.message)]
-    Transient(#[source] Failure),
+    Transient(Failure),
     /// DynamoDB refused the request for what it holds (`ValidationException`: a key or a value it
     /// cannot store). Permanent for these items, but other items may go through: the engine
     /// narrows such a failure down to the items that cause it.
     #[error("DynamoDB refused {} for its items: {}", .0.operation, .0.message)]
-    Refused(#[source] Failure),
+    Refused(Failure),
     /// Will fail again whatever the items: permissions, a missing table. Do not retry.
     #[error("DynamoDB rejected {}: {}", .0.operation, .0.message)]
-    Permanent(#[source] Failure),
+    Permanent(Failure),
     /// An item tally owns does not have the shape tally writes. Permanent.
     #[error("item pk=`{}` sk=`{}` is corrupt: {problem}", .key.pk, .key.sk)]
     Corrupt { key: ItemKey, problem: String },
@@ -47,8 +47,9 @@ pub enum Current {
     Aggregate { key: AggregateKey, stored: Option<StoredAggregate> },
 }
 
-/// A failed DynamoDB operation: what DynamoDB (or the SDK) said, and the SDK's typed error as the
-/// [`source`](std::error::Error::source) when there is one.
+/// A failed DynamoDB operation: what DynamoDB (or the SDK) said, and the SDK's typed error when
+/// there is one ([`Failure::sdk_error`]). [`StoreError`] already shows the message, so it does not
+/// chain the failure as its source: an error printed with its causes would repeat it.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub operation: &'static str,
@@ -93,11 +94,6 @@ impl StoreError {
     /// Whether trying again (after re-planning, for [`StoreError::Changed`]) can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Changed(_) | StoreError::Transient(_))
-    }
-
-    /// Whether DynamoDB refused these items for good, while others may still be written.
-    pub fn is_refused(&self) -> bool {
-        matches!(self, StoreError::Refused(_))
     }
 
     /// Whether the table does not exist.
@@ -258,9 +254,9 @@ mod tests {
     #[test]
     fn predicates_say_what_retrying_can_do() {
         let throttled = classify("BatchGetItem", service_error("ThrottlingException", 400));
-        assert!(throttled.is_retryable() && !throttled.is_refused());
+        assert!(throttled.is_retryable());
         let invalid = classify("BatchGetItem", service_error("ValidationException", 400));
-        assert!(!invalid.is_retryable() && invalid.is_refused());
+        assert!(!invalid.is_retryable() && matches!(invalid, StoreError::Refused(_)));
         let missing = classify("BatchGetItem", service_error("ResourceNotFoundException", 400));
         assert!(missing.is_missing_table() && !missing.is_retryable());
         assert!(!classify("BatchGetItem", service_error("AccessDeniedException", 400)).is_missing_table());
@@ -268,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_typed_sdk_error_is_kept_as_the_source() {
+    fn the_typed_sdk_error_is_kept_for_those_who_need_it() {
         // As the SDK deserializes it: the code travels in the error's metadata.
         let meta = ErrorMetadata::builder().code("ProvisionedThroughputExceededException").message("slow down").build();
         let exception = ProvisionedThroughputExceededException::builder().message("slow down").meta(meta).build();
@@ -278,6 +274,18 @@ mod tests {
         let typed = failure.sdk_error::<SdkError<BatchGetItemError, HttpResponse>>().expect("the SDK error, typed per operation");
         assert!(typed.as_service_error().is_some_and(BatchGetItemError::is_provisioned_throughput_exceeded_exception));
         assert!(std::error::Error::source(&failure).is_some());
+    }
+
+    #[test]
+    fn an_error_printed_with_its_causes_says_its_message_once() {
+        let err = classify("Scan", service_error("ResourceNotFoundException", 400));
+        let mut chain = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(source) = cause {
+            chain.push_str(&format!(": {source}"));
+            cause = source.source();
+        }
+        assert_eq!(chain, "DynamoDB rejected Scan: ResourceNotFoundException: m");
     }
 
     #[test]

@@ -221,18 +221,3 @@ impl Table for MemoryTable {
         self.state().usage
     }
 }
-
-/// A shared handle, for several engines over one table: concurrent invocations, two writers.
-impl Table for std::sync::Arc<MemoryTable> {
-    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
-        <MemoryTable as Table>::read(self, sources, aggregates).await
-    }
-
-    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        <MemoryTable as Table>::commit(self, commit).await
-    }
-
-    fn usage(&self) -> Usage {
-        <MemoryTable as Table>::usage(self)
-    }
-}

@@ -86,11 +86,6 @@ impl<'a> Commit<'a> {
     pub fn stream(ledgers: &'a [LedgerWrite], aggregates: &'a [AggregateWrite]) -> Self {
         Commit { ledgers, aggregates, writer: Writer::Stream }
     }
-
-    /// Items written, as DynamoDB counts transaction actions.
-    pub fn actions(&self) -> usize {
-        self.ledgers.len() + self.aggregates.len()
-    }
 }
 
 /// The engine's view of the table.
@@ -105,4 +100,19 @@ pub trait Table: Send + Sync {
 
     /// Work done so far by this table handle.
     fn usage(&self) -> Usage;
+}
+
+/// A shared handle, for several engines over one table: concurrent invocations, two writers.
+impl<T: Table> Table for std::sync::Arc<T> {
+    async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
+        T::read(self, sources, aggregates).await
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        T::commit(self, commit).await
+    }
+
+    fn usage(&self) -> Usage {
+        T::usage(self)
+    }
 }

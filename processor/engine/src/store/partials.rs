@@ -23,7 +23,7 @@ use crate::decode::ItemKey;
 use crate::plan::MAX_TRANSACTION_ACTIONS;
 use crate::registry::attributes::FIELDS;
 use crate::registry::BACKFILL_PARTIAL;
-use crate::store::codec::{ConditionalPut, Expect};
+use crate::store::codec::{text, ConditionalPut, Expect};
 use crate::store::error::{SdkItem, StoreError};
 use crate::store::DynamoTable;
 
@@ -189,13 +189,6 @@ fn segment_mark(pk: &str, segment: u32, total: u32, entries: Option<usize>) -> C
         mark.insert(ENTRIES.to_owned(), AttributeValue::N(entries.to_string()));
     }
     unconditional(key, mark)
-}
-
-fn text<'a>(item: &'a SdkItem, name: &str) -> Option<&'a str> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value),
-        _ => None,
-    }
 }
 
 fn whole(item: &SdkItem, name: &str) -> Option<u64> {

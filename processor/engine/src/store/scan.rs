@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, StoredAggregate};
-use crate::store::codec::{self, Writer, BACKFILL_RUN, WRITTEN_BY};
+use crate::store::codec::{self, item_key, text, Writer, BACKFILL_RUN, WRITTEN_BY};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 
@@ -51,20 +51,10 @@ pub struct ScannedLedger {
     pub updated_at: Option<String>,
 }
 
-fn text<'a>(item: &'a SdkItem, name: &str) -> Option<&'a str> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value),
-        _ => None,
-    }
-}
-
 /// Decodes one item; an item tally owns that does not have the shape tally writes is
 /// [`StoreError::Corrupt`].
 fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
-    let key = match (text(&item, PK), text(&item, SK)) {
-        (Some(pk), Some(sk)) => ItemKey { pk: pk.to_owned(), sk: sk.to_owned() },
-        _ => return Ok(TableItem::Source { key: None, image: item.into() }),
-    };
+    let Some(key) = item_key(&item) else { return Ok(TableItem::Source { key: None, image: item.into() }) };
     Ok(match KeyOwner::of(&key.pk, &key.sk) {
         KeyOwner::Application => TableItem::Source { key: Some(key), image: item.into() },
         KeyOwner::Aggregate => match AggregateKey::parse(&key.pk, &key.sk) {
