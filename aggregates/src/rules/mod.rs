@@ -43,8 +43,8 @@
 //!
 //! # Semantics
 //!
-//! - An image whose entity-type attribute names an entity is that entity (a non-string one is
-//!   `wrong_type`); otherwise the first entity matched by keys (`match = "keys"`) whose key
+//! - An image whose entity-type attribute names an entity matched by type is that entity (a
+//!   non-string one is `wrong_type`); otherwise the first entity matched by keys (`match = "keys"`) whose key
 //!   patterns fit; otherwise it is unknown.
 //! - A capture runs to the leftmost occurrence of the literal after it, or to the end; it must
 //!   not be empty. `date` is `YYYY-MM-DD` exactly; `datetime` is ISO 8601 (a date or a
