@@ -127,3 +127,13 @@ pub(crate) fn rerun_advice(failure: &tally_engine::engine::BatchFailure, rerun: 
         None => format!("every other record was applied; running {rerun} again cannot help until what DynamoDB refuses is fixed"),
     }
 }
+
+/// A file's bytes as its text: without the byte order mark that editors on Windows put before
+/// UTF-8 (JSON and TOML have none); UTF-16 is refused, with what to do instead.
+pub(crate) fn text_bytes(bytes: &[u8]) -> Result<&[u8], String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Err("the file is UTF-16: save it as UTF-8".to_owned());
+    }
+    Ok(bytes)
+}

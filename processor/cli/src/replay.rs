@@ -104,11 +104,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
 pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
     let error = |problem: String| FileError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
-    // Editors on Windows save UTF-8 with a byte order mark; JSON has none.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-        return Err(error("the file is UTF-16: save it as UTF-8".into()));
-    }
+    let bytes = crate::text_bytes(&bytes).map_err(error)?;
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
         return Err(error("the file holds a JSON array; an event is one JSON object, `{\"Records\": [...]}`".into()));
     }

@@ -43,11 +43,7 @@ const IMAGE_SHAPE: &str = r#"{"pk": {"S": "course#c1"}, ...}"#;
 pub fn read_image(path: &Path) -> Result<Option<Item>, ImageError> {
     let error = |problem: String| ImageError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
-    // Editors on Windows save UTF-8 with a byte order mark; JSON has none.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-        return Err(error("the file is UTF-16: save it as UTF-8".into()));
-    }
+    let bytes = crate::text_bytes(&bytes).map_err(error)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = Value::deserialize(&mut deserializer).map_err(|err| error(format!("not JSON: {err}")))?;
     deserializer.end().map_err(|err| error(format!("more after the image, which must be the file's only JSON value: {err}")))?;

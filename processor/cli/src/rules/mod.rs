@@ -102,15 +102,20 @@ pub fn load(origin: &Origin) -> Result<Rules, LoadError> {
         Origin::File(path) => path,
     };
     let bytes = std::fs::read(path).map_err(|err| LoadError::Read { path: path.clone(), problem: err.to_string() })?;
-    // Editors on Windows save UTF-8 with a byte order mark; it is not part of line 1.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let source_name = origin.source_name();
+    let invalid = |position: Position, problem: String| {
+        LoadError::Invalid(RulesErrors {
+            source_name: source_name.clone(),
+            errors: vec![RuleError { position, problem: Problem::Toml(problem) }],
+        })
+    };
+    // A byte order mark is not part of line 1.
+    let bytes = crate::text_bytes(&bytes).map_err(|problem| invalid(Position { line: 1, column: 1 }, problem))?;
     let text = std::str::from_utf8(bytes).map_err(|err| {
         let valid = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
         let line_start = valid.rfind('\n').map_or(0, |newline| newline + 1);
         let position = Position { line: valid.matches('\n').count() + 1, column: valid[line_start..].chars().count() + 1 };
-        let problem = Problem::Toml("not UTF-8 text: a rules file is TOML".to_owned());
-        LoadError::Invalid(RulesErrors { source_name: source_name.clone(), errors: vec![RuleError { position, problem }] })
+        invalid(position, "not UTF-8 text: a rules file is TOML".to_owned())
     })?;
     Rules::from_toml(text, &source_name).map_err(LoadError::Invalid)
 }
