@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Instant;
 
+use aggregates::Rules;
 use support::images::*;
 use support::{apply, drop_table, fresh_table, records, Rec};
 use tally_engine::decode::decode_batch;
@@ -135,17 +136,18 @@ fn main() {
 fn planning_cpu() {
     const ROUNDS: usize = 300;
     let events = records(&standard_mix(1), "university");
+    let rules = Rules::university();
     let mut samples: Vec<std::time::Duration> = (0..ROUNDS)
         .map(|_| {
             let started = Instant::now();
-            let changes = decode_batch(&events, "university").expect("the standard mix decodes");
+            let changes = decode_batch(&events, "university", rules).expect("the standard mix decodes");
             let items = group(&changes);
             let mut snapshot = Snapshot::default();
-            let (ledgers, aggregates) = needed_keys(&items, &snapshot);
+            let (ledgers, aggregates) = needed_keys(&items, &snapshot, rules);
             snapshot.ledgers.extend(ledgers.into_iter().map(|key| (key, None)));
             snapshot.aggregates.extend(aggregates.into_iter().map(|key| (key, None)));
             let pending: Vec<usize> = (0..items.len()).collect();
-            let planned = plan(&items, &pending, &snapshot, MAX_TRANSACTION_ACTIONS);
+            let planned = plan(&items, &pending, &snapshot, MAX_TRANSACTION_ACTIONS, rules);
             std::hint::black_box(planned);
             started.elapsed()
         })

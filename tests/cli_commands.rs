@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use aggregates::KeyOwner;
+use aggregates::{KeyOwner, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use support::cli::{consume, json, run, tally, unique_table};
@@ -15,7 +15,7 @@ use tally_engine::store::{connect, DynamoTable};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
 async fn table(name: &str) -> DynamoTable {
-    DynamoTable::new(connect(None, None).await, name)
+    DynamoTable::new(connect(None, None).await, name, Rules::university())
 }
 
 #[tokio::test]
@@ -320,7 +320,7 @@ async fn a_backfill_over_four_segments_equals_a_single_one() {
         items
             .into_iter()
             .filter(|item| match (item.get("pk"), item.get("sk")) {
-                (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => KeyOwner::of(pk, sk) == KeyOwner::Aggregate,
+                (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Rules::university().owner(pk, sk) == KeyOwner::Aggregate,
                 _ => false,
             })
             .map(|mut item| {

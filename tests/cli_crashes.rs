@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aggregates::Rules;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 use rand::rngs::StdRng;
@@ -37,8 +38,7 @@ use support::cli::{failure_log, json, run, tally, unique_table};
 use support::images::{assignment, course, enrollment, instructor, n, order, submission, transaction, user};
 use support::Rec;
 use tally_engine::decode::ItemKey;
-use tally_engine::store::codec::ledger_key;
-use tally_engine::store::{connect, DynamoTable, SdkItem};
+use tally_engine::store::{connect, Codec, DynamoTable, SdkItem};
 
 const KILLS_VAR: &str = "TALLY_CRASH_KILLS";
 const OPS_VAR: &str = "TALLY_CRASH_OPS";
@@ -334,6 +334,7 @@ struct Markers(Vec<(usize, ItemKey, String)>);
 impl Markers {
     fn of(files: &[Vec<Rec>]) -> Markers {
         const COUNTED: [&str; 5] = ["student", "instructor", "assignment", "order", "transaction"];
+        let codec = Codec::new(Rules::university());
         let marker = |recs: &Vec<Rec>| {
             recs.iter().rev().find_map(|rec| {
                 let image = rec.new.as_ref().or(rec.old.as_ref())?;
@@ -341,7 +342,7 @@ impl Markers {
                     return None;
                 }
                 let item = ItemKey { pk: image["pk"]["S"].as_str()?.to_owned(), sk: image["sk"]["S"].as_str()?.to_owned() };
-                Some((ledger_key(&item), rec.sequence_number()))
+                Some((codec.ledger_key(&item), rec.sequence_number()))
             })
         };
         Markers(files.iter().enumerate().filter_map(|(index, recs)| marker(recs).map(|(key, sequence)| (index, key, sequence))).collect())
@@ -422,7 +423,7 @@ async fn replay_killed_at_random_points_resumes_exactly() {
         command.arg("replay").arg(&events);
         command
     };
-    let table = DynamoTable::new(connect(None, None).await, name.clone());
+    let table = DynamoTable::new(connect(None, None).await, name.clone(), Rules::university());
     let markers = Markers::of(&workload.files);
     let crashes = crash_repeatedly("replay", replay, settings.kills, &mut rng, &scratch, true, Some((&markers, &table))).await;
     // Every file again, from the first: those applied before a kill are no-ops by their ledgers.

@@ -9,6 +9,7 @@ mod template;
 
 use std::process::Command;
 
+use aggregates::Rules;
 use serde_json::{json, Value};
 
 /// `tally ARGS...` from the workspace root (paths in messages are as given), with no
@@ -45,6 +46,15 @@ const BROKEN: &str = "fixtures/rules/broken";
 const IMAGES: &str = "fixtures/rules/images";
 const UNIVERSITY: &str = "aggregates/rules/university.toml";
 const CHAT: &str = "fixtures/rules/chat.toml";
+const LEARNING: &str = "examples/rules/learning.toml";
+/// An address nothing listens on: a command that reached DynamoDB would fail there, naming it.
+const NO_DYNAMODB: &str = "http://127.0.0.1:9";
+
+/// The digest of the rules file at `path` (relative to the workspace), as the library computes it.
+fn digest(path: &str) -> String {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("the rules file");
+    Rules::from_toml(&text, path).expect("the rules load").digest().to_owned()
+}
 
 #[test]
 fn broken_rule_files_get_every_problem_at_its_place_and_exit_2() {
@@ -131,6 +141,12 @@ fn the_university_file_checks() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.first(), Some(&"rules       aggregates/rules/university.toml"), "{text}");
     assert_eq!(lines.get(1), Some(&"table       pk `pk`, sk `sk`, entity type `entityType`, bookkeeping prefix `tally#`"), "{text}");
+    let table_line = format!(
+        "            TTL on `ttl`, indexes studentID-index (studentID), entityType-courseDate-index (entityType, courseDate); digest {}",
+        Rules::university().digest()
+    );
+    assert_eq!(lines.get(2), Some(&table_line.as_str()), "{text}");
+    assert_eq!(digest(UNIVERSITY), Rules::university().digest(), "the embedded rules are the file");
     assert!(lines.contains(&"  submission        by entityType, pk prefix `course#`"), "{text}");
     assert!(lines.contains(&"  session           by entityType, pk prefix `session#`, adds nothing"), "{text}");
     assert!(lines.contains(&"  order_stats       counters orderCount, transactionCount; sums orderTotal, transactionBalance"), "{text}");
@@ -143,7 +159,17 @@ fn the_university_file_checks() {
 
     let summary = json(&["check", UNIVERSITY]);
     assert_eq!((&summary["rules"], &summary["embedded"], &summary["ok"]), (&json!(UNIVERSITY), &json!(false), &json!(true)));
-    assert_eq!(summary["table"], json!({ "pk": "pk", "sk": "sk", "entity_type": "entityType", "bookkeeping_prefix": "tally#" }));
+    assert_eq!(summary["digest"], json!(Rules::university().digest()));
+    assert_eq!(
+        summary["table"],
+        json!({
+            "pk": "pk", "sk": "sk", "entity_type": "entityType", "bookkeeping_prefix": "tally#", "ttl": "ttl",
+            "indexes": [
+                { "name": "studentID-index", "pk": "studentID", "sk": null },
+                { "name": "entityType-courseDate-index", "pk": "entityType", "sk": "courseDate" },
+            ],
+        })
+    );
     assert_eq!(summary["limits"], json!({ "source_pk_bytes": 1984, "source_sk_bytes": 960 }));
     let names = |list: &Value| list.as_array().unwrap().iter().map(|entry| entry["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
     assert_eq!(
@@ -176,6 +202,7 @@ fn a_table_matched_by_keys_checks() {
         [
             "rules       fixtures/rules/chat.toml",
             "table       pk `PK`, sk `SK`, no entity-type attribute (entities matched by keys), bookkeeping prefix `tally#`",
+            &format!("            TTL on `ttl`, no indexes; digest {}", digest(CHAT)),
             "limits      source items' own keys up to 1984 bytes (pk) and 960 bytes (sk)",
             "entities    2",
             "  message             by keys, pk prefix `CONV#`",
@@ -324,7 +351,7 @@ fn explain_an_image_of_a_table_matched_by_keys() {
     );
     assert_eq!(
         json(&["explain", CHAT, &image])["contribution"],
-        json!([{ "aggregate": "conversation_stats", "pk": "CONV#c1", "sk": "STATS", "entityType": null, "amounts": { "messages": "1", "bytes": "120" } }])
+        json!([{ "aggregate": "conversation_stats", "pk": "CONV#c1", "sk": "STATS", "entityType": "conversation_stats", "amounts": { "messages": "1", "bytes": "120" } }])
     );
 }
 
@@ -384,16 +411,48 @@ fn a_table_matched_by_keys_is_filtered_by_its_source_prefixes() {
 }
 
 #[test]
-fn other_commands_refuse_a_rules_file_rather_than_apply_other_rules() {
-    // Until the engine takes its rules from a file, a command that would silently apply the
-    // university rules to a table declared otherwise must not run at all.
-    let given = ["--rules", "fixtures/rules/chat.toml", "replay", "fixtures/events/01-term-opens.json"];
-    let (code, stdout, stderr) = cli::run(&mut tally(&given));
-    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
-    assert!(stderr.contains("only `tally rules` reads a rules file so far (given fixtures/rules/chat.toml"), "{stderr}");
-    let mut from_env = tally(&["verify"]);
-    from_env.env("TALLY_RULES", "fixtures/rules/chat.toml");
-    let (code, _, stderr) = cli::run(&mut from_env);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("by --rules or TALLY_RULES"), "{stderr}");
+fn seed_refuses_rules_other_than_the_university_s() {
+    // Seed's workload is SPEC's university: under other rules it refuses, before any table is touched.
+    for from_env in [false, true] {
+        let mut command = tally(&["--endpoint", NO_DYNAMODB, "--table", "never-created"]);
+        match from_env {
+            false => command.args(["--rules", LEARNING]),
+            true => command.env("TALLY_RULES", LEARNING),
+        };
+        let (code, stdout, stderr) = cli::run(command.arg("seed"));
+        assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+        assert!(stderr.starts_with("tally: error: ") && stderr.contains("seed is university-only"), "{stderr}");
+        assert!(stderr.contains(LEARNING), "names the rules: {stderr}");
+        assert!(!stderr.contains("DynamoDB"), "refused before reaching DynamoDB: {stderr}");
+    }
+}
+
+#[test]
+fn commands_refuse_rules_that_do_not_load_as_rules_check_reports_them() {
+    // Every problem at its line and column, as `tally rules check` prints them, and nothing else:
+    // the command stops before DynamoDB (which, at NO_DYNAMODB, would be a connection error), so
+    // nothing is written.
+    let check = |path: &str| run(&["check", path]);
+    for file in ["unfed-aggregate.toml", "many-errors.toml", "not-toml.toml"] {
+        let path = format!("{BROKEN}/{file}");
+        let (check_code, check_stdout, problems) = check(&path);
+        assert_eq!((check_code, check_stdout.as_str()), (2, ""), "{problems}");
+        assert!(!problems.is_empty() && problems.lines().all(|line| line.starts_with(&format!("{path}:"))), "{problems}");
+        let replay = ["--endpoint", NO_DYNAMODB, "--rules", &path, "replay", "fixtures/events/01-term-opens.json"];
+        assert_eq!(cli::run(&mut tally(&replay)), (2, String::new(), problems.clone()), "{replay:?}");
+        // From the environment, on a replay that would otherwise write (`--allow-stale`).
+        let mut from_env = tally(&["--endpoint", NO_DYNAMODB, "replay", "--allow-stale", "fixtures/events/01-term-opens.json"]);
+        from_env.env("TALLY_RULES", &path);
+        assert_eq!(cli::run(&mut from_env), (2, String::new(), problems), "TALLY_RULES={path}");
+    }
+    let problem = "fixtures/rules/broken/unfed-aggregate.toml:13:13: no entity contributes to aggregate `daily_stats`\n";
+    let replay = [
+        "--endpoint",
+        NO_DYNAMODB,
+        "--rules",
+        "fixtures/rules/broken/unfed-aggregate.toml",
+        "replay",
+        "fixtures/events/01-term-opens.json",
+    ];
+    assert_eq!(cli::run(&mut tally(&replay)), (2, String::new(), problem.to_owned()));
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::Rules;
 use serde_json::json;
 use support::cli::{consume, failure_log, json, run, tally, unique_table};
 use support::faults::{Fault, FaultyTable};
@@ -24,7 +25,8 @@ fn verify_exact(table: &str) {
 
 async fn reader(table: &str) -> StreamReader {
     let client = connect(None, None).await;
-    let arn = DynamoTable::new(client.clone(), table).latest_stream_arn().await.unwrap().expect("the table has a stream");
+    let arn =
+        DynamoTable::new(client.clone(), table, Rules::university()).latest_stream_arn().await.unwrap().expect("the table has a stream");
     StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
 }
 
@@ -80,7 +82,7 @@ async fn handler_failures_are_retried_from_the_failure_point() {
         .chain([None])
         .chain(outlasting_the_deadline())
         .collect();
-    let table = DynamoTable::new(client, &name);
+    let table = DynamoTable::new(client, &name, Rules::university());
     let checkpoints = Checkpoints::new(table.clone(), reader.arn());
     let engine = Engine::new(FaultyTable::new(table, script));
     let options = ConsumeOptions { batch_timeout: SHORT_BATCH, ..options(&name, 10) };
@@ -97,7 +99,7 @@ async fn consume_giving_up_the_first_batches(name: &str, seed: &str) -> ConsumeS
     json(tally(name).args(["seed", "--ops", "120", "--seed", seed]));
     let client = connect(None, None).await;
     let reader = reader(name).await;
-    let table = DynamoTable::new(client, name);
+    let table = DynamoTable::new(client, name, Rules::university());
     let checkpoints = Checkpoints::new(table.clone(), reader.arn());
     let script: Vec<Option<Fault>> = (0..3).flat_map(|_| outlasting_the_deadline()).collect();
     let engine = Engine::new(FaultyTable::new(table, script));
@@ -113,7 +115,7 @@ async fn a_permanent_failure_stops_consume_at_once_and_a_later_run_resumes() {
     let name = unique_table();
     json(tally(&name).arg("init"));
     json(tally(&name).args(["seed", "--ops", "120", "--seed", "5"]));
-    let table = DynamoTable::new(connect(None, None).await, &name);
+    let table = DynamoTable::new(connect(None, None).await, &name, Rules::university());
     let _ = std::fs::remove_file(failure_log(&name));
     let engine = Engine::new(FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]));
     let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
@@ -219,7 +221,7 @@ async fn a_consumer_killed_mid_stream_resumes_exactly() {
         .unwrap();
     // Kill it (SIGKILL: no clean stop) once it has checkpointed some progress.
     let client = connect(None, None).await;
-    let table = DynamoTable::new(client, &name);
+    let table = DynamoTable::new(client, &name, Rules::university());
     let arn = table.latest_stream_arn().await.unwrap().expect("the table has a stream");
     let checkpoints = Checkpoints::new(table, &arn);
     for _ in 0..100 {

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aggregates::Rules;
 use lambda_runtime::{Context, LambdaEvent};
 use support::faults::{Fault, FaultyTable};
 use support::images::*;
@@ -82,7 +83,7 @@ async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
 
     // Running out of time names what kept failing, not only the deadline. (The budget leaves a
     // loaded DynamoDB Local time for the first read: only then can a commit fail.)
-    let changes = decode_batch(&records(&recs, table.name()), table.name()).unwrap();
+    let changes = decode_batch(&records(&recs, table.name()), table.name(), Rules::university()).unwrap();
     let outcome = engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(3)).await;
     let failure = outcome.failure.expect("the deadline passed").to_string();
     assert!(

@@ -6,6 +6,7 @@ mod support;
 
 use std::path::Path;
 
+use aggregates::Rules;
 use aws_lambda_events::event::dynamodb::Event;
 use serde_json::Value;
 use support::{aggregate, drop_table, fresh_table, number, scan};
@@ -29,7 +30,7 @@ async fn fixtures_give_the_expected_aggregates_once() {
     for round in 0..2 {
         for file in files {
             // The fixtures name the table `university`; records from `library` are another table's.
-            let changes = decode_batch(&load(file).records, "university").unwrap();
+            let changes = decode_batch(&load(file).records, "university", Rules::university()).unwrap();
             let outcome = engine.process(&changes, deadline()).await;
             assert_eq!(outcome.failed_from(), None, "{file}: {outcome:?}");
             if round == 1 {
@@ -37,7 +38,7 @@ async fn fixtures_give_the_expected_aggregates_once() {
             }
         }
     }
-    let second = decode_batch(&load("02-grading-and-expiry.json").records, "university").unwrap();
+    let second = decode_batch(&load("02-grading-and-expiry.json").records, "university", Rules::university()).unwrap();
     let outcome = engine.process(&second, deadline()).await;
     assert_eq!((outcome.ttl_deletions, outcome.rejected.get("wrong_type")), (2, Some(&1)));
     assert_eq!(

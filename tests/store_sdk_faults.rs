@@ -21,6 +21,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aggregates::Rules;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client as DynamoDbClient;
@@ -107,7 +108,7 @@ async fn proxied_client(proxy: &FaultProxy) -> DynamoDbClient {
 
 /// One invocation: `recs` through the engine, which gives up at `deadline` from now.
 async fn invoke(engine: &Engine<DynamoTable>, table: &str, recs: &[Rec], deadline: Duration, deliveries: &Deliveries) -> BatchOutcome {
-    let changes = decode_batch(&support::records(recs, table), table).expect("test records decode");
+    let changes = decode_batch(&support::records(recs, table), table, Rules::university()).expect("test records decode");
     let outcome = engine.process(&changes, tokio::time::Instant::now() + deadline).await;
     Deliveries::add(&deliveries.invocations, 1);
     Deliveries::add(&deliveries.records, recs.len());
@@ -215,7 +216,7 @@ async fn aggregates_stay_exact_through_sdk_level_faults() {
         let transaction_limit = [100, 3, 8][case as usize % 3];
         let max_batch = 2 + (seed + case) as usize % 10;
         let direct = fresh_table().await;
-        let proxied = DynamoTable::new(client.clone(), direct.name());
+        let proxied = DynamoTable::new(client.clone(), direct.name(), Rules::university());
         let before = proxy.counts();
         let runs = shards.iter().enumerate().map(|(shard, recs)| {
             let engines = [(); 2].map(|_| Engine::new(proxied.clone()).with_transaction_limit(transaction_limit));

@@ -1,26 +1,29 @@
 //! The pure rules of tally: an item image in, aggregate deltas out.
 //!
-//! Nothing here does I/O, reads a clock or knows the AWS SDK, so every rule of SPEC is testable
-//! in isolation and the stream path, backfill and verify all share one definition of "correct".
+//! Nothing here does I/O, reads a clock or knows the AWS SDK, so every rule is testable in
+//! isolation and the stream path, backfill and verify all share one definition of "correct".
 //!
-//! - [`source`] parses and validates an image into a typed [`SourceItem`];
-//! - [`deltas`] holds the rules: [`contribution`] of an item and [`Deltas::between`] of a record;
+//! - [`rules`] loads a rules file (the university's, SPEC's, is embedded) and evaluates images:
+//!   what an image is, why it is invalid, what it contributes;
+//! - [`deltas`] holds signed amounts per aggregate item and field: a contribution, a record's
+//!   change ([`Deltas::between`]), a batch's sum;
 //! - [`recompute`] sums contributions over a set of items (the oracle, and backfill);
-//! - [`keys`] names the aggregate items and tells tally's own items from the application's;
-//! - [`number`] is exact decimal arithmetic with DynamoDB's limits.
+//! - [`keys`] names aggregate items and who owns a key, and DynamoDB's key limits;
+//! - [`number`] is exact decimal arithmetic with DynamoDB's limits;
+//! - [`dates`] reads the dates source items carry.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod dates;
 pub mod deltas;
 pub mod keys;
 pub mod number;
 pub mod recompute;
 pub mod rules;
-pub mod source;
 
-pub use deltas::{assess, contribution, Assessment, Deltas};
-pub use keys::{AggregateKey, AggregateKind, Field, KeyOwner};
+pub use deltas::Deltas;
+pub use keys::{AggregateKey, KeyOwner};
 pub use number::{excerpt, Number, NumberError};
 pub use recompute::{AggregateValues, Recompute};
-pub use source::{parse, Decoded, Rejection, SourceItem};
+pub use rules::{AggregateId, FieldId, RuleAssessment, Rules, Violation};

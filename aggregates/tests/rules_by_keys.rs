@@ -108,8 +108,8 @@ fn items_are_matched_by_their_keys() {
     let cases = [
         (
             item(&[("PK", "CONV#c1"), ("SK", "MSG#2026-03-01T23:30:00-01:00"), ("size", "N:120"), ("author", "u1"), ("state", "pinned")]),
-            "message: conversation_stats CONV#c1 STATS messages 1; conversation_stats CONV#c1 STATS bytes 120; \
-             conversation_stats CONV#c1 STATS pinned 1; author_stats USER#u1 DAY#2026-03-02 messages 1",
+            "message: conversation_stats CONV#c1 STATS messages 1; conversation_stats CONV#c1 STATS pinned 1; \
+             conversation_stats CONV#c1 STATS bytes 120; author_stats USER#u1 DAY#2026-03-02 messages 1",
         ),
         (
             item(&[("PK", "CONV#c1"), ("SK", "MSG#2026-03-01T10:00:00Z"), ("size", "N:0"), ("state", "draft")]),

@@ -66,7 +66,7 @@ fn each_mistake_gets_its_exact_message_and_place() {
         (
             "unknown key",
             &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nprefix = \"x\"\n")],
-            &["5:1: unknown field `prefix`, expected one of `pk`, `sk`, `entity_type`, `bookkeeping_prefix`"],
+            &["5:1: unknown field `prefix`, expected one of `pk`, `sk`, `entity_type`, `bookkeeping_prefix`, `ttl`, `indexes`"],
         ),
         ("wrong TOML type", &[("counters = [\"messages\"]", "counters = \"messages\"")], &["9:12: invalid type: string \"messages\", expected a sequence"]),
         (
@@ -83,6 +83,25 @@ fn each_mistake_gets_its_exact_message_and_place() {
             &["4:15: `table.entity_type` `SK` is also a key attribute"],
         ),
         ("empty prefix", &[("bookkeeping_prefix = \"tally#\"", "bookkeeping_prefix = \"\"")], &["4:22: `table.bookkeeping_prefix` must not be empty"]),
+        ("empty ttl", &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nttl = \"\"\n")], &["5:7: `table.ttl` must not be empty"]),
+        (
+            "ttl is a key",
+            &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nttl = \"PK\"\n")],
+            &["5:7: `table.ttl` `PK` is also a key or the entity-type attribute"],
+        ),
+        (
+            "an index twice, and one with an empty key",
+            &[(
+                "bookkeeping_prefix = \"tally#\"\n",
+                "bookkeeping_prefix = \"tally#\"\nindexes = [{ name = \"GSI1\", pk = \"GSI1PK\" }, { name = \"GSI1\", pk = \"\" }]\n",
+            )],
+            &["5:68: an index's `pk` must not be empty", "5:55: index `GSI1` is declared twice"],
+        ),
+        (
+            "ttl is the entity-type attribute",
+            &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nentity_type = \"kind\"\nttl = \"kind\"\n")],
+            &["6:7: `table.ttl` `kind` is also a key or the entity-type attribute"],
+        ),
         (
             "limits",
             &[("\n[aggregates.chat_stats]", "[limits]\nsource_pk_bytes = 5000\nsource_sk_bytes = 0\n\n[aggregates.chat_stats]")],
@@ -139,6 +158,11 @@ fn each_mistake_gets_its_exact_message_and_place() {
                 "9:25: aggregate `chat_stats`: `PK` is an attribute tally writes itself",
                 "9:31: aggregate `chat_stats`: `updatedAt` is an attribute tally writes itself",
             ],
+        ),
+        (
+            "reserved version",
+            &[("counters = [\"messages\"]", "counters = [\"messages\", \"version\"]")],
+            &["9:25: aggregate `chat_stats`: `version` is an attribute tally writes itself"],
         ),
         ("average over a missing sum", &[("sum = \"bytes\"", "sum = \"byte\"")], &["11:30: average `meanBytes`: `byte` is not a sum of `chat_stats`"]),
         (

@@ -13,8 +13,8 @@ mod examples_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aggregates::rules::{AggregateRef, Rules};
-use aggregates::KeyOwner;
+use aggregates::rules::{RuleAssessment, Rules};
+use aggregates::{AggregateKey, KeyOwner};
 use examples_support::delivery::{schedule, Faults};
 use examples_support::dice::Dice;
 use examples_support::oracle::{add, assess_all, naive, recompute, show, touched, Assessed, Counts, Tally, Totals};
@@ -129,10 +129,10 @@ fn learning_images_add_what_the_file_says() {
                     ("GSI1PK", "DATE#2025-12-20"),
                     ("expiresAt", "N:1768900000"),
                 ],
-                "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS tokens 12; \
-                 conversation_stats CONV#conv-1 STATS userMessages 1; conversation_stats CONV#conv-1 STATS meteredMessages 1; \
-                 daily_messages STATS#MESSAGES DAY#2025-12-20 messages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 tokens 12; \
-                 daily_messages STATS#MESSAGES DAY#2025-12-20 userMessages 1; user_stats USER#user-123 STATS messages 1",
+                "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS userMessages 1; \
+                 conversation_stats CONV#conv-1 STATS meteredMessages 1; conversation_stats CONV#conv-1 STATS tokens 12; \
+                 user_stats USER#user-123 STATS messages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 messages 1; \
+                 daily_messages STATS#MESSAGES DAY#2025-12-20 userMessages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 tokens 12",
             ),
             // 23:30 at -02:00 is the next UTC day. No tokens: not metered. No userId: no user_stats.
             (
@@ -305,11 +305,11 @@ fn marketplace_images_add_what_the_file_says() {
             // Matched by keys: no `Type`, or a `Type` no entity matched by type has.
             (
                 &[("PK", "CUSTOMER#cust-1"), ("SK", "FAV#789"), ("addedAt", "2025-12-20T10:30:00Z")],
-                "Favourite: CustomerStats CUSTOMER#cust-1 STATS favourites 1; ProductStats PRODUCT#789 STATS favourites 1",
+                "Favourite: ProductStats PRODUCT#789 STATS favourites 1; CustomerStats CUSTOMER#cust-1 STATS favourites 1",
             ),
             (
                 &[("PK", "CUSTOMER#cust-1"), ("SK", "FAV#789"), ("Type", "Favourite")],
-                "Favourite: CustomerStats CUSTOMER#cust-1 STATS favourites 1; ProductStats PRODUCT#789 STATS favourites 1",
+                "Favourite: ProductStats PRODUCT#789 STATS favourites 1; CustomerStats CUSTOMER#cust-1 STATS favourites 1",
             ),
             (&[("PK", "VENDOR#456"), ("SK", "METADATA"), ("Type", "Vendor"), ("name", "Acme")], "Vendor: "),
         ],
@@ -404,10 +404,10 @@ fn the_example_images_are_what_the_readme_says() {
             &[
                 (
                     "answer-after-midnight-utc.json",
-                    "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS tokens 48; \
-                     conversation_stats CONV#conv-1 STATS assistantMessages 1; conversation_stats CONV#conv-1 STATS meteredMessages 1; \
-                     daily_messages STATS#MESSAGES DAY#2025-12-21 messages 1; daily_messages STATS#MESSAGES DAY#2025-12-21 tokens 48; \
-                     daily_messages STATS#MESSAGES DAY#2025-12-21 assistantMessages 1; user_stats USER#user-123 STATS messages 1",
+                    "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS assistantMessages 1; \
+                     conversation_stats CONV#conv-1 STATS meteredMessages 1; conversation_stats CONV#conv-1 STATS tokens 48; \
+                     user_stats USER#user-123 STATS messages 1; daily_messages STATS#MESSAGES DAY#2025-12-21 messages 1; \
+                     daily_messages STATS#MESSAGES DAY#2025-12-21 assistantMessages 1; daily_messages STATS#MESSAGES DAY#2025-12-21 tokens 48",
                 ),
                 ("conversation-negative-unread.json", "conversation rejected negative_unread: attribute `unreadCount` is negative"),
                 ("conversation.json", "conversation: user_stats USER#user-123 STATS conversations 1; user_stats USER#user-123 STATS unreadTotal 2"),
@@ -417,10 +417,10 @@ fn the_example_images_are_what_the_readme_says() {
                 ),
                 (
                     "message.json",
-                    "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS tokens 12; \
-                     conversation_stats CONV#conv-1 STATS userMessages 1; conversation_stats CONV#conv-1 STATS meteredMessages 1; \
-                     daily_messages STATS#MESSAGES DAY#2025-12-20 messages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 tokens 12; \
-                     daily_messages STATS#MESSAGES DAY#2025-12-20 userMessages 1; user_stats USER#user-123 STATS messages 1",
+                    "message: conversation_stats CONV#conv-1 STATS messages 1; conversation_stats CONV#conv-1 STATS userMessages 1; \
+                     conversation_stats CONV#conv-1 STATS meteredMessages 1; conversation_stats CONV#conv-1 STATS tokens 12; \
+                     user_stats USER#user-123 STATS messages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 messages 1; \
+                     daily_messages STATS#MESSAGES DAY#2025-12-20 userMessages 1; daily_messages STATS#MESSAGES DAY#2025-12-20 tokens 12",
                 ),
                 ("profile.json", "profile: "),
             ],
@@ -429,7 +429,7 @@ fn the_example_images_are_what_the_readme_says() {
             "marketplace",
             marketplace(),
             &[
-                ("favourite.json", "Favourite: CustomerStats CUSTOMER#cust-1 STATS favourites 1; ProductStats PRODUCT#789 STATS favourites 1"),
+                ("favourite.json", "Favourite: ProductStats PRODUCT#789 STATS favourites 1; CustomerStats CUSTOMER#cust-1 STATS favourites 1"),
                 ("order-pending.json", "Order: "),
                 (
                     "order-placed.json",
@@ -794,17 +794,18 @@ fn the_workloads_exercise_every_rule_and_fault() {
                 let old = rules.assess(record.old.as_ref());
                 let new = rules.assess(record.new.as_ref());
                 match &new {
-                    aggregates::rules::RuleAssessment::Rejected { violation, .. } => {
+                    RuleAssessment::Rejected { violation, .. } => {
                         seen_reasons.insert(violation.reason().to_owned());
                     }
-                    aggregates::rules::RuleAssessment::Unknown => unknown += 1,
-                    aggregates::rules::RuleAssessment::Source { entity, .. } => {
-                        *per_entity.entry(entity.name().to_owned()).or_default() += 1
-                    }
-                    aggregates::rules::RuleAssessment::Absent => {}
+                    RuleAssessment::Unknown => unknown += 1,
+                    RuleAssessment::Source { entity, .. } => *per_entity.entry(entity.name().to_owned()).or_default() += 1,
+                    RuleAssessment::Absent => {}
                 }
-                let keys = |assessment: &aggregates::rules::RuleAssessment<'_>| -> Option<Vec<AggregateRef>> {
-                    assessment.contribution().map(|c| c.parts().iter().map(|part| part.aggregate().clone()).collect())
+                let keys = |assessment: &RuleAssessment<'_>| -> Option<Vec<AggregateKey>> {
+                    match assessment {
+                        RuleAssessment::Source { contribution, .. } => Some(contribution.keys().cloned().collect()),
+                        _ => None,
+                    }
                 };
                 match (keys(&old), keys(&new)) {
                     (Some(before), Some(after)) if !before.is_empty() && !after.is_empty() && before != after => moves += 1,

@@ -1,7 +1,11 @@
 //! Differential test: the university rules file, compiled, gives for every image exactly what
-//! the hand-written rules give (`aggregates::assess`): the same absent / unknown / rejected /
-//! source classification, the same rejection reason and message, the same entity type and the
-//! same contribution. And the same owner and aggregate for every table key.
+//! the hand-written rules give (`reference::deltas::assess`, SPEC implemented by hand): the same
+//! absent / unknown / rejected / source classification, the same rejection reason and message,
+//! the same entity type and the same contribution. And the same owner and aggregate for every
+//! table key.
+//!
+//! The declarations agree too: the file's entities, aggregates, fields and averages are the
+//! hand-written rules'.
 //!
 //! No server. Each property runs `PROPTEST_CASES` cases (256 by default):
 //! `PROPTEST_CASES=20000 cargo test --release -p aggregates --test rules_match_code -- --nocapture`
@@ -10,19 +14,24 @@
 //! The strategies are boxed: unboxed, their debug-build `new_tree` frames can overflow a test
 //! thread's stack (as in `tests/decode_hostile.rs`, whose generators these extend).
 
+mod reference;
+
 use std::collections::{BTreeMap, HashMap};
 
-use aggregates::rules::{RuleAssessment, Rules};
-use aggregates::{assess, AggregateKey, Assessment, Deltas, KeyOwner};
+use aggregates::rules::{RuleAssessment, Rules, UNIVERSITY_SOURCE};
+use aggregates::{AggregateValues, Deltas, KeyOwner, Number};
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use reference::deltas::{assess, Assessment};
+use reference::keys::{AggregateKey, AggregateKind, BOOKKEEPING_PK_PREFIX, GRADE_AVERAGE};
+use reference::source::ENTITIES;
 use serde_dynamo::{AttributeValue, Item};
 
 /// One amount, as both sides can name it: aggregate pk, sk, entityType, field, amount.
 type Entry = (String, String, String, String, String);
 
-fn code_entries(deltas: &Deltas) -> Vec<Entry> {
+fn code_entries(deltas: &reference::deltas::Deltas) -> Vec<Entry> {
     let mut entries: Vec<Entry> = deltas
         .iter()
         .map(|(key, field, amount)| {
@@ -33,7 +42,7 @@ fn code_entries(deltas: &Deltas) -> Vec<Entry> {
     entries
 }
 
-fn rules_entries(rules: &Rules, contribution: &aggregates::rules::Contribution) -> Vec<Entry> {
+fn rules_entries(rules: &Rules, contribution: &Deltas) -> Vec<Entry> {
     let mut entries: Vec<Entry> = contribution
         .iter()
         .map(|(aggregate, field, amount)| {
@@ -44,6 +53,68 @@ fn rules_entries(rules: &Rules, contribution: &aggregates::rules::Contribution) 
     entries.sort();
     entries
 }
+
+// ---------------------------------------------------------------------------------------------
+// The declarations: entities, aggregates, fields, averages.
+
+#[test]
+fn the_entities_are_spec_s() {
+    let rules = Rules::university();
+    assert_eq!(rules.source_name(), UNIVERSITY_SOURCE);
+    assert_eq!((rules.table().pk(), rules.table().sk(), rules.table().entity_type()), ("pk", "sk", Some("entityType")));
+    assert_eq!(rules.table().bookkeeping_prefix(), BOOKKEEPING_PK_PREFIX);
+    let ours: Vec<(&str, &str, bool)> =
+        rules.entities().iter().map(|entity| (entity.name(), entity.pk_prefix(), entity.contributes())).collect();
+    let code: Vec<(&str, &str, bool)> = ENTITIES.iter().map(|entity| (entity.entity_type, entity.pk_prefix, entity.contributes)).collect();
+    assert_eq!(ours, code);
+    assert!(rules.entities().iter().all(|entity| !entity.matched_by_keys()));
+    assert_eq!(rules.entity("submission").map(|entity| entity.name()), Some("submission"));
+    assert!(rules.entity("stats").is_none(), "aggregates are not entities");
+}
+
+#[test]
+fn the_aggregates_and_fields_are_spec_s() {
+    let rules = Rules::university();
+    assert_eq!(rules.aggregates().len(), AggregateKind::ALL.len());
+    for (aggregate, kind) in rules.aggregates().iter().zip(AggregateKind::ALL) {
+        assert_eq!(aggregate.name(), kind.entity_type());
+        let mut ours: Vec<&str> = aggregate.fields().map(|field| rules.field_name(field)).collect();
+        let mut code: Vec<&str> = kind.fields().iter().map(|field| field.attribute()).collect();
+        ours.sort_unstable();
+        code.sort_unstable();
+        assert_eq!(ours, code, "{}", kind.entity_type());
+        let averages: Vec<(&str, &str, &str, u32)> = aggregate
+            .averages()
+            .iter()
+            .map(|average| (average.name(), rules.field_name(average.sum()), rules.field_name(average.count()), average.places()))
+            .collect();
+        let expected = if kind.has_grade_average() { vec![(GRADE_AVERAGE, "gradeSum", "gradedCount", 4)] } else { vec![] };
+        assert_eq!(averages, expected, "{}", kind.entity_type());
+    }
+    // One field id per name: `orderTotal` is on order_stats and daily_stats.
+    let order_total = rules.field("orderTotal").unwrap();
+    assert!(rules.aggregates()[3].sums().contains(&order_total) && rules.aggregates()[4].sums().contains(&order_total));
+    assert_eq!(rules.field("gradeAverage"), None, "an average is not a field one adds to");
+}
+
+proptest! {
+    #[test]
+    fn averages_are_the_hand_written_grade_average(sum in -10_000_000i64..10_000_000, scale in 0u32..6, count in 0i64..5_000) {
+        let rules = Rules::university();
+        let course = rules.parse_key("course#c1", "stats").unwrap();
+        let sum: Number = bigdecimal::BigDecimal::new(sum.into(), scale.into()).to_string().parse().unwrap();
+        let mut values = AggregateValues::zero(rules, course.kind);
+        values.fields.insert(rules.field("gradeSum").unwrap(), sum.clone());
+        values.fields.insert(rules.field("gradedCount").unwrap(), Number::from(count));
+        let ours: Vec<(&str, Option<Number>)> = values.averages(rules).map(|(average, value)| (average.name(), value)).collect();
+        // The hand-written rules' `gradeAverage`: `gradeSum / gradedCount` for kinds with grades.
+        let code = AggregateKind::CourseStats.has_grade_average().then(|| Number::average(&sum, &Number::from(count))).flatten();
+        prop_assert_eq!(ours, vec![(GRADE_AVERAGE, code)]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assessments.
 
 /// Asserts both sides agree on `image`; returns a label of the outcome, for the coverage report.
 fn agree(image: Option<&Item>) -> Result<String, TestCaseError> {
@@ -66,7 +137,7 @@ fn agree(image: Option<&Item>) -> Result<String, TestCaseError> {
         (Assessment::Source { entity_type, contribution }, RuleAssessment::Source { entity, contribution: ours }) => {
             prop_assert_eq!(*entity_type, entity.name());
             prop_assert_eq!(code_entries(contribution), rules_entries(rules, ours), "{:?}", image);
-            prop_assert_eq!(entity.contributes(), aggregates::source::entity_of(entity_type).is_some_and(|known| known.contributes));
+            prop_assert_eq!(entity.contributes(), reference::source::entity_of(entity_type).is_some_and(|known| known.contributes));
             format!("source {entity_type}{}", if contribution.is_empty() { " (nothing)" } else { "" })
         }
         _ => return Err(TestCaseError::fail(format!("code says {code:?}, rules say {data:?}, for {image:?}"))),
@@ -373,6 +444,15 @@ fn fuzzed_images_get_the_same_assessment() {
     run("fuzzed images", fuzzed_image(), |image| agree(Some(&image)));
 }
 
+/// The hand-written rules' owner of a table key, as the library names owners.
+fn owner_of(pk: &str, sk: &str) -> KeyOwner {
+    match reference::keys::KeyOwner::of(pk, sk) {
+        reference::keys::KeyOwner::Aggregate => KeyOwner::Aggregate,
+        reference::keys::KeyOwner::Bookkeeping => KeyOwner::Bookkeeping,
+        reference::keys::KeyOwner::Application => KeyOwner::Application,
+    }
+}
+
 /// Table keys: the owner and the aggregate they name.
 fn key_part() -> BoxedStrategy<String> {
     (
@@ -403,7 +483,7 @@ fn key_part() -> BoxedStrategy<String> {
 fn keys_get_the_same_owner_and_aggregate() {
     run("table keys", (key_part(), key_part()), |(pk, sk)| {
         let rules = Rules::university();
-        let owner = KeyOwner::of(&pk, &sk);
+        let owner = owner_of(&pk, &sk);
         prop_assert_eq!(&rules.owner(&pk, &sk), &owner, "{} {}", pk, sk);
         let ours = rules.parse_key(&pk, &sk);
         match AggregateKey::parse(&pk, &sk) {

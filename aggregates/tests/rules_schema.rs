@@ -1,5 +1,5 @@
 //! The JSON Schema for editors (`aggregates/rules/rules.schema.json`) and the loader agree: the
-//! university file validates, and files of the wrong shape fail both.
+//! university file and the example files validate, and files of the wrong shape fail both.
 //!
 //! The validator here knows the keywords the schema uses (`$ref`, `type`, `properties`,
 //! `required`, `additionalProperties`, `items`, `enum`, `minimum`, `maximum`, `minLength`) and
@@ -10,6 +10,8 @@ use aggregates::rules::{Problem, Rules, UNIVERSITY};
 use serde_json::Value;
 
 const SCHEMA: &str = include_str!("../rules/rules.schema.json");
+const LEARNING: &str = include_str!("../../examples/rules/learning.toml");
+const MARKETPLACE: &str = include_str!("../../examples/rules/marketplace.toml");
 
 fn schema() -> Value {
     serde_json::from_str(SCHEMA).expect("the schema is JSON")
@@ -119,6 +121,15 @@ fn the_university_file_fits_the_schema() {
 }
 
 #[test]
+fn the_example_files_fit_the_schema() {
+    // `learning.toml` names its TTL attribute (`ttl = "expiresAt"`). That both load is
+    // `rules_examples.rs`'s.
+    for (name, text) in [("learning", LEARNING), ("marketplace", MARKETPLACE)] {
+        assert_eq!(schema_problems(text), Vec::<String>::new(), "{name}");
+    }
+}
+
+#[test]
 fn the_schema_has_the_files_top_level_keys() {
     let root = schema();
     let mut properties: Vec<&str> = root["properties"].as_object().unwrap().keys().map(String::as_str).collect();
@@ -139,7 +150,9 @@ fn files_of_the_wrong_shape_fail_the_schema_and_the_loader() {
     let entity = "[entities.e]\npk = \"A#{id}\"\nsk = \"E\"\n";
     let cases = [
         ("unknown top-level key", format!("{minimal}[tables]\n")),
-        ("unknown table key", minimal.replace("[table]\n", "[table]\nttl = \"ttl\"\n")),
+        ("unknown table key", minimal.replace("[table]\n", "[table]\nprefix = \"x\"\n")),
+        ("ttl not a name", minimal.replace("[table]\n", "[table]\nttl = 3\n")),
+        ("index without pk", minimal.replace("[table]\n", "[table]\nindexes = [{ name = \"by-owner\" }]\n")),
         ("missing table key", minimal.replace("sk = \"sk\"\n", "")),
         ("no table", aggregate.to_owned()),
         ("counters not a list", format!("{minimal}{}", aggregate.replace("[\"n\"]", "\"n\""))),

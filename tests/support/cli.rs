@@ -18,7 +18,7 @@ pub fn tally_path() -> PathBuf {
 /// A `tally` command on `table`.
 pub fn tally(table: &str) -> Command {
     let mut command = Command::new(tally_path());
-    // A rules file in the environment would make every command but `tally rules` refuse to run.
+    // A rules file in the environment would make every command apply other rules than the university's.
     command.env("TABLE_NAME", table).env_remove("TALLY_RULES").env("RUST_LOG", "warn");
     command
 }

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use aggregates::AggregateKey;
+use aggregates::{AggregateKey, Rules};
 use tally_engine::decode::ItemKey;
 use tally_engine::store::error::Failure;
 use tally_engine::store::{Commit, DynamoTable, Found, StoreError, Table, Usage};
@@ -67,5 +67,9 @@ impl Table for FaultyTable {
 
     fn usage(&self) -> Usage {
         self.inner.usage()
+    }
+
+    fn rules(&self) -> &'static Rules {
+        self.inner.rules()
     }
 }

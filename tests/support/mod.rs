@@ -9,10 +9,11 @@ pub mod proxy;
 
 use std::time::Duration;
 
+use aggregates::Rules;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 use serde_json::{json, Value};
-use tally_cli::audit::{Audit, Drift};
+use tally_cli::audit::{Audit, Drift, Keep};
 use tally_engine::decode::decode_batch;
 use tally_engine::engine::{BatchOutcome, Engine};
 use tally_engine::store::{schema, DynamoTable, SdkItem, Table};
@@ -22,7 +23,7 @@ pub const STREAM_ARN_TEMPLATE: &str = "arn:aws:dynamodb:us-east-1:000000000000:t
 /// A uniquely named table with SPEC's schema, per test (DynamoDB Local keeps it in memory).
 pub async fn fresh_table() -> DynamoTable {
     let name = format!("university-{}", uuid::Uuid::new_v4().simple());
-    let table = DynamoTable::connect(name, None, None).await;
+    let table = DynamoTable::connect(name, None, None, Rules::university()).await;
     schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
     table
 }
@@ -119,7 +120,7 @@ pub fn records(recs: &[Rec], table: &str) -> Vec<EventRecord> {
 
 /// Runs one batch through the engine, as the handler does, with a generous deadline.
 pub async fn apply<T: Table>(engine: &Engine<T>, table_name: &str, recs: &[Rec]) -> BatchOutcome {
-    let changes = decode_batch(&records(recs, table_name), table_name).expect("test records decode");
+    let changes = decode_batch(&records(recs, table_name), table_name, engine.table().rules()).expect("test records decode");
     engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(60)).await
 }
 
@@ -132,7 +133,7 @@ pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
 /// The oracle: aggregates in the table against a recompute from `source_items` (the items'
 /// final images; the table itself holds only aggregates and ledgers in stream-only tests).
 pub async fn drift(table: &DynamoTable, source_items: &[Value]) -> Vec<Drift> {
-    let mut audit = Audit::default();
+    let mut audit = Audit::new(table.rules(), Keep::Aggregates);
     table.scan_segment(0, 1, |page| page.into_iter().for_each(|item| audit.add(item))).await.expect("stored items decode");
     for image in source_items {
         let item: serde_dynamo::Item = serde_json::from_value(image.clone()).expect("test images are DynamoDB JSON");

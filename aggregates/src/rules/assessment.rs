@@ -1,15 +1,13 @@
 //! What [`super::Rules::assess`] makes of an image: the entity it is, why it is invalid, or
 //! what it adds to which aggregate items.
-//!
-//! The contribution is data-driven: an aggregate item is an [`AggregateRef`] (its kind and its
-//! rendered keys) and a field a [`FieldId`], where today's [`crate::Deltas`] use the
-//! [`crate::AggregateKey`] and [`crate::Field`] enums.
 
-use super::plan::{AggregateId, Entity, FieldId};
-use crate::number::Number;
-use crate::source::TOO_PRECISE;
+use super::plan::Entity;
+use crate::deltas::Deltas;
 
-/// What the rules make of one image (or of its absence). Today's [`crate::Assessment`].
+/// DynamoDB's own words for a number with too many digits.
+const TOO_PRECISE: &str = "more than 38 significant digits";
+
+/// What the rules make of one image (or of its absence).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleAssessment<'r> {
     /// No image: an INSERT's old side or a REMOVE's new side.
@@ -25,96 +23,23 @@ pub enum RuleAssessment<'r> {
         violation: Violation<'r>,
     },
     /// A valid source item.
-    Source { entity: &'r Entity, contribution: Contribution },
+    Source { entity: &'r Entity, contribution: Deltas },
 }
 
-impl RuleAssessment<'_> {
+impl<'r> RuleAssessment<'r> {
     /// What the image adds while it exists: nothing unless it is a valid source item.
-    pub fn contribution(&self) -> Option<&Contribution> {
+    pub fn contribution(&self) -> Deltas {
         match self {
-            RuleAssessment::Source { contribution, .. } => Some(contribution),
+            RuleAssessment::Source { contribution, .. } => contribution.clone(),
+            _ => Deltas::new(),
+        }
+    }
+
+    /// Why the image is invalid, if it is.
+    pub fn violation(&self) -> Option<&Violation<'r>> {
+        match self {
+            RuleAssessment::Rejected { violation, .. } => Some(violation),
             _ => None,
-        }
-    }
-}
-
-/// One aggregate item: its kind and keys. Plays the part of today's [`crate::AggregateKey`];
-/// ordered by kind (the file's order), then keys.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AggregateRef {
-    pub kind: AggregateId,
-    pub pk: String,
-    pub sk: String,
-}
-
-/// Signed amounts per aggregate item and field. Like [`crate::Deltas`], each item appears once,
-/// each field once within it, and no amount is zero; the order is the rules' (deterministic).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Contribution {
-    pub(crate) parts: Vec<Part>,
-}
-
-/// The amounts for one aggregate item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    pub(crate) aggregate: AggregateRef,
-    pub(crate) amounts: Vec<(FieldId, Number)>,
-}
-
-impl Part {
-    pub fn aggregate(&self) -> &AggregateRef {
-        &self.aggregate
-    }
-
-    /// Non-zero amounts, each field once.
-    pub fn amounts(&self) -> &[(FieldId, Number)] {
-        &self.amounts
-    }
-
-    /// Adds `amount` to `field`, dropping the field if it comes to zero.
-    pub(crate) fn add(&mut self, field: FieldId, amount: &Number) {
-        match self.amounts.iter().position(|(known, _)| *known == field) {
-            Some(index) => {
-                self.amounts[index].1 += amount;
-                if self.amounts[index].1.is_zero() {
-                    self.amounts.remove(index);
-                }
-            }
-            None if amount.is_zero() => {}
-            None => self.amounts.push((field, amount.clone())),
-        }
-    }
-}
-
-impl Contribution {
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// The aggregate items touched, with their amounts.
-    pub fn parts(&self) -> &[Part] {
-        &self.parts
-    }
-
-    /// Every amount: aggregate item, field, amount.
-    pub fn iter(&self) -> impl Iterator<Item = (&AggregateRef, FieldId, &Number)> {
-        self.parts.iter().flat_map(|part| part.amounts.iter().map(move |(field, amount)| (&part.aggregate, *field, amount)))
-    }
-
-    /// Adds a part, merging it into one for the same aggregate item; a part left with no
-    /// amounts is dropped.
-    pub(crate) fn push(&mut self, part: Part) {
-        match self.parts.iter().position(|known| known.aggregate == part.aggregate) {
-            Some(index) => {
-                for (field, amount) in &part.amounts {
-                    self.parts[index].add(*field, amount);
-                }
-                if self.parts[index].amounts.is_empty() {
-                    self.parts.remove(index);
-                }
-            }
-            None if part.amounts.is_empty() => {}
-            None => self.parts.push(part),
         }
     }
 }
@@ -138,8 +63,8 @@ impl std::fmt::Display for NumberProblem {
 }
 
 /// Why an image contributes nothing. Messages name attributes, never their values: images hold
-/// personal data and these messages reach the logs. For the university rules, reason and
-/// message are exactly today's [`crate::Rejection`]'s.
+/// personal data and these messages reach the logs. For the university rules, reasons and
+/// messages are SPEC's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation<'r> {
     #[error("attribute `{0}` is missing")]
@@ -187,30 +112,6 @@ impl<'r> Violation<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn n(text: &str) -> Number {
-        text.parse().unwrap()
-    }
-
-    fn part(kind: usize, amounts: &[(usize, &str)]) -> Part {
-        Part {
-            aggregate: AggregateRef { kind: AggregateId(kind), pk: "p".into(), sk: "s".into() },
-            amounts: amounts.iter().map(|(field, amount)| (FieldId(*field), n(amount))).collect(),
-        }
-    }
-
-    #[test]
-    fn parts_for_one_item_merge_and_zeros_vanish() {
-        let mut contribution = Contribution::default();
-        contribution.push(part(0, &[(0, "1"), (1, "2.5")]));
-        contribution.push(part(1, &[(0, "1")]));
-        contribution.push(part(0, &[(1, "-2.5"), (2, "3")]));
-        contribution.push(part(2, &[]));
-        assert_eq!(contribution.parts(), &[part(0, &[(0, "1"), (2, "3")]), part(1, &[(0, "1")])]);
-        contribution.push(part(1, &[(0, "-1")]));
-        assert_eq!(contribution.parts(), &[part(0, &[(0, "1"), (2, "3")])]);
-        assert_eq!(contribution.iter().count(), 2);
-    }
 
     #[test]
     fn reasons_are_spec_s() {

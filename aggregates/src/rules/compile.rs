@@ -16,9 +16,9 @@ use super::model::{
 };
 use super::pattern::{CaptureType, Pattern};
 use super::plan::{
-    Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Limits, Rules, Table,
+    Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
 };
-use crate::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, UPDATED_AT};
+use crate::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, RULES_DIGEST, UPDATED_AT, VERSION};
 use crate::number::AVERAGE_SCALE;
 
 /// Most digits, integer and fraction together, a summed attribute may allow: a sum of 10^10
@@ -27,6 +27,8 @@ const SUMMED_DIGITS: u64 = 28;
 
 /// The reason of a negative value when `non_negative` names none.
 const NEGATIVE_REASON: &str = "negative_number";
+/// The TTL attribute of a table whose file names none (SPEC's).
+const DEFAULT_TTL: &str = "ttl";
 
 /// Parses, checks and compiles `text`.
 pub(crate) fn compile(text: &str, source_name: &str) -> Result<Rules, RulesErrors> {
@@ -174,13 +176,14 @@ impl Compiler<'_> {
         let limits = self.limits(file.limits);
         let mut aggregates: Vec<AggregateInfo> =
             file.aggregates.0.into_iter().map(|(name, decl)| self.aggregate(&table, name, decl)).collect();
-        let entities = file.entities.0.into_iter().map(|(name, decl)| self.entity(&table, &mut aggregates, name, decl)).collect();
+        let entities: Vec<Entity> =
+            file.entities.0.into_iter().map(|(name, decl)| self.entity(&table, &mut aggregates, name, decl)).collect();
         for aggregate in &aggregates {
             if !aggregate.fed {
                 self.error(aggregate.span.clone(), Problem::Unfed(aggregate.name.clone()));
             }
         }
-        let aggregates = aggregates
+        let aggregates: Vec<Aggregate> = aggregates
             .into_iter()
             .map(|info| Aggregate {
                 name: info.name,
@@ -191,7 +194,9 @@ impl Compiler<'_> {
                 averages: info.averages,
             })
             .collect();
-        Rules { source_name: source_name.to_owned(), table, limits, entities, aggregates, fields: std::mem::take(&mut self.fields) }
+        let fields = std::mem::take(&mut self.fields);
+        let digest = digest(&table, &limits, &entities, &aggregates, &fields);
+        Rules { source_name: source_name.to_owned(), digest, table, limits, entities, aggregates, fields }
     }
 
     fn non_empty(&mut self, text: &Text, what: &str) {
@@ -213,11 +218,34 @@ impl Compiler<'_> {
                 self.error(entity_type.span(), Problem::EntityTypeIsKey(entity_type.get_ref().clone()));
             }
         }
+        if let Some(ttl) = &decl.ttl {
+            self.non_empty(ttl, "`table.ttl`");
+            if [Some(decl.pk.get_ref()), Some(decl.sk.get_ref()), decl.entity_type.as_ref().map(Spanned::get_ref)]
+                .contains(&Some(ttl.get_ref()))
+            {
+                self.error(ttl.span(), Problem::TtlIsKey(ttl.get_ref().clone()));
+            }
+        }
+        let mut indexes: Vec<Index> = Vec::new();
+        for index in decl.indexes {
+            self.non_empty(&index.name, "an index's `name`");
+            self.non_empty(&index.pk, "an index's `pk`");
+            if let Some(sk) = &index.sk {
+                self.non_empty(sk, "an index's `sk`");
+            }
+            if indexes.iter().any(|known| known.name == *index.name.get_ref()) {
+                self.error(index.name.span(), Problem::RepeatedIndex(index.name.get_ref().clone()));
+                continue;
+            }
+            indexes.push(Index { name: index.name.into_inner(), pk: index.pk.into_inner(), sk: index.sk.map(Spanned::into_inner) });
+        }
         Table {
+            indexes,
             pk: decl.pk.into_inner(),
             sk: decl.sk.into_inner(),
             entity_type: decl.entity_type.map(Spanned::into_inner),
             bookkeeping_prefix: decl.bookkeeping_prefix.into_inner(),
+            ttl: decl.ttl.map_or_else(|| DEFAULT_TTL.to_owned(), Spanned::into_inner),
         }
     }
 
@@ -346,7 +374,8 @@ impl Compiler<'_> {
             self.error(field.span(), Problem::Empty("a field name".to_owned()));
             return false;
         }
-        if [table.pk.as_str(), table.sk.as_str(), UPDATED_AT].contains(&name.as_str()) || table.entity_type.as_deref() == Some(name) {
+        let written_by_tally = [table.pk(), table.sk(), table.type_attribute(), table.ttl(), UPDATED_AT, VERSION, RULES_DIGEST];
+        if written_by_tally.contains(&name.as_str()) {
             self.error(field.span(), Problem::ReservedField { aggregate: aggregate.to_owned(), field: name.clone() });
             return false;
         }
@@ -617,4 +646,17 @@ impl Compiler<'_> {
 fn is_snake_case(text: &str) -> bool {
     text.bytes().next().is_some_and(|first| first.is_ascii_lowercase())
         && text.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+}
+
+/// The first 16 hex digits of a SHA-256 over the compiled rules' meaning: the same for files
+/// that differ only in comments, layout, name or indexes (which tally never reads), different
+/// when anything an item's assessment, an aggregate's shape or where tally keeps its items
+/// depends on changes. 64 bits tell rule sets apart; nothing relies on it being unforgeable.
+fn digest(table: &Table, limits: &Limits, entities: &[Entity], aggregates: &[Aggregate], fields: &[String]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let Table { pk, sk, entity_type, bookkeeping_prefix, ttl, indexes: _ } = table;
+    let table = (pk, sk, entity_type, bookkeeping_prefix, ttl);
+    let meaning = format!("{table:?}\n{limits:?}\n{entities:?}\n{aggregates:?}\n{fields:?}");
+    let hash = Sha256::digest(meaning.as_bytes());
+    hash.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
 }

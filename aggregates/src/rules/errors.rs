@@ -78,6 +78,10 @@ pub enum Problem {
     SameKeyAttributes(String),
     #[error("`table.entity_type` `{0}` is also a key attribute")]
     EntityTypeIsKey(String),
+    #[error("`table.ttl` `{0}` is also a key or the entity-type attribute")]
+    TtlIsKey(String),
+    #[error("index `{0}` is declared twice")]
+    RepeatedIndex(String),
     #[error("`limits.{name}` is {value}, over the {max} tally's bookkeeping leaves room for")]
     LimitTooHigh { name: &'static str, value: usize, max: usize },
     #[error("`limits.{0}` must be positive")]

@@ -1,20 +1,21 @@
 //! Evaluating images, and reading table keys, with compiled [`Rules`].
 //!
-//! Per image this allocates what today's code does at most: one `Vec` of the values read (they
-//! borrow the image), the rendered keys of the aggregate items touched, their amounts (a
-//! [`Number`] allocates), and a message's parts only as borrowed names. Patterns are split in
+//! Per image this allocates no more than hand-written rules would: one `Vec` of the values read
+//! (they borrow the image), the rendered keys of the aggregate items touched and their amounts
+//! (a [`Number`] allocates), and a message's parts only as borrowed names. Patterns are split in
 //! place; no regex, no formatting but the aggregate keys.
 
 use chrono::NaiveDate;
 use serde_dynamo::{AttributeValue, Item};
 
-use super::assessment::{AggregateRef, Contribution, NumberProblem, Part, RuleAssessment, Violation};
+use super::assessment::{NumberProblem, RuleAssessment, Violation};
 use super::model::AttributeType;
 use super::pattern::{Capture, CaptureType, KeyPart, Pattern, DAY_FORMAT};
 use super::plan::{Add, Aggregate, AggregateId, Amount, Attribute, Condition, Entity, Group, Rules};
-use crate::keys::{KeyOwner, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use crate::dates::{calendar_date, utc_day};
+use crate::deltas::Deltas;
+use crate::keys::{AggregateKey, KeyOwner, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::number::{Number, NumberError};
-use crate::source::{calendar_date, type_name, utc_day};
 
 /// A value an entity read from an image, in its slot.
 #[derive(Debug, Clone)]
@@ -30,7 +31,7 @@ enum Value<'a> {
 }
 
 impl Rules {
-    /// Decodes, validates and evaluates one image. Today's [`crate::assess`].
+    /// Decodes, validates and evaluates one image.
     ///
     /// An image whose entity-type attribute names an entity is that entity; one without (or
     /// naming none) is the first entity matched by keys whose patterns its keys fit, else
@@ -67,7 +68,7 @@ impl Rules {
         self.entities.iter().filter(|entity| entity.by_keys).find(|entity| fits(&entity.pk, pk) && fits(&entity.sk, sk))
     }
 
-    fn evaluate<'r>(&'r self, entity: &'r Entity, image: &Item) -> Result<Contribution, Violation<'r>> {
+    fn evaluate<'r>(&'r self, entity: &'r Entity, image: &Item) -> Result<Deltas, Violation<'r>> {
         within(image, &self.table.pk, self.limits.source_pk_bytes)?;
         within(image, &self.table.sk, self.limits.source_sk_bytes)?;
         let mut values = vec![Value::Absent; entity.slots()];
@@ -81,9 +82,10 @@ impl Rules {
         self.contribution(entity, &values)
     }
 
-    fn contribution<'r>(&'r self, entity: &'r Entity, values: &[Value<'_>]) -> Result<Contribution, Violation<'r>> {
-        let mut contribution = Contribution::default();
-        let mut oversized: Option<(AggregateRef, Violation<'r>)> = None;
+    fn contribution<'r>(&'r self, entity: &'r Entity, values: &[Value<'_>]) -> Result<Deltas, Violation<'r>> {
+        let mut contribution = Deltas::new();
+        let one = Number::one();
+        let mut oversized: Option<(AggregateKey, Violation<'r>)> = None;
         for group in &entity.groups {
             let holds = |add: &&Add| conditions_hold(add, values);
             if !group.adds.iter().any(|add| conditions_hold(add, values)) {
@@ -103,18 +105,14 @@ impl Rules {
                 // Invalid already: its amounts are not needed.
                 continue;
             }
-            let mut part = Part { aggregate: key, amounts: Vec::with_capacity(group.adds.len()) };
-            for add in group.adds.iter().filter(holds) {
-                match add.amount {
-                    Amount::One => part.add(add.field, &Number::one()),
-                    Amount::Attribute(slot) => {
-                        if let Value::Number(amount) = &values[slot] {
-                            part.add(add.field, amount);
-                        }
-                    }
-                }
-            }
-            contribution.push(part);
+            let amounts = group.adds.iter().filter(holds).filter_map(|add| match add.amount {
+                Amount::One => Some((add.field, &one)),
+                Amount::Attribute(slot) => match &values[slot] {
+                    Value::Number(amount) => Some((add.field, amount)),
+                    _ => None,
+                },
+            });
+            contribution.add_to(key, amounts);
         }
         match oversized {
             Some((_, violation)) => Err(violation),
@@ -123,7 +121,7 @@ impl Rules {
     }
 
     /// Whether DynamoDB could not store an aggregate item under `key`; pk is checked first.
-    fn oversized<'r>(&'r self, aggregate: &'r Aggregate, key: &AggregateRef) -> Option<Violation<'r>> {
+    fn oversized<'r>(&'r self, aggregate: &'r Aggregate, key: &AggregateKey) -> Option<Violation<'r>> {
         let too_long = |name: &'r str, bytes: usize, limit: usize| {
             (bytes > limit).then_some(Violation::AggregateKeyTooLong { aggregate: &aggregate.name, key: name, bytes, limit })
         };
@@ -131,16 +129,15 @@ impl Rules {
             .or_else(|| too_long(&self.table.sk, key.sk.len(), MAX_SORT_KEY_BYTES))
     }
 
-    /// The aggregate item a table key names, if it names one. Today's
-    /// [`crate::AggregateKey::parse`], but only for keys as tally writes them: a day must be
-    /// written as tally writes it (`day#2026-3-1` names none).
-    pub fn parse_key(&self, pk: &str, sk: &str) -> Option<AggregateRef> {
+    /// The aggregate item a table key names, if it names one: only keys as tally writes them
+    /// (`day#2026-3-1` names none).
+    pub fn parse_key(&self, pk: &str, sk: &str) -> Option<AggregateKey> {
         let kind = self.aggregate_of(pk, sk)?;
-        Some(AggregateRef { kind, pk: pk.to_owned(), sk: sk.to_owned() })
+        Some(AggregateKey { kind, pk: pk.to_owned(), sk: sk.to_owned() })
     }
 
     /// Who an item belongs to, judged from its table key alone (a REMOVE carries no new image).
-    /// Today's [`KeyOwner::of`]: the bookkeeping prefix marks tally's own items; an aggregate's
+    /// The bookkeeping prefix marks tally's own items; an aggregate's
     /// key templates mark its items, an empty id included; a partition key with no parameter
     /// (`stats#university`) is the aggregate's whole partition.
     pub fn owner(&self, pk: &str, sk: &str) -> KeyOwner {
@@ -258,14 +255,14 @@ fn conditions_hold(add: &Add, values: &[Value<'_>]) -> bool {
 }
 
 /// The key of the aggregate item `group` adds to; `None` if a parameter's value is absent.
-fn render(aggregate: &Aggregate, group: &Group, values: &[Value<'_>]) -> Option<AggregateRef> {
+fn render(aggregate: &Aggregate, group: &Group, values: &[Value<'_>]) -> Option<AggregateKey> {
     let part = |param: usize| match &values[group.params[param]] {
         Value::Text(text) => Some(KeyPart::Text(text)),
         Value::Day(day) => Some(KeyPart::Day(*day)),
         _ => None,
     };
     let sk_params = aggregate.pk.captures().len();
-    Some(AggregateRef { kind: group.aggregate, pk: aggregate.pk.render(part)?, sk: aggregate.sk.render(|param| part(sk_params + param))? })
+    Some(AggregateKey { kind: group.aggregate, pk: aggregate.pk.render(part)?, sk: aggregate.sk.render(|param| part(sk_params + param))? })
 }
 
 /// A day in an aggregate key, only as tally writes it.
@@ -274,4 +271,19 @@ fn canonical_day(text: &str) -> Option<NaiveDate> {
         let day = NaiveDate::parse_from_str(text, DAY_FORMAT).ok()?;
         (day.format(DAY_FORMAT).to_string() == text).then_some(day)
     })
+}
+
+fn type_name(value: &AttributeValue) -> &'static str {
+    match value {
+        AttributeValue::N(_) => "N",
+        AttributeValue::S(_) => "S",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::M(_) => "M",
+        AttributeValue::L(_) => "L",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+    }
 }

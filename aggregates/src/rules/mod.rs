@@ -1,6 +1,6 @@
 //! Rules as data: a single-table design's entities and aggregates, declared in a TOML file,
 //! checked and compiled once, then evaluated per image with the exact semantics of the
-//! hand-written rules ([`crate::assess`]).
+//! rules SPEC states for the university table.
 //!
 //! # The file
 //!
@@ -58,15 +58,6 @@
 //! - The image is invalid if any aggregate item it adds to would have a key over DynamoDB's
 //!   limits (`key_too_long`), or its own keys are over [`Limits`].
 //!
-//! # Wiring into the engine
-//!
-//! [`AggregateRef`] stands for today's [`crate::AggregateKey`] (its `pk()`/`sk()` are fields
-//! here; [`Rules::parse_key`] is `AggregateKey::parse`), [`AggregateId`] for
-//! [`crate::AggregateKind`] ([`Aggregate::name`] is its `entity_type()`, [`Aggregate::fields`]
-//! its `fields()`, [`Aggregate::averages`] its `has_grade_average()`), [`FieldId`] for
-//! [`crate::Field`] ([`Rules::field_name`] is `attribute()`), [`Contribution`] for
-//! [`crate::Deltas`] and [`RuleAssessment`] for [`crate::Assessment`]; [`Rules::owner`] is
-//! [`crate::KeyOwner::of`].
 
 mod assessment;
 mod compile;
@@ -78,10 +69,10 @@ mod plan;
 
 use std::sync::OnceLock;
 
-pub use assessment::{AggregateRef, Contribution, NumberProblem, Part, RuleAssessment, Violation};
+pub use assessment::{NumberProblem, RuleAssessment, Violation};
 pub use errors::{Position, Problem, RuleError, RulesErrors};
 pub use pattern::PatternError;
-pub use plan::{Aggregate, AggregateId, Average, Entity, FieldId, Limits, Rules, Table};
+pub use plan::{Aggregate, AggregateId, Average, Entity, FieldId, Index, Limits, Rules, Table};
 
 /// SPEC's university table, as rules: the default.
 pub const UNIVERSITY: &str = include_str!("../../rules/university.toml");

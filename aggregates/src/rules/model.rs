@@ -35,6 +35,19 @@ pub(crate) struct TableDecl {
     pub sk: Text,
     pub entity_type: Option<Text>,
     pub bookkeeping_prefix: Text,
+    pub ttl: Option<Text>,
+    #[serde(default)]
+    pub indexes: Vec<IndexDecl>,
+}
+
+/// `indexes = [{ name = "...", pk = "...", sk = "..." }]`: a global secondary index `tally init`
+/// creates. tally reads none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IndexDecl {
+    pub name: Text,
+    pub pk: Text,
+    pub sk: Option<Text>,
 }
 
 /// `[limits]`: the longest own keys a source item may have, in UTF-8 bytes.

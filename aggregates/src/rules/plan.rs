@@ -6,7 +6,8 @@
 //! first, then sk captures, then attributes in the file's order. Contributions name slots.
 
 use super::model::AttributeType;
-use super::pattern::Pattern;
+use super::pattern::{CaptureType, Pattern};
+use crate::keys::AggregateKey;
 use crate::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES};
 use crate::number::{Number, AVERAGE_SCALE};
 
@@ -17,6 +18,8 @@ use crate::number::{Number, AVERAGE_SCALE};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     pub(crate) source_name: String,
+    /// What [`Rules::digest`] gives.
+    pub(crate) digest: String,
     pub(crate) table: Table,
     pub(crate) limits: Limits,
     pub(crate) entities: Vec<Entity>,
@@ -29,6 +32,18 @@ impl Rules {
     /// The name the rules were loaded under.
     pub fn source_name(&self) -> &str {
         &self.source_name
+    }
+
+    /// A fingerprint of what the rules mean (16 hex digits): tally stores it on the ledgers
+    /// and aggregates it writes, so that `tally verify` can tell items written under other rules.
+    /// Comments, layout and the file's name do not change it.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether these are the university rules compiled into tally, wherever they were loaded from.
+    pub fn is_university(&self) -> bool {
+        self.digest == Rules::university().digest
     }
 
     pub fn table(&self) -> &Table {
@@ -58,6 +73,11 @@ impl Rules {
         &self.aggregates[id.0]
     }
 
+    /// Every aggregate kind, in the file's order.
+    pub fn aggregate_ids(&self) -> impl Iterator<Item = AggregateId> {
+        (0..self.aggregates.len()).map(AggregateId)
+    }
+
     /// The attribute name of a field on its aggregate items.
     pub fn field_name(&self, id: FieldId) -> &str {
         &self.fields[id.0]
@@ -76,6 +96,8 @@ pub struct Table {
     pub(crate) sk: String,
     pub(crate) entity_type: Option<String>,
     pub(crate) bookkeeping_prefix: String,
+    pub(crate) ttl: String,
+    pub(crate) indexes: Vec<Index>,
 }
 
 impl Table {
@@ -95,9 +117,50 @@ impl Table {
         self.entity_type.as_deref()
     }
 
+    /// The attribute tally's own items (aggregates and bookkeeping) carry their type in: the
+    /// entity-type attribute, or [`crate::keys::TYPE_ATTRIBUTE`] in a table without one.
+    pub fn type_attribute(&self) -> &str {
+        self.entity_type.as_deref().unwrap_or(crate::keys::TYPE_ATTRIBUTE)
+    }
+
     /// Partition-key prefix of tally's bookkeeping items (ledgers, checkpoints): `tally#`.
     pub fn bookkeeping_prefix(&self) -> &str {
         &self.bookkeeping_prefix
+    }
+
+    /// The table's TTL attribute (`ttl` unless the file names another): ledgers set it, to
+    /// expire once the stream has forgotten their records.
+    pub fn ttl(&self) -> &str {
+        &self.ttl
+    }
+
+    /// The global secondary indexes `tally init` creates (tally reads none).
+    pub fn indexes(&self) -> &[Index] {
+        &self.indexes
+    }
+}
+
+/// A global secondary index of the table, all attributes projected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub(crate) name: String,
+    pub(crate) pk: String,
+    pub(crate) sk: Option<String>,
+}
+
+impl Index {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its partition key's attribute (a string).
+    pub fn pk(&self) -> &str {
+        &self.pk
+    }
+
+    /// Its sort key's attribute (a string), if it has one.
+    pub fn sk(&self) -> Option<&str> {
+        self.sk.as_deref()
     }
 }
 
@@ -244,6 +307,28 @@ impl Aggregate {
     pub fn averages(&self) -> &[Average] {
         &self.averages
     }
+
+    /// Whether its items are one per day: a key parameter is a date.
+    pub fn by_day(&self) -> bool {
+        self.pk.captures().iter().chain(self.sk.captures()).any(|capture| capture.kind != CaptureType::Id)
+    }
+
+    /// The key parameters of one of its items, by name, in the templates' order: what the item
+    /// is of (`courseId = c1`). `None` if `key` is not of this aggregate.
+    pub fn parameters<'k>(&self, key: &'k AggregateKey) -> Option<Vec<(&str, &'k str)>> {
+        let mut parameters = Vec::new();
+        for (pattern, key) in [(&self.pk, key.pk.as_str()), (&self.sk, key.sk.as_str())] {
+            let mut texts = Vec::new();
+            if !pattern.split(key, true, |index, _, text| {
+                texts.push((index, text));
+                true
+            }) {
+                return None;
+            }
+            parameters.extend(texts.into_iter().map(|(index, text)| (pattern.captures()[index].name.as_str(), text)));
+        }
+        Some(parameters)
+    }
 }
 
 /// `sum / count`, rounded half-even to `places`; absent (the attribute removed) when `count`
@@ -288,7 +373,7 @@ impl Average {
     }
 }
 
-/// An aggregate kind: indexes [`Rules::aggregates`]. Today's [`crate::AggregateKind`].
+/// An aggregate kind: indexes [`Rules::aggregates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AggregateId(pub(crate) usize);
 
@@ -298,7 +383,7 @@ impl AggregateId {
     }
 }
 
-/// A field of an aggregate, by name across all aggregates. Today's [`crate::Field`].
+/// A field of an aggregate, by name across all aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FieldId(pub(crate) usize);
 

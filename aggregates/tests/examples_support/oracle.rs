@@ -15,18 +15,18 @@
 
 use std::collections::BTreeMap;
 
-use aggregates::rules::{AggregateRef, Contribution, FieldId, RuleAssessment, Rules};
-use aggregates::{KeyOwner, Number};
+use aggregates::rules::{FieldId, RuleAssessment, Rules};
+use aggregates::{AggregateKey, Deltas, KeyOwner, Number};
 use serde_dynamo::{AttributeValue, Item};
 
 use super::workload::{item, n, s, Event, Key, Record, Seq};
 
 /// Every aggregate item's non-zero fields. A missing item, a missing field and a zero are alike,
 /// as they are for readers.
-pub type Totals = BTreeMap<AggregateRef, BTreeMap<FieldId, Number>>;
+pub type Totals = BTreeMap<AggregateKey, BTreeMap<FieldId, Number>>;
 
 /// Adds `contribution` to `totals` (subtracts it, if `negate`).
-pub fn add(totals: &mut Totals, contribution: &Contribution, negate: bool) {
+pub fn add(totals: &mut Totals, contribution: &Deltas, negate: bool) {
     for (aggregate, field, amount) in contribution.iter() {
         let fields = totals.entry(aggregate.clone()).or_default();
         let value = fields.entry(field).or_insert_with(Number::zero);
@@ -45,15 +45,15 @@ pub fn add(totals: &mut Totals, contribution: &Contribution, negate: bool) {
 }
 
 /// What an image adds while it exists: nothing unless it is a valid source item.
-pub fn contribution(rules: &Rules, image: Option<&Item>) -> Contribution {
-    rules.assess(image).contribution().cloned().unwrap_or_default()
+pub fn contribution(rules: &Rules, image: Option<&Item>) -> Deltas {
+    rules.assess(image).contribution()
 }
 
 /// A record's images, assessed once.
 #[derive(Debug, Clone)]
 pub struct Assessed {
-    pub old: Contribution,
-    pub new: Contribution,
+    pub old: Deltas,
+    pub new: Deltas,
 }
 
 pub fn assess_all(rules: &Rules, records: &[Record]) -> Vec<Assessed> {
@@ -114,7 +114,7 @@ pub fn naive(assessed: &[Assessed], deliveries: &[usize], totals: &mut Totals) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
     pub seq: Seq,
-    pub held: Contribution,
+    pub held: Deltas,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,7 @@ impl<'r> Tally<'r> {
         // image), so the echoes carry only their keys.
         let ledger_key = self.ledger_key(&record.key);
         self.echo(ledger_key);
-        let mut touched: Vec<&AggregateRef> = held.parts().iter().chain(assessed.new.parts()).map(|part| part.aggregate()).collect();
+        let mut touched: Vec<&AggregateKey> = held.keys().chain(assessed.new.keys()).collect();
         touched.sort();
         touched.dedup();
         for aggregate in touched {
@@ -205,7 +205,7 @@ impl<'r> Tally<'r> {
     /// Delivers the records of tally's own writes so far: each must be skipped.
     pub fn deliver_echoes(&mut self) -> usize {
         let echoes = std::mem::take(&mut self.echoes);
-        let nothing = Assessed { old: Contribution::default(), new: Contribution::default() };
+        let nothing = Assessed { old: Deltas::new(), new: Deltas::new() };
         for record in &echoes {
             let class = self.deliver(record, &nothing);
             assert_eq!(class, Class::Own, "tally's own write {:?} was taken for the application's", record.key);
@@ -237,8 +237,8 @@ impl<'r> Tally<'r> {
             (table.pk(), s(pk)),
             (table.sk(), s(sk)),
             ("sequenceNumber", s(&ledger.seq.0)),
-            ("parts", n(ledger.held.parts().len())),
-            ("ttl", n(1_766_400_000)),
+            ("parts", n(ledger.held.keys().count())),
+            (table.ttl(), n(1_766_400_000)),
         ]);
         if let Some(entity_type) = table.entity_type() {
             image.insert(entity_type.to_owned(), s("tally_ledger"));
@@ -248,7 +248,7 @@ impl<'r> Tally<'r> {
 
     /// An aggregate item as tally writes it: its keys, its type (if the table has a type
     /// attribute), every field (zero included), its averages and `updatedAt`.
-    pub fn aggregate_image(&self, key: &AggregateRef) -> Item {
+    pub fn aggregate_image(&self, key: &AggregateKey) -> Item {
         let table = self.rules.table();
         let aggregate = self.rules.aggregate(key.kind);
         let mut image = item(vec![(table.pk(), s(&key.pk)), (table.sk(), s(&key.sk)), ("updatedAt", s("2025-12-22T00:00:00Z"))]);
@@ -269,7 +269,7 @@ impl<'r> Tally<'r> {
 
     /// tally's items as the table holds them at the end: an aggregate item for every key ever
     /// written (zeros stay), and the ledgers.
-    pub fn own_items(&self, written: &[AggregateRef]) -> Vec<Item> {
+    pub fn own_items(&self, written: &[AggregateKey]) -> Vec<Item> {
         let mut items: Vec<Item> = written.iter().map(|key| self.aggregate_image(key)).collect();
         items.extend(self.ledgers.keys().map(|key| self.ledger_image(key)));
         items
@@ -277,9 +277,8 @@ impl<'r> Tally<'r> {
 }
 
 /// Every aggregate item the records' images touch.
-pub fn touched(assessed: &[Assessed]) -> Vec<AggregateRef> {
-    let mut keys: Vec<AggregateRef> =
-        assessed.iter().flat_map(|a| a.old.parts().iter().chain(a.new.parts())).map(|part| part.aggregate().clone()).collect();
+pub fn touched(assessed: &[Assessed]) -> Vec<AggregateKey> {
+    let mut keys: Vec<AggregateKey> = assessed.iter().flat_map(|a| a.old.keys().chain(a.new.keys())).cloned().collect();
     keys.sort();
     keys.dedup();
     keys

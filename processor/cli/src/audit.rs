@@ -1,10 +1,9 @@
 //! What the table holds against what it should hold: the oracle of the tests, `tally verify`,
 //! and the plan `tally backfill` writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use aggregates::keys::GRADE_AVERAGE;
-use aggregates::{AggregateKey, AggregateValues, Assessment, Deltas};
+use aggregates::{AggregateKey, AggregateValues, Deltas, Recompute, RuleAssessment, Rules};
 use serde::Serialize;
 
 use tally_engine::decode::ItemKey;
@@ -34,7 +33,10 @@ impl std::fmt::Display for Drift {
 #[derive(Debug, Clone)]
 pub struct Scanned {
     pub stored: StoredAggregate,
-    pub average: Option<String>,
+    /// Its kind's averages as stored, in the rules' order, normalised as numbers.
+    pub averages: Vec<Option<String>>,
+    /// Written under other rules than the audit's (a digest other than theirs).
+    pub foreign: bool,
 }
 
 /// What a scan keeps besides the recompute and the stored aggregates.
@@ -50,12 +52,12 @@ pub enum Keep {
 
 /// Everything a scan learns: the recompute from source items, the stored aggregates, and what
 /// backfill needs to reset the ledgers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Audit {
     pub keep: Keep,
     /// Every item scanned, tally's own included.
     pub scanned: u64,
-    pub recompute: aggregates::Recompute,
+    pub recompute: Recompute<'static>,
     pub stored: BTreeMap<AggregateKey, Scanned>,
     /// Contribution of each application item that can contribute (all but courses, users,
     /// sessions and unknown items), as scanned; with [`Keep::Items`] only.
@@ -64,13 +66,46 @@ pub struct Audit {
     pub ledgers: BTreeMap<ItemKey, Ledger>,
     /// The segmented backfill run that last reset a ledger, by source item; with [`Keep::Items`] only.
     pub ledger_runs: BTreeMap<ItemKey, String>,
+    /// Ledgers written under other rules, by source item; with [`Keep::Items`] only.
+    pub foreign_ledgers: BTreeSet<ItemKey>,
     /// Latest `updatedAt` of a ledger the stream processor wrote: when it last applied a record.
     pub latest_ledger_write: Option<String>,
+    /// Ledgers and aggregates written under other rules than these, by those rules' digest:
+    /// their contributions and fields are the other rules' (a rules change; backfill rewrites
+    /// them). Items written before tally stored digests say none and are not counted.
+    pub other_rules: BTreeMap<String, u64>,
 }
 
 impl Audit {
-    pub fn new(keep: Keep) -> Self {
-        Audit { keep, ..Audit::default() }
+    /// An empty audit of a table whose items follow `rules`.
+    pub fn new(rules: &'static Rules, keep: Keep) -> Self {
+        Audit {
+            keep,
+            scanned: 0,
+            recompute: Recompute::new(rules),
+            stored: BTreeMap::new(),
+            contributions: BTreeMap::new(),
+            ledgers: BTreeMap::new(),
+            ledger_runs: BTreeMap::new(),
+            foreign_ledgers: BTreeSet::new(),
+            latest_ledger_write: None,
+            other_rules: BTreeMap::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &'static Rules {
+        self.recompute.rules()
+    }
+
+    /// Counts an item written under other rules; whether it was.
+    fn note_digest(&mut self, digest: Option<String>) -> bool {
+        match digest.filter(|digest| digest != self.rules().digest()) {
+            Some(digest) => {
+                *self.other_rules.entry(digest).or_default() += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Adds one item of the table, as a scan or a read by key found it.
@@ -85,12 +120,15 @@ impl Audit {
                     }
                 }
             }
-            TableItem::Aggregate { key, stored, grade_average } => {
+            TableItem::Aggregate { key, stored, averages, rules_digest } => {
+                let foreign = self.note_digest(rules_digest);
                 // Compared as numbers: `91.50` and `91.5` are the same average.
-                let average = grade_average.map(|text| text.parse::<aggregates::Number>().map_or(text, |n| n.to_string()));
-                self.stored.insert(key, Scanned { stored, average });
+                let normalised = |text: String| text.parse::<aggregates::Number>().map_or(text, |n| n.to_string());
+                let averages = averages.into_iter().map(|average| average.map(normalised)).collect();
+                self.stored.insert(key, Scanned { stored, averages, foreign });
             }
             TableItem::Ledger(scanned) => {
+                let foreign = self.note_digest(scanned.rules_digest.clone());
                 if !scanned.by_backfill {
                     if let Some(updated) = &scanned.updated_at {
                         if self.latest_ledger_write.as_ref().is_none_or(|latest| latest < updated) {
@@ -99,6 +137,9 @@ impl Audit {
                     }
                 }
                 if self.keep == Keep::Items {
+                    if foreign {
+                        self.foreign_ledgers.insert(scanned.source.clone());
+                    }
                     if let Some(run) = scanned.backfill_run {
                         self.ledger_runs.insert(scanned.source.clone(), run);
                     }
@@ -117,6 +158,10 @@ impl Audit {
         self.contributions.extend(other.contributions);
         self.ledgers.extend(other.ledgers);
         self.ledger_runs.extend(other.ledger_runs);
+        self.foreign_ledgers.extend(other.foreign_ledgers);
+        for (digest, count) in other.other_rules {
+            *self.other_rules.entry(digest).or_default() += count;
+        }
         if other.latest_ledger_write > self.latest_ledger_write {
             self.latest_ledger_write = other.latest_ledger_write;
         }
@@ -125,24 +170,27 @@ impl Audit {
     /// Every field where the table and the recompute disagree. A missing aggregate and an
     /// all-zero one are alike.
     pub fn drift(&self) -> Vec<Drift> {
+        let rules = self.rules();
         let expected = self.recompute.aggregates();
         let mut drift = Vec::new();
         for key in self.aggregate_keys(&expected) {
-            let want = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(key.kind()));
-            let (have, have_average) = match self.stored.get(key) {
-                Some(scanned) => (scanned.stored.values.clone(), scanned.average.clone()),
-                None => (AggregateValues::zero(key.kind()), None),
+            let want = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(rules, key.kind));
+            let (have, have_averages) = match self.stored.get(key) {
+                Some(scanned) => (scanned.stored.values.clone(), scanned.averages.clone()),
+                None => (AggregateValues::zero(rules, key.kind), Vec::new()),
             };
-            let mut push = |field, stored, expected| drift.push(Drift { pk: key.pk(), sk: key.sk(), field, stored, expected });
-            for field in key.kind().fields() {
-                let (stored, wanted) = (have.get(*field), want.get(*field));
+            let mut push = |field, stored, expected| drift.push(Drift { pk: key.pk.clone(), sk: key.sk.clone(), field, stored, expected });
+            for field in rules.aggregate(key.kind).fields() {
+                let (stored, wanted) = (have.get(field), want.get(field));
                 if stored != wanted {
-                    push(field.attribute(), Some(stored.to_string()), Some(wanted.to_string()));
+                    push(rules.field_name(field), Some(stored.to_string()), Some(wanted.to_string()));
                 }
             }
-            let want_average = want.grade_average().map(|n| n.to_string());
-            if key.kind().has_grade_average() && have_average != want_average {
-                push(GRADE_AVERAGE, have_average, want_average);
+            for (index, (average, value)) in want.averages(rules).enumerate() {
+                let (stored, wanted) = (have_averages.get(index).cloned().flatten(), value.map(|n| n.to_string()));
+                if stored != wanted {
+                    push(average.name(), stored, wanted);
+                }
             }
         }
         drift
@@ -151,15 +199,17 @@ impl Audit {
     /// The writes that make the table agree with the recompute: drifted aggregates with their
     /// recomputed values, and ledgers reset to the contribution just counted, so that stream
     /// records written before the scan but applied after it are measured from what was counted.
+    /// Items written under other rules are rewritten under these, drifted or not.
     pub fn backfill_plan(&self) -> (Vec<AggregateWrite>, Vec<LedgerWrite>) {
         let expected = self.recompute.aggregates();
-        let drifted: std::collections::BTreeSet<(String, String)> = self.drift().into_iter().map(|drift| (drift.pk, drift.sk)).collect();
+        let drifted: BTreeSet<(String, String)> = self.drift().into_iter().map(|drift| (drift.pk, drift.sk)).collect();
+        let foreign = |key: &AggregateKey| self.stored.get(key).is_some_and(|scanned| scanned.foreign);
         let aggregates = self
             .aggregate_keys(&expected)
             .into_iter()
-            .filter(|key| drifted.contains(&(key.pk(), key.sk())))
+            .filter(|key| drifted.contains(&(key.pk.clone(), key.sk.clone())) || foreign(key))
             .map(|key| {
-                let values = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(key.kind()));
+                let values = expected.get(key).cloned().unwrap_or_else(|| AggregateValues::zero(self.rules(), key.kind));
                 let version = self.stored.get(key).map(|scanned| scanned.stored.version);
                 AggregateWrite {
                     key: key.clone(),
@@ -174,7 +224,8 @@ impl Audit {
             let existing = self.ledgers.get(item);
             // An assumption is cleared too: backfill has just counted the item exactly, so a later
             // redrive of an older record must not correct anything.
-            if existing.is_some_and(|ledger| &ledger.contribution == contribution && ledger.assumed.is_none()) {
+            let current = existing.is_some_and(|ledger| &ledger.contribution == contribution && ledger.assumed.is_none());
+            if current && !self.foreign_ledgers.contains(item) {
                 continue;
             }
             let sequence = existing.map_or(zero.clone(), |ledger| ledger.sequence.clone());
@@ -200,7 +251,8 @@ impl Audit {
         self.ledgers
             .iter()
             .filter(|(item, ledger)| {
-                !self.contributions.contains_key(*item) && (!ledger.contribution.is_empty() || ledger.assumed.is_some())
+                let holds = !ledger.contribution.is_empty() || ledger.assumed.is_some() || self.foreign_ledgers.contains(*item);
+                !self.contributions.contains_key(*item) && holds
             })
             .filter(|(item, _)| run.is_none_or(|run| self.ledger_runs.get(*item).map(String::as_str) != Some(run)))
             .collect()
@@ -231,19 +283,28 @@ pub fn emptied(item: &ItemKey, ledger: &Ledger) -> LedgerWrite {
 
 /// Whether an application item needs a ledger: it can contribute, or is invalid now but may not
 /// have been when a pending record was written.
-pub fn needs_ledger(assessment: &Assessment) -> bool {
+pub fn needs_ledger(assessment: &RuleAssessment<'_>) -> bool {
     match assessment {
-        Assessment::Source { entity_type, .. } => aggregates::source::entity_of(entity_type).is_some_and(|entity| entity.contributes),
-        Assessment::Rejected(_) => true,
-        Assessment::Unknown | Assessment::Absent => false,
+        RuleAssessment::Source { entity, .. } => entity.contributes(),
+        RuleAssessment::Rejected { .. } => true,
+        RuleAssessment::Unknown | RuleAssessment::Absent => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use aggregates::{AggregateKey, Field, Number};
+    use aggregates::Number;
+    use tally_engine::store::scan::ScannedLedger;
 
     use super::*;
+
+    fn rules() -> &'static Rules {
+        Rules::university()
+    }
+
+    fn course() -> AggregateKey {
+        rules().parse_key("course#c1", "stats").unwrap()
+    }
 
     fn item(sk: &str) -> ItemKey {
         ItemKey { pk: "course#c1".into(), sk: sk.into() }
@@ -251,7 +312,7 @@ mod tests {
 
     fn enrollment() -> Deltas {
         let mut deltas = Deltas::new();
-        deltas.add(AggregateKey::Course { course_id: "c1".into() }, Field::EnrollmentCount, &Number::one());
+        deltas.add(course(), rules().field("enrollmentCount").unwrap(), &Number::one());
         deltas
     }
 
@@ -261,11 +322,18 @@ mod tests {
 
     #[test]
     fn only_the_streams_ledger_writes_date_the_processor_and_verify_keeps_no_ledgers() {
-        use tally_engine::store::scan::ScannedLedger;
-        let mut audit = Audit::new(Keep::Aggregates);
+        let mut audit = Audit::new(rules(), Keep::Aggregates);
         let scanned = |by_backfill, at: &str| {
             let updated_at = Some(at.to_owned());
-            TableItem::Ledger(ScannedLedger { source: item("student#s1"), ledger: ledger(1), by_backfill, backfill_run: None, updated_at })
+            let rules_digest = Some(rules().digest().to_owned());
+            TableItem::Ledger(ScannedLedger {
+                source: item("student#s1"),
+                ledger: ledger(1),
+                by_backfill,
+                backfill_run: None,
+                updated_at,
+                rules_digest,
+            })
         };
         audit.add(scanned(false, "2026-01-01T00:00:00.000Z"));
         audit.add(scanned(true, "2026-01-02T00:00:00.000Z"));
@@ -276,16 +344,51 @@ mod tests {
 
     #[test]
     fn stored_averages_compare_as_numbers() {
-        let key = AggregateKey::Course { course_id: "c1".into() };
-        let stored = StoredAggregate { values: AggregateValues::zero(key.kind()), version: 1 };
-        let mut audit = Audit::default();
-        audit.add(TableItem::Aggregate { key: key.clone(), stored, grade_average: Some("91.50".into()) });
-        assert_eq!(audit.stored[&key].average.as_deref(), Some("91.5"));
+        let key = course();
+        let stored = StoredAggregate { values: AggregateValues::zero(rules(), key.kind), version: 1 };
+        let mut audit = Audit::new(rules(), Keep::Aggregates);
+        let (averages, rules_digest) = (vec![Some("91.50".into())], Some(rules().digest().to_owned()));
+        audit.add(TableItem::Aggregate { key: key.clone(), stored, averages, rules_digest });
+        assert_eq!(audit.stored[&key].averages, vec![Some("91.5".to_owned())]);
+        assert!(audit.other_rules.is_empty());
+    }
+
+    #[test]
+    fn items_written_under_other_rules_are_counted_and_rewritten() {
+        let mut audit = Audit::new(rules(), Keep::Items);
+        let counted = rules().assess(Some(
+            &serde_json::from_value(serde_json::json!({
+                "pk": {"S": "course#c1"}, "sk": {"S": "student#s1"}, "entityType": {"S": "student"}, "studentID": {"S": "s1"}
+            }))
+            .unwrap(),
+        ));
+        let contribution = counted.contribution();
+        audit.recompute.totals.merge(&contribution);
+        // Right as stored, but written under other rules.
+        let values = audit.recompute.aggregates()[&course()].clone();
+        let stored = StoredAggregate { values, version: 1 };
+        audit.add(TableItem::Aggregate { key: course(), stored, averages: vec![None], rules_digest: Some("0123456789abcdef".into()) });
+        assert!(!audit.drift().iter().any(|drift| drift.pk == "course#c1"));
+        audit.contributions.insert(item("student#s1"), contribution.clone());
+        let scanned = ScannedLedger {
+            source: item("student#s1"),
+            ledger: Ledger { version: 7, sequence: SequenceNumber::parse("42").unwrap(), contribution, assumed: None },
+            by_backfill: false,
+            backfill_run: None,
+            updated_at: None,
+            rules_digest: Some("0123456789abcdef".into()),
+        };
+        audit.add(TableItem::Ledger(scanned));
+        assert_eq!(audit.other_rules, BTreeMap::from([("0123456789abcdef".to_owned(), 2)]));
+        let (aggregates, ledgers) = audit.backfill_plan();
+        assert!(aggregates.iter().any(|write| write.key == course()), "rewritten under these rules though it did not drift");
+        assert_eq!(ledgers.len(), 1, "its contribution is right, but it was written under other rules");
+        assert_eq!(ledgers[0].expected_version, Some(7));
     }
 
     #[test]
     fn a_whole_table_backfill_empties_every_ledger_whose_item_it_did_not_count() {
-        let mut audit = Audit::new(Keep::Items);
+        let mut audit = Audit::new(rules(), Keep::Items);
         audit.ledgers.insert(item("student#gone"), ledger(3));
         audit.ledgers.insert(item("student#counted"), ledger(5));
         audit.contributions.insert(item("student#counted"), enrollment());
@@ -299,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_segment_leaves_alone_the_orphans_another_worker_of_its_run_reset() {
-        let mut audit = Audit::new(Keep::Items);
+        let mut audit = Audit::new(rules(), Keep::Items);
         audit.ledgers.insert(item("student#elsewhere"), ledger(2));
         audit.ledger_runs.insert(item("student#elsewhere"), "r1".into());
         assert!(audit.orphan_ledgers(Some("r1")).is_empty(), "counted in the other worker's slice");

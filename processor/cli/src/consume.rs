@@ -53,7 +53,7 @@ pub struct Opts {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let table = common.connect().await;
+    let table = common.open().await?;
     let arn = match opts.stream_arn {
         Some(arn) => arn,
         None => table.latest_stream_arn().await?.ok_or_else(|| StreamError::NoStream(common.table.clone()))?,

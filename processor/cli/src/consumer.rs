@@ -204,7 +204,7 @@ impl<'a, T: Table> Consumer<'a, T> {
             self.deliver(shard, batch).await?;
             let last = batch.last().and_then(|record| record.change.sequence_number.clone());
             self.positions.entry(shard.to_owned()).or_default().sequence = last;
-            if !batch.iter().all(is_bookkeeping) {
+            if !batch.iter().all(|record| is_bookkeeping(self.engine.table().rules(), record)) {
                 self.save(shard, false).await?;
             }
         }
@@ -220,7 +220,7 @@ impl<'a, T: Table> Consumer<'a, T> {
         let mut budget = RetryBudget::unbounded();
         while let Some((start, end)) = queue.pop_front() {
             let records = &batch[start..end];
-            let changes = match decode_batch(records, &self.table_name) {
+            let changes = match decode_batch(records, &self.table_name, self.engine.table().rules()) {
                 Ok(changes) => changes,
                 Err(err) if records.len() == 1 => {
                     tracing::error!(shard, error = %err, "Record cannot be identified; its position goes to the failure log.");
@@ -278,12 +278,12 @@ impl<'a, T: Table> Consumer<'a, T> {
     }
 }
 
-fn is_bookkeeping(record: &EventRecord) -> bool {
+fn is_bookkeeping(rules: &aggregates::Rules, record: &EventRecord) -> bool {
     let key = |name| match record.change.keys.get(name) {
         Some(serde_dynamo::AttributeValue::S(value)) => value.as_str(),
         _ => "",
     };
-    aggregates::KeyOwner::of(key(aggregates::keys::PK), key(aggregates::keys::SK)) == aggregates::KeyOwner::Bookkeeping
+    rules.owner(key(rules.table().pk()), key(rules.table().sk())) == aggregates::KeyOwner::Bookkeeping
 }
 
 /// Lambda's on-failure destination message for a stream batch: positions only, no records.

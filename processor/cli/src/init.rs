@@ -16,6 +16,10 @@ pub async fn cmd(common: &Common, _opts: Opts) -> anyhow::Result<ExitCode> {
     // Keys, indexes, stream and TTL come with the table; encryption at rest is always on
     // (AWS owned key unless infra/ sets a KMS key); PITR is a separate call.
     let created = create_table(&table).await.with_context(|| format!("creating table `{}`", common.table))?;
+    if created == Created::Existing {
+        // An existing table is left as it is: it must be the one these rules describe.
+        common.check_keys(&table).await?;
+    }
     let recovery =
         enable_point_in_time_recovery(&table).await.with_context(|| format!("turning on point-in-time recovery of `{}`", common.table))?;
     let state = match created {

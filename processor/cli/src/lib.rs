@@ -23,8 +23,10 @@ mod scan;
 pub mod seed;
 pub mod verify;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use aggregates::Rules;
 use tally_engine::store::DynamoTable;
 
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
@@ -52,16 +54,18 @@ pub struct Common {
     /// Print one machine-readable JSON summary on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Rules file (TOML, as aggregates/rules/university.toml) for `tally rules`; without it,
-    /// the university rules built into tally. The other commands apply the built-in rules only,
-    /// and refuse to run when given a rules file rather than apply other rules than it says.
+    /// Rules file (TOML, as aggregates/rules/university.toml): the table's entities and
+    /// aggregates. Without it, the university rules built into tally.
     #[arg(long, global = true, env = "TALLY_RULES", value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
+    /// The rules every command but `tally rules` runs under, loaded by [`run`] before it runs.
+    #[arg(skip)]
+    pub loaded_rules: Option<&'static Rules>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the table per SPEC (keys, GSIs, TTL on `ttl`, stream NEW_AND_OLD_IMAGES); idempotent.
+    /// Create the table the rules describe (keys, GSIs, TTL, stream NEW_AND_OLD_IMAGES); idempotent.
     Init(init::Opts),
     /// Apply Lambda DynamoDB event files through the engine, exactly as the Lambda does; a
     /// malformed file fails the command before anything is written.
@@ -70,13 +74,15 @@ pub enum Command {
     Verify(verify::Opts),
     /// Recompute every aggregate from a scan and write what differs (and reset the ledgers).
     Backfill(backfill::Opts),
-    /// Write a realistic, reproducible university workload to the table (for demos and benchmarks).
+    /// Write a realistic, reproducible university workload to the table (for demos and benchmarks);
+    /// university rules only.
     Seed(seed::Opts),
     /// Read the table's stream like Lambda's event source mapping and apply it.
     Consume(consume::Opts),
     /// Re-apply the stream ranges named by Lambda's on-failure destination messages.
     Redrive(redrive::Opts),
-    /// Show the top courses by enrollment with grade averages, and the daily totals.
+    /// Show the aggregates: per aggregate of the rules, its top items (or every day), with their
+    /// fields and averages.
     Report(report::Opts),
     /// Check a rules file, explain what it makes of an item image, or derive the stream filter
     /// from it; writes nothing and needs no table.
@@ -84,9 +90,44 @@ pub enum Command {
 }
 
 impl Common {
-    /// The table, through a client configured from these flags and the environment.
+    /// The rules the command runs under: `--rules` as [`run`] loaded it, else the university's.
+    pub fn rules(&self) -> &'static Rules {
+        self.loaded_rules.unwrap_or_else(Rules::university)
+    }
+
+    /// The table, through a client configured from these flags and the environment, its items
+    /// read and written by [`Common::rules`].
     pub async fn connect(&self) -> DynamoTable {
-        DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref()).await
+        DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref(), self.rules()).await
+    }
+
+    /// The table, as [`Common::connect`] gives it, once it is known to be keyed as the rules
+    /// say: rules for another table would miss every key tally reads and writes.
+    pub async fn open(&self) -> anyhow::Result<DynamoTable> {
+        let table = self.connect().await;
+        self.check_keys(&table).await?;
+        Ok(table)
+    }
+
+    /// Fails naming both when `table` is keyed by other attributes than the rules'.
+    pub async fn check_keys(&self, table: &DynamoTable) -> anyhow::Result<()> {
+        let other = tally_engine::store::schema::other_keys(table)
+            .await
+            .with_context(|| format!("reading the key schema of table `{}`", self.table))?;
+        if let Some(other) = other {
+            let rules = self.rules();
+            anyhow::bail!(
+                "table `{}` is keyed by `{}`/`{}`, but the rules ({}) name `{}`/`{}`: run with the rules the table was made for \
+                 (--rules / TALLY_RULES)",
+                self.table,
+                other.pk,
+                other.sk.as_deref().unwrap_or("(no sort key)"),
+                rules.source_name(),
+                rules.table().pk(),
+                rules.table().sk()
+            );
+        }
+        Ok(())
     }
 
     /// A DynamoDB Streams client; `--endpoint` applies to it too (DynamoDB Local serves both).
@@ -96,13 +137,14 @@ impl Common {
 }
 
 /// Runs a command; the exit code follows `verify`'s convention: 0 ok, 1 drift, 2 error.
-pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    if let (Some(file), false) = (&cli.common.rules, matches!(cli.command, Command::Rules(_))) {
-        anyhow::bail!(
-            "this command applies the university rules built into tally; only `tally rules` reads a rules file so far \
-             (given {}, by --rules or TALLY_RULES): unset it to run this command",
-            file.display()
-        );
+/// Rules that do not load stop every command but `tally rules` (which reports on them) with 2,
+/// each problem printed as `tally rules check` prints it.
+pub async fn run(mut cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if !matches!(cli.command, Command::Rules(_)) {
+        match rules::load_or_report(&rules::Origin::choose(None, &cli.common), &cli.common)? {
+            Ok(loaded) => cli.common.loaded_rules = Some(loaded),
+            Err(code) => return Ok(code),
+        }
     }
     match cli.command {
         Command::Init(opts) => init::cmd(&cli.common, opts).await,
@@ -128,12 +170,4 @@ pub(crate) fn rerun_advice(failure: &tally_engine::engine::BatchFailure, rerun: 
     }
 }
 
-/// A file's bytes as its text: without the byte order mark that editors on Windows put before
-/// UTF-8 (JSON and TOML have none); UTF-16 is refused, with what to do instead.
-pub(crate) fn text_bytes(bytes: &[u8]) -> Result<&[u8], String> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-        return Err("the file is UTF-16: save it as UTF-8".to_owned());
-    }
-    Ok(bytes)
-}
+pub(crate) use tally_engine::rules_file::text_bytes;

@@ -21,7 +21,7 @@ use crate::Common;
 use tally_engine::decode::{decode_batch, table_of_stream};
 use tally_engine::engine::{BatchOutcome, Engine, RecordClass};
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::DynamoTable;
+use tally_engine::store::{DynamoTable, Table};
 use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
 
 #[derive(Debug, Args)]
@@ -114,7 +114,7 @@ struct Report {
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     // Before any message is received: a refused run must leave the queue as it was.
-    let engine = Engine::new(common.connect().await);
+    let engine = Engine::new(common.open().await?);
     marker::ensure_finished(engine.table()).await?;
     let queue = match &opts.queue_url {
         Some(url) => Some(open_queue(common, url).await),
@@ -300,7 +300,7 @@ async fn redrive(
             info.end_sequence_number
         );
     }
-    let changes = decode_batch(&records, table)?;
+    let changes = decode_batch(&records, table, engine.table().rules())?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
     if let Some(failure) = &outcome.failure {
         let advice = crate::rerun_advice(failure, "redrive");

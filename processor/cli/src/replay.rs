@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use aggregates::Rules;
 use aws_lambda_events::event::dynamodb::Event;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
@@ -100,8 +101,9 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
     Ok(files)
 }
 
-/// Parses and validates one file completely; nothing is written until every file passes.
-pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
+/// Parses and validates one file completely, its records decoded by `rules`; nothing is written
+/// until every file passes.
+pub fn load(path: &Path, table: &str, rules: &'static Rules) -> Result<Batch, FileError> {
     let error = |problem: String| FileError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
     let bytes = crate::text_bytes(&bytes).map_err(error)?;
@@ -135,7 +137,7 @@ pub fn load(path: &Path, table: &str) -> Result<Batch, FileError> {
             }
         }
     }
-    let changes = decode_batch(&event.records, table).map_err(|err| error(err.to_string()))?;
+    let changes = decode_batch(&event.records, table, rules).map_err(|err| error(err.to_string()))?;
     let written_at = event.records.iter().map(|record| record.change.approximate_creation_date_time).collect();
     Ok(Batch { path: path.to_owned(), changes, written_at })
 }
@@ -166,14 +168,14 @@ pub struct Summary {
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let batches = expand(&opts.paths)?.iter().map(|path| load(path, &common.table)).collect::<Result<Vec<_>, _>>()?;
+    let batches = expand(&opts.paths)?.iter().map(|path| load(path, &common.table, common.rules())).collect::<Result<Vec<_>, _>>()?;
     if !opts.allow_stale {
         let now = Utc::now();
         if let Some(refusal) = batches.iter().find_map(|batch| batch.first_stale(now, STREAM_RETENTION)) {
             return Err(refusal.into());
         }
     }
-    let engine = Engine::new(common.connect().await);
+    let engine = Engine::new(common.open().await?);
     marker::ensure_finished(engine.table()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
     let progress = crate::progress::Progress::new(batches.len() as u64, "files", common.json);

@@ -18,7 +18,7 @@ pub async fn audit(common: &Common, table: &DynamoTable, segments: &[u32], total
     let scans = segments.iter().map(|&segment| {
         let progress = &progress;
         async move {
-            let mut audit = Audit::new(keep);
+            let mut audit = Audit::new(table.codec().rules(), keep);
             table
                 .scan_segment(segment, total, |items| {
                     progress.advance(items.len() as u64);
@@ -29,7 +29,7 @@ pub async fn audit(common: &Common, table: &DynamoTable, segments: &[u32], total
             anyhow::Ok(audit)
         }
     });
-    let mut whole = Audit::new(keep);
+    let mut whole = Audit::new(table.codec().rules(), keep);
     for audit in futures::future::join_all(scans).await {
         whole.combine(audit?);
     }

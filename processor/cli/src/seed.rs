@@ -221,6 +221,13 @@ impl Workload {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+    let rules = common.rules();
+    anyhow::ensure!(
+        rules.is_university(),
+        "tally seed writes SPEC's university workload, and the rules ({}) describe another table: seed is university-only \
+         (the example rule sets' workload generators live in their tests, aggregates/tests/examples_support/)",
+        rules.source_name()
+    );
     let started = Instant::now();
     let mut workload = Workload {
         rng: StdRng::seed_from_u64(opts.seed),
@@ -235,7 +242,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     for _ in 0..opts.ops {
         workload.operation();
     }
-    let table = common.connect().await;
+    let table = common.open().await?;
     let progress = Progress::new(workload.writes.len() as u64, "writes", common.json);
     let mut by_kind: std::collections::BTreeMap<&str, u64> = Default::default();
     for (kind, write) in workload.writes {

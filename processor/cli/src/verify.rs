@@ -15,10 +15,11 @@ pub struct Opts {
     pub segments: Option<u32>,
 }
 
-/// Exit status: 0 no drift, 1 drift (or a backfill that has not finished), 2 error.
+/// Exit status: 0 no drift, 1 drift (or a backfill that has not finished, or items written under
+/// other rules), 2 error.
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
-    let table = common.connect().await;
+    let table = common.open().await?;
     let audit = scan::audit(common, &table, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
     let drift = audit.drift();
     // No drift is no proof then: the ledgers may not match what backfill counted.
@@ -30,6 +31,8 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             "aggregates": audit.stored.len(),
             "rejected": audit.recompute.rejected,
             "drift": drift,
+            "rules": { "source": audit.rules().source_name(), "digest": audit.rules().digest() },
+            "written_under_other_rules": audit.other_rules,
             "unfinished_backfill": unfinished.as_ref().map(ToString::to_string),
         });
         println!("{summary}");
@@ -48,9 +51,18 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             0 => println!("no drift"),
             n => println!("{n} drifted field(s); `tally backfill` repairs them"),
         }
+        for (digest, items) in &audit.other_rules {
+            println!(
+                "OTHER RULES {items} ledger(s) and aggregate(s) were written under rules {digest}, not these ({} {}): \
+                 the rules changed since; `tally backfill` rewrites them under these",
+                audit.rules().source_name(),
+                audit.rules().digest()
+            );
+        }
         if let Some(unfinished) = &unfinished {
             println!("UNFINISHED {unfinished}");
         }
     }
-    Ok(if drift.is_empty() && unfinished.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let clean = drift.is_empty() && unfinished.is_none() && audit.other_rules.is_empty();
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -4,12 +4,11 @@
 //! before anything is written: it has no stable identity to report or to skip safely. A record
 //! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
 
-use aggregates::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, PK, SK};
-use aggregates::{assess, excerpt, Assessment, KeyOwner};
+use aggregates::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use aggregates::{excerpt, KeyOwner, RuleAssessment, Rules, Violation};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::registry;
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`.
@@ -30,11 +29,12 @@ pub struct ItemKey {
 
 impl ItemKey {
     /// Whether the item's ledger key (`tally#ledger#{pk}`, `sk`) fits DynamoDB's key limits.
+    /// `ledger_prefix` is [`crate::registry::LEDGER`]'s in this table.
     /// A key that does not can have no ledger, so it is not read for one (the read would be
     /// refused). Keys between SPEC's source limits and these may hold ledgers written before the
     /// limits existed: those are read, so that the item's retraction is applied.
-    pub fn fits_ledger(&self) -> bool {
-        registry::LEDGER.pk_prefix.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
+    pub fn fits_ledger(&self, ledger_prefix: &str) -> bool {
+        ledger_prefix.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
     }
 }
 
@@ -47,7 +47,7 @@ pub enum Origin {
     OwnAggregate,
     /// A ledger or checkpoint tally wrote.
     OwnBookkeeping,
-    /// Neither image has an entityType SPEC knows.
+    /// Neither image is an entity of the rules.
     Unknown,
     /// The record's source ARN names another table.
     OtherTable,
@@ -62,30 +62,28 @@ pub struct Change {
     pub sequence: SequenceNumber,
     pub key: ItemKey,
     pub origin: Origin,
-    pub old: Assessment,
-    pub new: Assessment,
+    pub old: RuleAssessment<'static>,
+    pub new: RuleAssessment<'static>,
     /// A deletion by DynamoDB's TTL sweeper.
     pub ttl_deletion: bool,
 }
 
 impl Change {
     /// The rejections among this record's images, for counting.
-    pub fn rejections(&self) -> impl Iterator<Item = &aggregates::Rejection> {
-        [&self.old, &self.new].into_iter().filter_map(|image| match image {
-            Assessment::Rejected(rejection) => Some(rejection),
-            _ => None,
-        })
+    pub fn rejections(&self) -> impl Iterator<Item = &Violation<'static>> + '_ {
+        [&self.old, &self.new].into_iter().filter_map(RuleAssessment::violation)
     }
 }
 
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
-/// Decodes a whole batch, or fails naming the first record that cannot be identified.
-pub fn decode_batch(records: &[EventRecord], table_name: &str) -> Result<Vec<Change>, DecodeError> {
-    records.iter().enumerate().map(|(index, record)| decode_record(index, record, table_name)).collect()
+/// Decodes a whole batch by `rules`, or fails naming the first record that cannot be identified.
+pub fn decode_batch(records: &[EventRecord], table_name: &str, rules: &'static Rules) -> Result<Vec<Change>, DecodeError> {
+    records.iter().enumerate().map(|(index, record)| decode_record(index, record, table_name, rules)).collect()
 }
 
-fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result<Change, DecodeError> {
+fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'static Rules) -> Result<Change, DecodeError> {
+    let (pk_name, sk_name) = (rules.table().pk(), rules.table().sk());
     let fail = |problem: String| DecodeError { index, event_id: record.event_id.clone(), problem };
     let stream = &record.change;
     // Another table's record is skipped whatever its keys are called, and never fails a batch
@@ -109,7 +107,7 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         }
     };
     // Read the table keys by name: DynamoDB Local mixes GSI keys into `Keys` on TTL deletions.
-    let key_attr = |name: &'static str| match stream.keys.get(name) {
+    let key_attr = |name: &str| match stream.keys.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
         Some(_) => Err(fail(format!("`dynamodb.Keys.{name}` is not a string"))),
         None => Err(fail(format!("`dynamodb.Keys.{name}` is missing"))),
@@ -118,23 +116,21 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
         record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
     if other_table {
         // Its images are not the application's: they are neither assessed nor counted as rejected.
-        let key = ItemKey { pk: key_attr(PK).unwrap_or_default(), sk: key_attr(SK).unwrap_or_default() };
-        let (old, new) = (Assessment::Absent, Assessment::Absent);
+        let key = ItemKey { pk: key_attr(pk_name).unwrap_or_default(), sk: key_attr(sk_name).unwrap_or_default() };
+        let (old, new) = (RuleAssessment::Absent, RuleAssessment::Absent);
         return Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin: Origin::OtherTable, old, new, ttl_deletion });
     }
-    let key = ItemKey { pk: key_attr(PK)?, sk: key_attr(SK)? };
+    let key = ItemKey { pk: key_attr(pk_name)?, sk: key_attr(sk_name)? };
     // Ledgers follow `Keys`, contributions the images: they must name the same item.
     for (image_name, image) in [("NewImage", &stream.new_image), ("OldImage", &stream.old_image)] {
-        for (name, expected) in [(PK, &key.pk), (SK, &key.sk)] {
+        for (name, expected) in [(pk_name, &key.pk), (sk_name, &key.sk)] {
             if matches!(image.get(name), Some(AttributeValue::S(value)) if value != expected) {
                 return Err(fail(format!("`dynamodb.{image_name}.{name}` differs from `dynamodb.Keys.{name}`")));
             }
         }
     }
-    let image = |item: &Item| (!item.is_empty()).then_some(item.clone());
-    let (old_image, new_image) = (image(&stream.old_image), image(&stream.new_image));
-    let (old, new) = (assess(old_image.as_ref()), assess(new_image.as_ref()));
-    let origin = match KeyOwner::of(&key.pk, &key.sk) {
+    let (old, new) = (rules.assess(image(&stream.old_image)), rules.assess(image(&stream.new_image)));
+    let origin = match rules.owner(&key.pk, &key.sk) {
         KeyOwner::Aggregate => Origin::OwnAggregate,
         KeyOwner::Bookkeeping => Origin::OwnBookkeeping,
         KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
@@ -143,8 +139,13 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str) -> Result
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
 
-fn is_unknown(assessment: &Assessment) -> bool {
-    matches!(assessment, Assessment::Unknown | Assessment::Absent)
+/// A record's image; an INSERT's old image and a REMOVE's new one arrive empty.
+fn image(item: &Item) -> Option<&Item> {
+    (!item.is_empty()).then_some(item)
+}
+
+fn is_unknown(assessment: &RuleAssessment<'_>) -> bool {
+    matches!(assessment, RuleAssessment::Unknown | RuleAssessment::Absent)
 }
 
 /// The table a stream ARN (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`) belongs to.
@@ -174,22 +175,31 @@ mod tests {
         let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}});
         let image =
             json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
-        let change = decode_record(0, &record(base(keys.clone(), image.clone())), "university").unwrap();
+        let change = decode_record(0, &record(base(keys.clone(), image.clone())), "university", Rules::university()).unwrap();
         assert_eq!(change.origin, Origin::Source);
         assert_eq!(change.sequence.as_str(), "111");
-        assert_eq!(change.old, Assessment::Absent);
+        assert_eq!(change.old, RuleAssessment::Absent);
 
-        assert_eq!(decode_record(0, &record(base(keys.clone(), image.clone())), "other").unwrap().origin, Origin::OtherTable);
+        assert_eq!(
+            decode_record(0, &record(base(keys.clone(), image.clone())), "other", Rules::university()).unwrap().origin,
+            Origin::OtherTable
+        );
 
         let stats = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}});
-        assert_eq!(decode_record(0, &record(base(stats.clone(), stats)), "university").unwrap().origin, Origin::OwnAggregate);
+        assert_eq!(
+            decode_record(0, &record(base(stats.clone(), stats)), "university", Rules::university()).unwrap().origin,
+            Origin::OwnAggregate
+        );
 
         let ledger = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}});
-        assert_eq!(decode_record(0, &record(base(ledger.clone(), ledger)), "university").unwrap().origin, Origin::OwnBookkeeping);
+        assert_eq!(
+            decode_record(0, &record(base(ledger.clone(), ledger)), "university", Rules::university()).unwrap().origin,
+            Origin::OwnBookkeeping
+        );
 
         let unknown = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}});
         let note = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}});
-        assert_eq!(decode_record(0, &record(base(note, unknown)), "university").unwrap().origin, Origin::Unknown);
+        assert_eq!(decode_record(0, &record(base(note, unknown)), "university", Rules::university()).unwrap().origin, Origin::Unknown);
     }
 
     #[test]
@@ -197,7 +207,7 @@ mod tests {
         // A real capture of another table, whose key is `id`.
         let mut value = base(json!({"id": {"N": "42"}}), json!({"id": {"N": "42"}, "entityType": {"S": "student"}}));
         value["eventSourceARN"] = json!("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000");
-        let change = decode_record(0, &record(value), "university").unwrap();
+        let change = decode_record(0, &record(value), "university", Rules::university()).unwrap();
         assert_eq!(change.origin, Origin::OtherTable);
         assert_eq!(change.rejections().count(), 0);
     }
@@ -207,17 +217,17 @@ mod tests {
         let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "instructor#i1"}});
         let image =
             json!({"pk": {"S": "course#c2"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
-        let err = decode_record(2, &record(base(keys.clone(), image)), "university").unwrap_err();
+        let err = decode_record(2, &record(base(keys.clone(), image)), "university", Rules::university()).unwrap_err();
         assert_eq!(err.to_string(), "record 2 (eventID `e1`): `dynamodb.NewImage.pk` differs from `dynamodb.Keys.pk`");
         let mut value = base(keys.clone(), json!(null));
         value["eventSourceARN"] = json!("university");
-        let err = decode_record(0, &record(value), "university").unwrap_err();
+        let err = decode_record(0, &record(value), "university", Rules::university()).unwrap_err();
         assert_eq!(err.to_string(), "record 0 (eventID `e1`): `eventSourceARN` `university` is not a DynamoDB stream ARN");
         // Another table's record never fails the batch, even without a sequence number.
         let mut value = base(keys, json!(null));
         value["eventSourceARN"] = json!("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000");
         value["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
-        assert_eq!(decode_record(0, &record(value), "university").unwrap().origin, Origin::OtherTable);
+        assert_eq!(decode_record(0, &record(value), "university", Rules::university()).unwrap().origin, Origin::OtherTable);
     }
 
     #[test]
@@ -225,17 +235,17 @@ mod tests {
         let mut value = base(json!({"pk": {"S": "session#1"}, "sk": {"S": "session"}}), json!(null));
         value["eventName"] = json!("REMOVE");
         value["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-        assert!(decode_record(0, &record(value), "university").unwrap().ttl_deletion);
+        assert!(decode_record(0, &record(value), "university", Rules::university()).unwrap().ttl_deletion);
     }
 
     #[test]
     fn unidentifiable_records_name_what_is_missing() {
         let mut value = base(json!({"pk": {"S": "course#c1"}}), json!(null));
-        let err = decode_record(3, &record(value.clone()), "university").unwrap_err();
+        let err = decode_record(3, &record(value.clone()), "university", Rules::university()).unwrap_err();
         assert_eq!(err.to_string(), "record 3 (eventID `e1`): `dynamodb.Keys.sk` is missing");
         value["dynamodb"]["Keys"]["sk"] = json!({"S": "x"});
         value["dynamodb"]["SequenceNumber"] = json!("12x");
-        let err = decode_record(0, &record(value), "university").unwrap_err();
+        let err = decode_record(0, &record(value), "university", Rules::university()).unwrap_err();
         assert!(err.problem.contains("not a string of digits"), "{err}");
     }
 }

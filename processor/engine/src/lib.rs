@@ -6,6 +6,7 @@
 //! - [`store`] is the only module that talks to DynamoDB;
 //! - [`registry`] names every item tally keeps in the table, and derives the stream filter;
 //! - [`retry`] decides when to try again;
+//! - [`rules_file`] loads the rules a process runs under (`TALLY_RULES`);
 //! - [`telemetry`] holds logging and metric names;
 //! - [`stream`] (feature `streams`) reads a table's stream outside Lambda.
 
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod plan;
 pub mod registry;
 pub mod retry;
+pub mod rules_file;
 pub mod sequence;
 pub mod store;
 #[cfg(feature = "streams")]

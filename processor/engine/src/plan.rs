@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aggregates::{AggregateKey, AggregateValues, Deltas};
+use aggregates::{AggregateKey, AggregateValues, Deltas, Rules};
 
 use crate::decode::{Change, ItemKey, Origin};
+use crate::registry::LEDGER;
 use crate::sequence::SequenceNumber;
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
@@ -166,13 +167,18 @@ pub struct Plan {
 
 /// Keys a plan for `items` needs in its snapshot before [`plan`] can run: every ledger, and every
 /// aggregate either side of each item touches.
-pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapshot: &Snapshot) -> (Vec<ItemKey>, Vec<AggregateKey>) {
+pub fn needed_keys<'a>(
+    items: impl IntoIterator<Item = &'a ItemChanges>,
+    snapshot: &Snapshot,
+    rules: &Rules,
+) -> (Vec<ItemKey>, Vec<AggregateKey>) {
+    let ledger_prefix = LEDGER.pk_prefix(rules.table());
     let mut ledgers = Vec::new();
     let mut aggregates = BTreeSet::new();
     for item in items {
         match snapshot.ledgers.get(&item.key) {
             // A key too long for its ledger's key never had a ledger: every image of it is invalid.
-            None if !item.key.fits_ledger() => {}
+            None if !item.key.fits_ledger(&ledger_prefix) => {}
             None => ledgers.push(item.key.clone()),
             Some(ledger) => {
                 if let Some(ledger) = ledger {
@@ -191,7 +197,8 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
 }
 
 /// Plans the items selected by `pending` (positions in `items`) against `snapshot`, which must
-/// hold every key [`needed_keys`] names, in transactions of at most `max_actions` puts. An item's
+/// hold every key [`needed_keys`] names, in transactions of at most `max_actions` puts; new
+/// aggregate items get the fields `rules` give them. An item's
 /// writes never split across transactions, so one item alone may exceed a limit below
 /// [`MAX_TRANSACTION_ACTIONS`].
 ///
@@ -199,7 +206,7 @@ pub fn needed_keys<'a>(items: impl IntoIterator<Item = &'a ItemChanges>, snapsho
 /// ledger, its first old image) to its last new image. Measuring from the ledger rather than
 /// from the record makes a redelivered record a no-op and heals a gap left by a discarded batch;
 /// records older than the ledger's [`Assumption`] correct the baseline it took on trust.
-pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_actions: usize) -> Plan {
+pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_actions: usize, rules: &Rules) -> Plan {
     let mut result = Plan::default();
     let mut current = PlannedCommit::default();
     let mut aggregate_deltas: BTreeMap<AggregateKey, Deltas> = BTreeMap::new();
@@ -215,7 +222,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
         }
         for (key, deltas) in std::mem::take(aggregate_deltas) {
             let before = projected.get(&key).cloned().unwrap_or_else(|| snapshot.aggregates.get(&key).cloned().flatten());
-            let mut values = before.as_ref().map(|stored| stored.values.clone()).unwrap_or_else(|| AggregateValues::zero(key.kind()));
+            let mut values = before.as_ref().map(|stored| stored.values.clone()).unwrap_or_else(|| AggregateValues::zero(rules, key.kind));
             values.apply(&key, &deltas);
             let stored = StoredAggregate { values, version: before.as_ref().map_or_else(first_version, |stored| stored.version + 1) };
             projected.insert(key.clone(), Some(stored.clone()));
@@ -274,11 +281,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
             close(&mut current, &mut aggregate_deltas, &mut projected, &mut result);
         }
         for key in change.keys() {
-            let mut own = Deltas::new();
-            for (field, amount) in change.fields(key) {
-                own.add(key.clone(), field, amount);
-            }
-            aggregate_deltas.entry(key.clone()).or_default().merge(&own);
+            aggregate_deltas.entry(key.clone()).or_default().add_to(key.clone(), change.fields(key));
         }
         current.items.push(position);
         current.ledgers.push(LedgerWrite { item: item.key.clone(), expected_version: ledger.map(|ledger| ledger.version), ledger: next });
@@ -290,7 +293,19 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aggregates::{Assessment, Field, Number};
+    use aggregates::{FieldId, Number, RuleAssessment};
+
+    fn rules() -> &'static Rules {
+        Rules::university()
+    }
+
+    fn course(id: &str) -> AggregateKey {
+        rules().parse_key(&format!("course#{id}"), "stats").unwrap()
+    }
+
+    fn enrollment_count() -> FieldId {
+        rules().field("enrollmentCount").unwrap()
+    }
 
     fn key(sk: &str) -> ItemKey {
         ItemKey { pk: "course#c1".into(), sk: sk.into() }
@@ -298,16 +313,16 @@ mod tests {
 
     fn enrollment(course: &str) -> Deltas {
         let mut deltas = Deltas::new();
-        deltas.add(AggregateKey::Course { course_id: course.into() }, Field::EnrollmentCount, &Number::one());
+        deltas.add(self::course(course), enrollment_count(), &Number::one());
         deltas
     }
 
     fn change(index: usize, sk: &str, sequence: &str, old: Deltas, new: Deltas) -> Change {
         let assess = |deltas: Deltas| {
             if deltas.is_empty() {
-                Assessment::Absent
+                RuleAssessment::Absent
             } else {
-                Assessment::Source { entity_type: "student", contribution: deltas }
+                RuleAssessment::Source { entity: rules().entity("student").unwrap(), contribution: deltas }
             }
         };
         Change {
@@ -324,7 +339,7 @@ mod tests {
 
     fn snapshot_for(items: &[ItemChanges]) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        let (ledgers, aggregates) = needed_keys(items, &snapshot);
+        let (ledgers, aggregates) = needed_keys(items, &snapshot, rules());
         snapshot.ledgers.extend(ledgers.into_iter().map(|key| (key, None)));
         snapshot.aggregates.extend(aggregates.into_iter().map(|key| (key, None)));
         snapshot
@@ -355,7 +370,7 @@ mod tests {
             key("student#s1"),
             Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrollment("a"), assumed: None }),
         );
-        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
+        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS, rules());
         assert_eq!(plan.already_applied, vec![0]);
         assert!(plan.commits.is_empty());
     }
@@ -370,15 +385,15 @@ mod tests {
             key("student#s1"),
             Some(Ledger { version: 3, sequence: SequenceNumber::parse("10").unwrap(), contribution: enrollment("a"), assumed: None }),
         );
-        let (_, missing) = needed_keys(&items, &snapshot);
+        let (_, missing) = needed_keys(&items, &snapshot, rules());
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
-        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
+        let plan = plan(&items, &[0], &snapshot, MAX_TRANSACTION_ACTIONS, rules());
         let txn = &plan.commits[0];
         let value = |course: &str| {
             txn.aggregates
                 .iter()
-                .find(|write| write.key == AggregateKey::Course { course_id: course.into() })
-                .map(|write| write.stored.values.get(Field::EnrollmentCount).to_string())
+                .find(|write| write.key == self::course(course))
+                .map(|write| write.stored.values.get(enrollment_count()).to_string())
         };
         assert_eq!(value("a").as_deref(), Some("-1"));
         assert_eq!(value("b"), None);
@@ -394,14 +409,14 @@ mod tests {
             (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrollment("a"))).collect();
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
-        let plan = plan(&items, &pending, &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
+        let plan = plan(&items, &pending, &snapshot_for(&items), MAX_TRANSACTION_ACTIONS, rules());
         assert_eq!(plan.commits.len(), 2);
         assert!(plan.commits.iter().all(|txn| txn.actions() <= MAX_TRANSACTION_ACTIONS));
         let first = &plan.commits[0].aggregates[0];
         let second = &plan.commits[1].aggregates[0];
         assert_eq!(first.expected_version, None);
         assert_eq!((second.expected_version, second.stored.version), (Some(first.stored.version), first.stored.version + 1));
-        assert_eq!(second.stored.values.get(Field::EnrollmentCount).to_string(), "150");
+        assert_eq!(second.stored.values.get(enrollment_count()).to_string(), "150");
     }
 
     #[test]
@@ -412,19 +427,15 @@ mod tests {
         changes.push(change(5, "student#s9", "200", enrollment("a"), enrollment("b")));
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
-        let plan = plan(&items, &pending, &snapshot_for(&items), 3);
+        let plan = plan(&items, &pending, &snapshot_for(&items), 3, rules());
         let sizes: Vec<(usize, usize)> = plan.commits.iter().map(|txn| (txn.items.len(), txn.actions())).collect();
         assert_eq!(sizes, vec![(2, 3), (2, 3), (1, 2), (1, 3)]);
-        let writes: Vec<&AggregateWrite> = plan
-            .commits
-            .iter()
-            .flat_map(|txn| &txn.aggregates)
-            .filter(|write| write.key == AggregateKey::Course { course_id: "a".into() })
-            .collect();
+        let writes: Vec<&AggregateWrite> =
+            plan.commits.iter().flat_map(|txn| &txn.aggregates).filter(|write| write.key == self::course("a")).collect();
         let first = writes[0].stored.version;
         let counts: Vec<String> = writes
             .iter()
-            .map(|write| format!("{}@{}", write.stored.values.get(Field::EnrollmentCount), write.stored.version - first))
+            .map(|write| format!("{}@{}", write.stored.values.get(enrollment_count()), write.stored.version - first))
             .collect();
         assert_eq!(counts, vec!["2@0", "4@1", "5@2", "4@3"], "values and versions chain across the transactions");
     }
@@ -435,7 +446,7 @@ mod tests {
             change(0, "student#s1", "10", Deltas::new(), enrollment("a")),
             change(1, "student#s1", "11", enrollment("a"), Deltas::new()),
         ]);
-        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
+        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS, rules());
         assert!(plan.no_effect.is_empty());
         let txn = &plan.commits[0];
         assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("11").unwrap());
@@ -448,7 +459,7 @@ mod tests {
         // Enrolled in a (record 10, discarded to the failure destination), then moved to b
         // (record 20, applied with no ledger: the old image a was assumed counted).
         let moved = group(&[change(0, "student#s1", "20", enrollment("a"), enrollment("b"))]);
-        let first = plan(&moved, &[0], &snapshot_for(&moved), MAX_TRANSACTION_ACTIONS);
+        let first = plan(&moved, &[0], &snapshot_for(&moved), MAX_TRANSACTION_ACTIONS, rules());
         let ledger = first.commits[0].ledgers[0].ledger.clone();
         assert_eq!(ledger.assumed, Some(Assumption { from: SequenceNumber::parse("20").unwrap(), baseline: enrollment("a") }));
         assert_eq!(first.commits[0].aggregates.len(), 2, "a -1, b +1");
@@ -457,20 +468,20 @@ mod tests {
         let redriven = group(&[change(0, "student#s1", "10", Deltas::new(), enrollment("a"))]);
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(ledger));
-        let (_, missing) = needed_keys(&redriven, &snapshot);
+        let (_, missing) = needed_keys(&redriven, &snapshot, rules());
         snapshot.aggregates.extend(missing.into_iter().map(|key| (key, None)));
-        let repair = plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS);
+        let repair = plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS, rules());
         let txn = &repair.commits[0];
         assert_eq!(txn.aggregates.len(), 1);
-        assert_eq!(txn.aggregates[0].key, AggregateKey::Course { course_id: "a".into() });
-        assert_eq!(txn.aggregates[0].stored.values.get(Field::EnrollmentCount).to_string(), "1");
+        assert_eq!(txn.aggregates[0].key, self::course("a"));
+        assert_eq!(txn.aggregates[0].stored.values.get(enrollment_count()).to_string(), "1");
         assert_eq!(txn.ledgers[0].ledger.assumed, Some(Assumption { from: SequenceNumber::parse("10").unwrap(), baseline: Deltas::new() }));
         assert_eq!(txn.ledgers[0].ledger.sequence, SequenceNumber::parse("20").unwrap());
 
         // Redriven again: no longer older than the assumption, so it is stale.
         let mut snapshot = Snapshot::default();
         snapshot.ledgers.insert(key("student#s1"), Some(txn.ledgers[0].ledger.clone()));
-        assert_eq!(plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS).already_applied, vec![0]);
+        assert_eq!(plan(&redriven, &[0], &snapshot, MAX_TRANSACTION_ACTIONS, rules()).already_applied, vec![0]);
     }
 
     #[test]
@@ -484,20 +495,20 @@ mod tests {
     fn a_key_too_long_for_a_ledger_is_not_read() {
         // `tally#ledger#` + 2,036 bytes is past the partition key limit; 2,035 would still be read.
         let long = ItemKey { pk: format!("course#{}", "c".repeat(2036 - "course#".len())), sk: "student#s1".into() };
-        assert!(!long.fits_ledger());
-        assert!(ItemKey { pk: "c".repeat(2035), sk: "s".repeat(1024) }.fits_ledger());
+        assert!(!long.fits_ledger("tally#ledger#"));
+        assert!(ItemKey { pk: "c".repeat(2035), sk: "s".repeat(1024) }.fits_ledger("tally#ledger#"));
         let mut record = change(0, "student#s1", "10", Deltas::new(), Deltas::new());
         record.key = long;
         let items = group(&[record]);
-        let (ledgers, aggregates) = needed_keys(&items, &Snapshot::default());
+        let (ledgers, aggregates) = needed_keys(&items, &Snapshot::default(), rules());
         assert!(ledgers.is_empty() && aggregates.is_empty());
-        assert_eq!(plan(&items, &[0], &Snapshot::default(), MAX_TRANSACTION_ACTIONS).no_effect, vec![0]);
+        assert_eq!(plan(&items, &[0], &Snapshot::default(), MAX_TRANSACTION_ACTIONS, rules()).no_effect, vec![0]);
     }
 
     #[test]
     fn items_that_never_count_write_nothing() {
         let items = group(&[change(0, "metadata", "10", Deltas::new(), Deltas::new())]);
-        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS);
+        let plan = plan(&items, &[0], &snapshot_for(&items), MAX_TRANSACTION_ACTIONS, rules());
         assert_eq!(plan.no_effect, vec![0]);
         assert!(plan.commits.is_empty());
     }

@@ -7,36 +7,43 @@
 //! are derived from this registry and from the rules' aggregate and source entity types, so that
 //! adding a kind of item is one entry here (or in the rules), not a hunt through the code.
 
-pub use aggregates::keys::BOOKKEEPING_PK_PREFIX;
-use aggregates::keys::ENTITY_TYPE;
-use aggregates::rules::{Aggregate, Rules};
+use aggregates::keys::TYPE_ATTRIBUTE;
+use aggregates::rules::{Aggregate, Rules, Table};
 use serde_json::{json, Value};
 
-/// A kind of bookkeeping item: every one lives under [`BOOKKEEPING_PK_PREFIX`] and carries its
-/// own `entityType`.
+/// A kind of bookkeeping item: every one lives under the rules' bookkeeping prefix
+/// (`tally#` for the university) and carries its own type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bookkeeping {
     pub entity_type: &'static str,
-    /// The partition key, or its prefix when the kind has many partitions.
-    pub pk_prefix: &'static str,
+    /// The partition key after the bookkeeping prefix, or the start of it when the kind has
+    /// many partitions.
+    pub pk_after_prefix: &'static str,
+}
+
+impl Bookkeeping {
+    /// The partition key (or its start) in a table with these rules: `tally#ledger#`.
+    pub fn pk_prefix(self, table: &Table) -> String {
+        format!("{}{}", table.bookkeeping_prefix(), self.pk_after_prefix)
+    }
 }
 
 /// One per source item: the last sequence number applied and the contribution the aggregates
 /// hold for it. `pk` = prefix + the item's pk, `sk` = the item's sk.
-pub const LEDGER: Bookkeeping = Bookkeeping { entity_type: "tally_ledger", pk_prefix: "tally#ledger#" };
+pub const LEDGER: Bookkeeping = Bookkeeping { entity_type: "tally_ledger", pk_after_prefix: "ledger#" };
 /// `tally consume`'s position in one shard: `pk` = prefix + stream ARN, `sk` = shard id.
-pub const CHECKPOINT: Bookkeeping = Bookkeeping { entity_type: "tally_checkpoint", pk_prefix: "tally#checkpoint#" };
+pub const CHECKPOINT: Bookkeeping = Bookkeeping { entity_type: "tally_checkpoint", pk_after_prefix: "checkpoint#" };
 /// One segmented-backfill worker's sums: `pk` = prefix + run id.
-pub const BACKFILL_PARTIAL: Bookkeeping = Bookkeeping { entity_type: "tally_backfill_partial", pk_prefix: "tally#backfill#" };
+pub const BACKFILL_PARTIAL: Bookkeeping = Bookkeeping { entity_type: "tally_backfill_partial", pk_after_prefix: "backfill#" };
 /// Stands while a backfill writes: `pk` is exactly this.
-pub const BACKFILL_MARKER: Bookkeeping = Bookkeeping { entity_type: "tally_backfill_marker", pk_prefix: "tally#backfill" };
+pub const BACKFILL_MARKER: Bookkeeping = Bookkeeping { entity_type: "tally_backfill_marker", pk_after_prefix: "backfill" };
 
 pub const BOOKKEEPING: [Bookkeeping; 4] = [LEDGER, CHECKPOINT, BACKFILL_PARTIAL, BACKFILL_MARKER];
 
 /// Attributes tally adds to the items it writes, beyond the rules' fields.
 pub mod attributes {
     /// The counter every write of a ledger or an aggregate is conditioned on.
-    pub const VERSION: &str = "version";
+    pub use aggregates::keys::VERSION;
     pub const SEQUENCE_NUMBER: &str = "sequenceNumber";
     pub const CONTRIBUTION: &str = "contribution";
     pub const ASSUMED_FROM: &str = "assumedFrom";
@@ -47,6 +54,7 @@ pub mod attributes {
     pub const WRITTEN_BY: &str = "writtenBy";
     /// The segmented backfill run that last reset a ledger.
     pub const BACKFILL_RUN: &str = "backfillRun";
+    pub use aggregates::keys::RULES_DIGEST;
 }
 
 /// The event source mapping's `FilterCriteria` for the compiled-in university rules:
@@ -84,7 +92,7 @@ pub fn filter_criteria() -> Value {
 /// a source pattern that starts with the bookkeeping prefix, so a source prefix can admit
 /// bookkeeping items only by being shorter than it (`t{tenant}`, or a pattern that starts with
 /// a capture). Then the pk rule cannot tell them apart (Lambda's filters have no negated
-/// prefix), but bookkeeping items carry their `entityType` even in such a table: each image
+/// prefix), but bookkeeping items carry their type in [`TYPE_ATTRIBUTE`] in such a table: each image
 /// rule splits in two, no string `entityType` or one that is not a bookkeeping type (1. to 4.).
 ///
 /// A source pattern that starts with a capture has no prefix: its pk rule is then that the pk
@@ -115,8 +123,8 @@ pub fn filter_criteria_for(rules: &Rules) -> Value {
         }
         None if prefixes.iter().any(|prefix| table.bookkeeping_prefix().starts_with(prefix)) => {
             let untyped =
-                |image: &str| json!({ "dynamodb": { image: { ENTITY_TYPE: { "S": [{ "exists": false }] }, pk: { "S": pk_rule } } } });
-            let not_bookkeeping = |image: &str| json!({ "dynamodb": { image: { ENTITY_TYPE: { "S": [{ "anything-but": bookkeeping }] }, pk: { "S": pk_rule } } } });
+                |image: &str| json!({ "dynamodb": { image: { TYPE_ATTRIBUTE: { "S": [{ "exists": false }] }, pk: { "S": pk_rule } } } });
+            let not_bookkeeping = |image: &str| json!({ "dynamodb": { image: { TYPE_ATTRIBUTE: { "S": [{ "anything-but": bookkeeping }] }, pk: { "S": pk_rule } } } });
             sides.map(untyped).into_iter().chain(sides.map(not_bookkeeping)).collect()
         }
         None => sides.map(|image| json!({ "dynamodb": { image: { pk: { "S": pk_rule } } } })).into(),
@@ -126,55 +134,51 @@ pub fn filter_criteria_for(rules: &Rules) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use aggregates::keys::PK;
-    use aggregates::source;
-    use aggregates::AggregateKind;
+    use aggregates::KeyOwner;
 
     use super::*;
 
-    /// The `entityType` of every item tally writes, from the Rust rules: their aggregates and the
-    /// bookkeeping.
-    fn own_entity_types() -> impl Iterator<Item = &'static str> {
-        AggregateKind::ALL.into_iter().map(AggregateKind::entity_type).chain(BOOKKEEPING.iter().map(|kind| kind.entity_type))
-    }
-
     #[test]
     fn bookkeeping_lives_under_the_prefix_the_decoder_skips() {
+        let rules = Rules::university();
         for kind in BOOKKEEPING {
-            assert!(kind.pk_prefix.starts_with(BOOKKEEPING_PK_PREFIX), "{kind:?}");
-            assert_eq!(aggregates::KeyOwner::of(kind.pk_prefix, "x"), aggregates::KeyOwner::Bookkeeping, "{kind:?}");
+            let pk = kind.pk_prefix(rules.table());
+            assert!(pk.starts_with("tally#"), "{kind:?}");
+            assert_eq!(rules.owner(&pk, "x"), KeyOwner::Bookkeeping, "{kind:?}");
         }
     }
 
     #[test]
     fn own_entity_types_never_name_a_source_item() {
-        let own: Vec<&str> = own_entity_types().collect();
-        assert_eq!(own.len(), AggregateKind::ALL.len() + BOOKKEEPING.len());
-        for entity_type in &own {
-            assert!(source::entity_of(entity_type).is_none(), "{entity_type}");
+        let rules = Rules::university();
+        let own = rules.aggregates().iter().map(Aggregate::name).chain(BOOKKEEPING.iter().map(|kind| kind.entity_type));
+        for entity_type in own {
+            assert!(rules.entity(entity_type).is_none(), "{entity_type}");
         }
     }
 
-    /// The filter as it was derived from the hand-written rules, before rules were data.
-    fn hand_written_filter() -> Value {
-        let own: Vec<&str> = own_entity_types().collect();
-        let mut prefixes: Vec<Value> = Vec::new();
-        for entity in source::ENTITIES {
-            let prefix = json!({ "prefix": entity.pk_prefix });
-            if !prefixes.contains(&prefix) {
-                prefixes.push(prefix);
-            }
-        }
-        let typed = |image: &str| json!({ "dynamodb": { image: { ENTITY_TYPE: { "S": [{ "anything-but": own }] } } } });
-        let untyped =
-            |image: &str| json!({ "dynamodb": { image: { ENTITY_TYPE: { "S": [{ "exists": false }] }, PK: { "S": prefixes } } } });
-        let patterns = [typed("NewImage"), typed("OldImage"), untyped("NewImage"), untyped("OldImage")];
-        json!({ "Filters": patterns.iter().map(|pattern| json!({ "Pattern": pattern.to_string() })).collect::<Vec<_>>() })
-    }
-
+    /// The filter as it was derived from the hand-written rules, before rules were data: what
+    /// `infra/template.yaml` has carried since.
     #[test]
     fn the_university_rules_give_the_hand_written_filter() {
-        assert_eq!(filter_criteria(), hand_written_filter());
+        let own = [
+            "stats",
+            "assignment_stats",
+            "academic_stats",
+            "order_stats",
+            "daily_stats",
+            "tally_ledger",
+            "tally_checkpoint",
+            "tally_backfill_partial",
+            "tally_backfill_marker",
+        ];
+        let prefixes = json!([{ "prefix": "course#" }, { "prefix": "user#" }, { "prefix": "session#" }]);
+        let typed = |image: &str| json!({ "dynamodb": { image: { "entityType": { "S": [{ "anything-but": own }] } } } });
+        let untyped =
+            |image: &str| json!({ "dynamodb": { image: { "entityType": { "S": [{ "exists": false }] }, "pk": { "S": prefixes } } } });
+        let patterns = [typed("NewImage"), typed("OldImage"), untyped("NewImage"), untyped("OldImage")];
+        let expected = json!({ "Filters": patterns.iter().map(|pattern| json!({ "Pattern": pattern.to_string() })).collect::<Vec<_>>() });
+        assert_eq!(filter_criteria(), expected);
     }
 
     fn rules(text: &str) -> Rules {

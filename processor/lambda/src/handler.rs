@@ -27,7 +27,7 @@ pub async fn handle<T: Table>(
     let deadline = deadline_from(event.context.deadline);
     tracing::debug!(request_id = %event.context.request_id, deadline_ms = event.context.deadline, budget_ms = (deadline - Instant::now()).as_millis() as u64, "Batch received.");
     let records = &event.payload.records;
-    let changes = decode_batch(records, table_name)
+    let changes = decode_batch(records, table_name, engine.table().rules())
         .inspect_err(|err| tracing::error!(error = %err, "Batch rejected: a record cannot be identified."))?;
     let outcome = engine.process(&changes, deadline).await;
     log_outcome(&outcome, &event.context.request_id);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 use tally_engine::engine::Engine;
+use tally_engine::rules_file::{self, RULES_ENV};
 use tally_engine::store::DynamoTable;
 use tally_engine::telemetry;
 use tally_lambda::handler;
@@ -18,23 +19,28 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = ?err, "Lambda runtime stopped.");
+            tracing::error!(error = %err, "Lambda runtime stopped.");
             ExitCode::from(2)
         }
     }
 }
 
-/// Serves Lambda invocations. The client is built once, at init, and shared by every invocation.
+/// Serves Lambda invocations. The rules and the client are built once, at init, and shared by
+/// every invocation; rules that do not load fail init, before any record is taken.
 async fn run() -> Result<(), lambda_runtime::Error> {
     telemetry::init_logging(true);
     let table_name = std::env::var("TABLE_NAME").unwrap_or_else(|_| DEFAULT_TABLE.to_owned());
+    // A path relative to the package: the function runs in it (`LAMBDA_TASK_ROOT`).
+    let rules_path = std::env::var_os(RULES_ENV).filter(|path| !path.is_empty()).map(std::path::PathBuf::from);
+    let rules = rules_file::load_for_process(rules_path.as_deref()).map_err(|err| format!("loading the rules ({RULES_ENV}): {err}"))?;
+    tracing::info!(rules = rules.source_name(), digest = rules.digest(), "Rules loaded.");
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(telemetry::NAMESPACE)
         .with_dimension("TableName", table_name.clone())
         .init()
         .map_err(|err| format!("installing the metrics recorder: {err}"))?;
     telemetry::describe();
-    let engine = Engine::new(DynamoTable::connect(table_name.clone(), None, None).await);
+    let engine = Engine::new(DynamoTable::connect(table_name.clone(), None, None, rules).await);
     let engine = &engine;
     let table_name = table_name.as_str();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

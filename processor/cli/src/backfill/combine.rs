@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, ensure, Context as _};
 
 use super::commit::write_aggregates;
 use super::{marker, pending, summary, Opts};
-use crate::audit::Audit;
+use crate::audit::{Audit, Keep};
 use crate::Common;
 use tally_engine::decode::ItemKey;
 use tally_engine::store::codec::aggregate_key;
@@ -28,7 +28,7 @@ pub async fn cmd(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::R
     let (Some(total), Some(run)) = (opts.total_segments, &opts.run) else { bail!("--combine needs --total-segments and --run") };
     let state = Partials::new(table, run).load().await?;
     let entries_of = finished_segments(&state, run, total)?;
-    let mut audit = Audit::default();
+    let mut audit = Audit::new(table.codec().rules(), Keep::Aggregates);
     let summed = add_sums(&mut audit, &state, &entries_of, run)?;
     let item_keys: Vec<ItemKey> = summed.keys.iter().map(aggregate_key).collect();
     let stored = table.read_decoded(&item_keys).await.context("reading the current aggregates")?;
@@ -106,7 +106,7 @@ fn check_unchanged(audit: &Audit, summed: &Summed, run: &str) -> anyhow::Result<
         .keys
         .iter()
         .filter(|key| audit.stored.get(*key).map(|scanned| scanned.stored.version) != summed.scanned_versions.get(*key).copied())
-        .map(|key| format!("pk=`{}` sk=`{}`", key.pk(), key.sk()))
+        .map(|key| format!("pk=`{}` sk=`{}`", key.pk, key.sk))
         .collect();
     ensure!(
         moved.is_empty(),

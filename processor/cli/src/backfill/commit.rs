@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use tally_engine::decode::ItemKey;
 use tally_engine::plan::{first_version, AggregateWrite, LedgerWrite, MAX_TRANSACTION_ACTIONS};
 use tally_engine::retry::RetryBudget;
-use tally_engine::store::codec::ledger_key;
+use tally_engine::store::Codec;
 use tally_engine::store::{Commit, Current, StoreError, Table, Writer};
 
 /// Items per commit: the most one DynamoDB transaction takes.
@@ -51,7 +51,8 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
             }
             continue;
         }
-        let keys: Vec<String> = raced.into_iter().map(describe).collect();
+        let codec = Codec::new(table.rules());
+        let keys: Vec<String> = raced.into_iter().map(|current| describe(&codec, current)).collect();
         bail!(
             "{} item(s) changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
              Pause the event source mapping and run backfill again",
@@ -62,13 +63,13 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
 }
 
 /// The changed item's table key, as an operator would look it up.
-fn describe(current: &Current) -> String {
+fn describe(codec: &Codec, current: &Current) -> String {
     let (pk, sk) = match current {
         Current::Ledger { source, .. } => {
-            let key = ledger_key(source);
+            let key = codec.ledger_key(source);
             (key.pk, key.sk)
         }
-        Current::Aggregate { key, .. } => (key.pk(), key.sk()),
+        Current::Aggregate { key, .. } => (key.pk.clone(), key.sk.clone()),
     };
     format!("pk=`{pk}` sk=`{sk}`")
 }
@@ -154,10 +155,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_ledger_ttl_deleted_since_the_scan_is_written_as_a_new_incarnation() {
-        let table = MemoryTable::new();
+        let table = MemoryTable::new(aggregates::Rules::university());
         let scanned = streamed();
         write(&table, &scanned, Writer::Stream).await.unwrap();
-        table.delete_item(&ledger_key(&item())).expect("the ledger was there");
+        table.delete_item(&table.codec().ledger_key(&item())).expect("the ledger was there");
         write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.expect("a ledger TTL deleted is not a race");
         let written = ledger(&table).await.expect("written anew");
         assert!(![scanned.ledger.version, scanned.ledger.version + 1].contains(&written.version), "at a version of its own");
@@ -165,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ledger_that_moved_on_refuses_the_chunk_naming_it() {
-        let table = MemoryTable::new();
+        let table = MemoryTable::new(aggregates::Rules::university());
         let scanned = streamed();
         write(&table, &scanned, Writer::Stream).await.unwrap();
         write(&table, &reset(&scanned.ledger), Writer::Stream).await.unwrap();

@@ -75,7 +75,7 @@ pub struct Opts {
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let table = common.connect().await;
+    let table = common.open().await?;
     if opts.combine {
         return combine::cmd(common, &table, &opts).await;
     }

@@ -43,7 +43,7 @@ async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> an
         .read_retained(|records| {
             for record in records {
                 // A record the engine cannot identify never reaches the aggregates.
-                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name()) else { continue };
+                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name(), table.codec().rules()) else { continue };
                 for change in changes {
                     if change.origin == Origin::Source && !(change.old.contribution().is_empty() && change.new.contribution().is_empty()) {
                         items.insert(change.key);

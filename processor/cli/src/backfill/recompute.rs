@@ -48,7 +48,7 @@ pub async fn orphans_of_slice(table: &DynamoTable, audit: &Audit, run: &str) -> 
     Ok(orphans
         .into_iter()
         .filter(|(item, _)| match found.get(*item) {
-            Some(TableItem::Source { image, .. }) => !needs_ledger(&aggregates::assess(Some(image))),
+            Some(TableItem::Source { image, .. }) => !needs_ledger(&table.codec().rules().assess(Some(image))),
             // Gone. (A ledger's item has an application key, so whatever is there reads as a source.)
             _ => true,
         })

@@ -14,6 +14,7 @@ pub fn print(common: &Common, audit: &Audit, aggregates: Option<usize>, ledgers:
             "drift": if aggregates.is_some() { serde_json::to_value(&drift)? } else { serde_json::Value::Null },
             "aggregates_written": if dry_run { 0 } else { aggregates.unwrap_or(0) },
             "ledgers_written": if dry_run { 0 } else { ledgers },
+            "written_under_other_rules": audit.other_rules,
             "dry_run": dry_run,
             "note": note,
         });
@@ -33,6 +34,12 @@ pub fn print(common: &Common, audit: &Audit, aggregates: Option<usize>, ledgers:
         );
     } else {
         println!("scanned {} items ({} source items); {ledgers} ledger(s) written", audit.scanned, audit.recompute.items);
+    }
+    let foreign: u64 = audit.other_rules.values().sum();
+    if foreign > 0 {
+        let digests: Vec<&str> = audit.other_rules.keys().map(String::as_str).collect();
+        let verb = if dry_run { "would be rewritten" } else { "rewritten" };
+        println!("{foreign} item(s) had been written under other rules ({}): {verb} under {}", digests.join(", "), audit.rules().digest());
     }
     if !note.is_empty() {
         println!("{note}");

@@ -24,9 +24,9 @@ pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     if common.json {
-        println!("{}", summary(&rules, &origin));
+        println!("{}", summary(rules, &origin));
     } else {
-        print_text(&rules, &origin);
+        print_text(rules, &origin);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -84,15 +84,20 @@ fn summary(rules: &Rules, origin: &Origin) -> Value {
             })
         })
         .collect();
+    let indexes: Vec<Value> =
+        table.indexes().iter().map(|index| json!({ "name": index.name(), "pk": index.pk(), "sk": index.sk() })).collect();
     json!({
         "rules": rules.source_name(),
         "embedded": *origin == Origin::Embedded,
         "ok": true,
+        "digest": rules.digest(),
         "table": {
             "pk": table.pk(),
             "sk": table.sk(),
             "entity_type": table.entity_type(),
             "bookkeeping_prefix": table.bookkeeping_prefix(),
+            "ttl": table.ttl(),
+            "indexes": indexes,
         },
         "limits": { "source_pk_bytes": limits.source_pk_bytes, "source_sk_bytes": limits.source_sk_bytes },
         "entities": entities,
@@ -110,6 +115,16 @@ fn print_text(rules: &Rules, origin: &Origin) {
         None => "no entity-type attribute (entities matched by keys)".to_owned(),
     };
     println!("table       pk `{}`, sk `{}`, {typed}, bookkeeping prefix `{}`", table.pk(), table.sk(), table.bookkeeping_prefix());
+    let indexes: Vec<String> = table
+        .indexes()
+        .iter()
+        .map(|index| match index.sk() {
+            Some(sk) => format!("{} ({}, {sk})", index.name(), index.pk()),
+            None => format!("{} ({})", index.name(), index.pk()),
+        })
+        .collect();
+    let indexes = if indexes.is_empty() { "no indexes".to_owned() } else { format!("indexes {}", indexes.join(", ")) };
+    println!("            TTL on `{}`, {indexes}; digest {}", table.ttl(), rules.digest());
     println!("limits      source items' own keys up to {} bytes (pk) and {} bytes (sk)", limits.source_pk_bytes, limits.source_sk_bytes);
     let width = rules.entities().iter().map(|entity| entity.name().len()).chain(rules.aggregates().iter().map(|a| a.name().len()));
     let width = width.max().unwrap_or(0);

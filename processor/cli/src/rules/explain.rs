@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aggregates::rules::{Contribution, RuleAssessment, Rules};
+use aggregates::rules::{RuleAssessment, Rules};
+use aggregates::Deltas;
 use aggregates::KeyOwner;
 use clap::Args;
 use serde::Deserialize as _;
@@ -95,11 +96,11 @@ pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let image = read_image(&opts.image)?;
-    let explained = Explained::of(&rules, image.as_ref());
+    let explained = Explained::of(rules, image.as_ref());
     if common.json {
-        println!("{}", explained.to_json(&rules, &origin, &opts.image));
+        println!("{}", explained.to_json(rules, &origin, &opts.image));
     } else {
-        explained.print(&rules, &origin, &opts.image);
+        explained.print(rules, &origin, &opts.image);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,7 +160,7 @@ impl<'r> Explained<'r> {
             "assessment": self.kind(),
             "entity": self.entity(),
             "violation": violation,
-            "contribution": self.assessment.contribution().map_or_else(Vec::new, |contribution| parts_json(rules, contribution)),
+            "contribution": parts_json(rules, &self.assessment.contribution()),
         })
     }
 
@@ -218,44 +219,42 @@ fn owner_name(owner: &KeyOwner) -> &'static str {
 }
 
 /// Each aggregate item with its amounts, exact decimals as strings.
-fn parts_json(rules: &Rules, contribution: &Contribution) -> Vec<Value> {
+fn parts_json(rules: &Rules, contribution: &Deltas) -> Vec<Value> {
     contribution
-        .parts()
-        .iter()
-        .map(|part| {
-            let aggregate = part.aggregate();
+        .keys()
+        .map(|aggregate| {
             let name = rules.aggregate(aggregate.kind).name();
-            let amounts: serde_json::Map<String, Value> =
-                part.amounts().iter().map(|(field, amount)| (rules.field_name(*field).to_owned(), json!(amount.to_string()))).collect();
+            let amounts: serde_json::Map<String, Value> = contribution
+                .fields(aggregate)
+                .map(|(field, amount)| (rules.field_name(field).to_owned(), json!(amount.to_string())))
+                .collect();
             json!({
                 "aggregate": name,
                 "pk": aggregate.pk,
                 "sk": aggregate.sk,
-                "entityType": rules.table().entity_type().map(|_| name),
+                "entityType": name,
                 "amounts": amounts,
             })
         })
         .collect()
 }
 
-fn print_contribution(rules: &Rules, contribution: &Contribution) {
-    let parts = contribution.parts();
-    if parts.is_empty() {
+fn print_contribution(rules: &Rules, contribution: &Deltas) {
+    let items = contribution.keys().count();
+    if items == 0 {
         println!("adds      nothing");
         return;
     }
-    let items = if parts.len() == 1 { "item" } else { "items" };
-    println!("adds to   {} aggregate {items}", parts.len());
+    println!("adds to   {items} aggregate {}", if items == 1 { "item" } else { "items" });
     let table = rules.table();
-    let width = parts.iter().map(|part| rules.aggregate(part.aggregate().kind).name().len()).max().unwrap_or(0);
-    for part in parts {
-        let aggregate = part.aggregate();
+    let width = contribution.keys().map(|aggregate| rules.aggregate(aggregate.kind).name().len()).max().unwrap_or(0);
+    for aggregate in contribution.keys() {
         let name = rules.aggregate(aggregate.kind).name();
         println!("  {name:<width$}  {} `{}`, {} `{}`", table.pk(), aggregate.pk, table.sk(), aggregate.sk);
-        let field_width = part.amounts().iter().map(|(field, _)| rules.field_name(*field).len()).max().unwrap_or(0);
-        for (field, amount) in part.amounts() {
+        let field_width = contribution.fields(aggregate).map(|(field, _)| rules.field_name(field).len()).max().unwrap_or(0);
+        for (field, amount) in contribution.fields(aggregate) {
             let sign = if amount.is_negative() { "" } else { "+" };
-            println!("    {:<field_width$}  {sign}{amount}", rules.field_name(*field));
+            println!("    {:<field_width$}  {sign}{amount}", rules.field_name(field));
         }
     }
 }

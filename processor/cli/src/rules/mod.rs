@@ -12,8 +12,9 @@ mod explain;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aggregates::rules::{Position, Problem, RuleError, Rules, RulesErrors, UNIVERSITY_SOURCE};
+use aggregates::rules::{Rules, UNIVERSITY_SOURCE};
 use clap::{Args, Subcommand};
+use tally_engine::rules_file::{self, LoadError};
 
 use crate::Common;
 
@@ -79,51 +80,21 @@ impl Origin {
     }
 }
 
-/// Why the rules did not load.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The file could not be read at all (missing, a directory, no permission): an error of the
-    /// command, reported as any other (`tally: error: ...`).
-    #[error("{}: cannot read: {problem}", .path.display())]
-    Read { path: PathBuf, problem: String },
-    /// The file was read but does not load: every problem, at its line and column.
-    #[error("{0}")]
-    Invalid(RulesErrors),
-}
-
-/// Reads and compiles the rules `origin` names.
+/// Reads and compiles the rules `origin` names, for as long as the process runs.
 ///
 /// # Errors
-/// [`LoadError::Read`] if the file cannot be read; [`LoadError::Invalid`] with every problem
-/// otherwise, text that is not UTF-8 included (at the first bad byte).
-pub fn load(origin: &Origin) -> Result<Rules, LoadError> {
-    let path = match origin {
-        Origin::Embedded => return Ok(Rules::university().clone()),
-        Origin::File(path) => path,
-    };
-    let bytes = std::fs::read(path).map_err(|err| LoadError::Read { path: path.clone(), problem: err.to_string() })?;
-    let source_name = origin.source_name();
-    let invalid = |position: Position, problem: String| {
-        LoadError::Invalid(RulesErrors {
-            source_name: source_name.clone(),
-            errors: vec![RuleError { position, problem: Problem::Toml(problem) }],
-        })
-    };
-    // A byte order mark is not part of line 1.
-    let bytes = crate::text_bytes(&bytes).map_err(|problem| invalid(Position { line: 1, column: 1 }, problem))?;
-    let text = std::str::from_utf8(bytes).map_err(|err| {
-        let valid = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
-        let line_start = valid.rfind('\n').map_or(0, |newline| newline + 1);
-        let position = Position { line: valid.matches('\n').count() + 1, column: valid[line_start..].chars().count() + 1 };
-        invalid(position, "not UTF-8 text: a rules file is TOML".to_owned())
-    })?;
-    Rules::from_toml(text, &source_name).map_err(LoadError::Invalid)
+/// As [`rules_file::load`].
+pub fn load(origin: &Origin) -> Result<&'static Rules, LoadError> {
+    rules_file::load_for_process(match origin {
+        Origin::File(path) => Some(path),
+        Origin::Embedded => None,
+    })
 }
 
 /// Loads the rules, or prints why they do not load: each problem on stderr and, with `--json`,
 /// `{"rules", "ok": false, "errors": [{"line", "column", "message"}]}` on stdout. `Err` is the
 /// exit code then (2); a file that cannot be read is the command's error.
-fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result<Result<Rules, ExitCode>> {
+pub(crate) fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result<Result<&'static Rules, ExitCode>> {
     match load(origin) {
         Ok(rules) => Ok(Ok(rules)),
         Err(LoadError::Invalid(errors)) => {
@@ -166,7 +137,7 @@ fn filter(common: &Common, opts: FilterOpts) -> anyhow::Result<ExitCode> {
         Ok(rules) => rules,
         Err(code) => return Ok(code),
     };
-    let criteria = tally_engine::registry::filter_criteria_for(&rules);
+    let criteria = tally_engine::registry::filter_criteria_for(rules);
     if common.json {
         println!("{criteria}");
     } else {

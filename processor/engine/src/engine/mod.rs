@@ -182,7 +182,7 @@ impl Run<'_> {
     /// not, hence the loop (two rounds at most).
     async fn read_for<T: Table>(&mut self, table: &T, positions: &[usize]) -> Result<(), StoreError> {
         loop {
-            let (ledgers, aggregates) = needed_keys(positions.iter().map(|&position| &self.items[position]), &self.snapshot);
+            let (ledgers, aggregates) = needed_keys(positions.iter().map(|&position| &self.items[position]), &self.snapshot, table.rules());
             if ledgers.is_empty() && aggregates.is_empty() {
                 return Ok(());
             }
@@ -216,7 +216,7 @@ impl Run<'_> {
     /// when DynamoDB refused a commit: nothing of it was written, and its items are set aside
     /// (one item) or marked to go alone (several).
     async fn commit_group<T: Table>(&mut self, table: &T, positions: &[usize], budget: &mut RetryBudget) -> Result<bool, StoreError> {
-        let plan = plan(self.items, positions, &self.snapshot, self.max_actions);
+        let plan = plan(self.items, positions, &self.snapshot, self.max_actions, table.rules());
         let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
         self.outcome.count(RecordClass::AlreadyApplied, records(&plan.already_applied));
         self.outcome.count(RecordClass::NoEffect, records(&plan.no_effect));

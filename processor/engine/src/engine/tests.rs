@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::{AggregateKey, AggregateValues, Field, Number};
+use aggregates::{AggregateKey, AggregateValues, FieldId, Number, Rules};
 
 use super::*;
 use crate::plan::{AggregateWrite, StoredAggregate};
@@ -27,8 +27,8 @@ mod build {
 
     use crate::decode::{decode_batch, Change, ItemKey};
     use crate::plan::Ledger;
-    use crate::store::codec;
     use crate::store::memory::MemoryTable;
+    use aggregates::Rules;
 
     pub const TABLE: &str = "university";
     const STREAM_ARN: &str = "arn:aws:dynamodb:us-east-1:000000000000:table/university/stream/2026-01-01T00:00:00.000";
@@ -133,7 +133,7 @@ mod build {
     /// A batch, decoded as the handler decodes it.
     pub fn changes(recs: &[Rec]) -> Vec<Change> {
         let records: Vec<EventRecord> = recs.iter().map(Rec::to_record).collect();
-        decode_batch(&records, TABLE).expect("test records decode")
+        decode_batch(&records, TABLE, Rules::university()).expect("test records decode")
     }
 
     pub type Aggregates = BTreeMap<AggregateKey, AggregateValues>;
@@ -148,7 +148,7 @@ mod build {
                 *newest = rec;
             }
         }
-        let mut recompute = Recompute::default();
+        let mut recompute = Recompute::new(Rules::university());
         for image in latest.values().filter_map(|rec| rec.new.as_ref()) {
             recompute.add_item(&serde_json::from_value(image.clone()).expect("test images are DynamoDB JSON"));
         }
@@ -167,8 +167,8 @@ mod build {
 
     /// The ledger the table holds for a source item.
     pub fn ledger(table: &MemoryTable, item: &ItemKey) -> Option<Ledger> {
-        let key = codec::ledger_key(item);
-        table.items().get(&key).map(|stored| codec::decode_ledger(&key, stored).expect("stored ledgers decode"))
+        let key = table.codec().ledger_key(item);
+        table.items().get(&key).map(|stored| table.codec().decode_ledger(&key, stored).expect("stored ledgers decode"))
     }
 }
 
@@ -180,7 +180,15 @@ fn ample() -> Instant {
 }
 
 fn course(course_id: &str) -> AggregateKey {
-    AggregateKey::Course { course_id: course_id.into() }
+    Rules::university().parse_key(&format!("course#{course_id}"), "stats").expect("a course's stats key")
+}
+
+fn field(name: &str) -> FieldId {
+    Rules::university().field(name).expect("a university field")
+}
+
+fn memory_table() -> MemoryTable {
+    MemoryTable::new(Rules::university())
 }
 
 /// Records by class, classes with none left out.
@@ -188,7 +196,7 @@ fn classes(outcome: &BatchOutcome) -> BTreeMap<RecordClass, u64> {
     outcome.by_class.iter().filter(|(_, records)| **records > 0).map(|(class, records)| (*class, *records)).collect()
 }
 
-fn count(table: &MemoryTable, key: &AggregateKey, field: Field) -> Number {
+fn count(table: &MemoryTable, key: &AggregateKey, field: FieldId) -> Number {
     table.aggregates().unwrap().get(key).map(|values| values.get(field)).unwrap_or_default()
 }
 
@@ -202,13 +210,13 @@ async fn a_batch_applies_once_and_its_redelivery_applies_nothing() {
         Rec::modify(4, graded, submission("c1", "a1", "s1", Some("85.5"))),
         Rec::insert(5, enrollment("c2", "s1")),
     ];
-    let engine = Engine::new(MemoryTable::new());
+    let engine = Engine::new(memory_table());
 
     let first = engine.process(&changes(&batch), ample()).await;
     assert!(first.failure.is_none(), "{:?}", first.failure);
     assert_eq!(classes(&first), [(RecordClass::Applied, 5)].into());
     assert_eq!(held(engine.table()), expected(&batch));
-    assert_eq!(count(engine.table(), &course("c1"), Field::GradeSum).to_string(), "85.5");
+    assert_eq!(count(engine.table(), &course("c1"), field("gradeSum")).to_string(), "85.5");
 
     let stored = engine.table().items();
     let again = engine.process(&changes(&batch), ample()).await;
@@ -234,7 +242,7 @@ async fn concurrent_engines_on_overlapping_batches_conflict_and_replan_to_the_ex
     // Two records go to both (a retried batch racing a `consume`, say).
     let one = [0, 1, 2, 3].map(|i| records[i].clone());
     let other = [1, 3, 4, 5].map(|i| records[i].clone());
-    let table = Arc::new(MemoryTable::new().with_latency(LATENCY));
+    let table = Arc::new(memory_table().with_latency(LATENCY));
     let (left, right) = (Engine::new(Arc::clone(&table)), Engine::new(Arc::clone(&table)));
 
     let (one, other) = (changes(&one), changes(&other));
@@ -255,7 +263,7 @@ async fn a_commit_whose_answer_was_lost_is_read_back_as_applied_not_counted_twic
         Rec::insert(3, enrollment("c1", "s2")),
     ];
     // One item per commit: the first lands, and its answer is lost; the rest follow it.
-    let engine = Engine::new(MemoryTable::new()).with_transaction_limit(1);
+    let engine = Engine::new(memory_table()).with_transaction_limit(1);
     engine.table().inject(Call::Commit, Fault::LoseAnswer);
 
     let outcome = engine.process(&changes(&batch), ample()).await;
@@ -272,7 +280,7 @@ async fn a_commit_whose_answer_was_lost_is_read_back_as_applied_not_counted_twic
 #[tokio::test(start_paused = true)]
 async fn throttled_reads_and_commits_are_retried_with_backoff_until_the_batch_applies() {
     let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, submission("c1", "a1", "s1", Some("90")))];
-    let engine = Engine::new(MemoryTable::new());
+    let engine = Engine::new(memory_table());
     engine.table().inject(Call::Read, Fault::Throttle);
     engine.table().inject(Call::Read, Fault::Throttle);
     engine.table().inject(Call::Commit, Fault::Throttle);
@@ -302,7 +310,7 @@ async fn a_deadline_mid_batch_reports_from_the_first_unapplied_record_and_the_re
     ];
     // One item per commit, each commit 10 ms after a 10 ms read: the deadline falls in the fourth
     // commit, that of the item at record 3, after the items of records 0, 1 (and 4) and 2.
-    let engine = Engine::new(MemoryTable::new().with_latency(LATENCY)).with_transaction_limit(1);
+    let engine = Engine::new(memory_table().with_latency(LATENCY)).with_transaction_limit(1);
     let start = Instant::now();
     let deadline = start + LATENCY * 9 / 2;
 
@@ -329,7 +337,7 @@ async fn a_deadline_mid_batch_reports_from_the_first_unapplied_record_and_the_re
 async fn a_permanent_failure_stops_the_batch_at_once_and_is_not_worth_retrying() {
     let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, enrollment("c1", "s2"))];
     for call in [Call::Read, Call::Commit] {
-        let engine = Engine::new(MemoryTable::new().with_latency(LATENCY));
+        let engine = Engine::new(memory_table().with_latency(LATENCY));
         engine.table().inject(call, Fault::Reject);
         let start = Instant::now();
 
@@ -357,8 +365,8 @@ async fn an_item_dynamodb_refuses_for_good_does_not_keep_the_rest_of_its_batch_f
         Rec::modify(4, poison.clone(), moved),
         Rec::insert(5, submission("c1", "a1", "s1", Some("88"))),
     ];
-    let engine = Engine::new(MemoryTable::new());
-    engine.table().refuse(codec::ledger_key(&key(&poison)));
+    let engine = Engine::new(memory_table());
+    engine.table().refuse(engine.table().codec().ledger_key(&key(&poison)));
     let others = [0, 2, 4].map(|i| batch[i].clone());
 
     let first = engine.process(&changes(&batch), ample()).await;
@@ -387,7 +395,7 @@ async fn a_refused_commit_of_several_items_is_narrowed_to_the_item_dynamodb_refu
         Rec::insert(2, enrollment("c1", "s2")),
         Rec::insert(3, submission("c1", "a1", "s1", Some("60"))),
     ];
-    let engine = Engine::new(MemoryTable::new());
+    let engine = Engine::new(memory_table());
     // The batch's one commit is refused, then the first item's commit alone: only it is at fault.
     engine.table().inject(Call::Commit, Fault::Refuse);
     engine.table().inject(Call::Commit, Fault::Refuse);
@@ -408,15 +416,17 @@ async fn a_refused_commit_of_several_items_is_narrowed_to_the_item_dynamodb_refu
 async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_value() {
     // Three items, one commit each: course c1 (records 0 and 2) and course c2 (record 1).
     let batch = [Rec::insert(1, instructor("c1", "i1")), Rec::insert(2, instructor("c2", "i2")), Rec::insert(3, assignment("c1", "a1"))];
-    let engine = Engine::new(MemoryTable::new().with_latency(LATENCY)).with_transaction_limit(1);
+    let engine = Engine::new(memory_table().with_latency(LATENCY)).with_transaction_limit(1);
     // Read at 10 ms, commits at 20, 30 and 40 ms. At 25 ms another writer (a second processor)
     // leaves course c2 with 5 instructors, under the second commit's feet.
-    let mut theirs = AggregateValues::zero(course("c2").kind());
-    theirs.fields.insert(Field::InstructorCount, Number::from(5));
+    let mut theirs = AggregateValues::zero(Rules::university(), course("c2").kind);
+    theirs.fields.insert(field("instructorCount"), Number::from(5));
     let write = AggregateWrite { key: course("c2"), expected_version: None, stored: StoredAggregate { values: theirs, version: 7 } };
     let concurrent_writer = async {
         tokio::time::sleep(LATENCY * 5 / 2).await;
-        engine.table().put_item(codec::aggregate_key(&course("c2")), codec::encode_aggregate(&write, chrono::Utc::now()).item);
+        engine
+            .table()
+            .put_item(codec::aggregate_key(&course("c2")), engine.table().codec().encode_aggregate(&write, chrono::Utc::now()).item);
     };
     let changes = changes(&batch);
 
@@ -425,8 +435,11 @@ async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_va
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     assert_eq!(classes(&outcome), [(RecordClass::Applied, 3)].into());
     let held = |key: &AggregateKey, field| count(engine.table(), key, field);
-    assert_eq!(held(&course("c2"), Field::InstructorCount), Number::from(6), "their 5 and our 1: no lost update");
-    assert_eq!((held(&course("c1"), Field::InstructorCount), held(&course("c1"), Field::AssignmentCount)), (Number::one(), Number::one()));
+    assert_eq!(held(&course("c2"), field("instructorCount")), Number::from(6), "their 5 and our 1: no lost update");
+    assert_eq!(
+        (held(&course("c1"), field("instructorCount")), held(&course("c1"), field("assignmentCount"))),
+        (Number::one(), Number::one())
+    );
     // Re-planned once, from the changed item's state in the cancellation reasons and from what the
     // batch's own first commit wrote to course c1: no second conflict.
     assert_eq!((outcome.conflicts, outcome.retries), (1, 1));
@@ -441,7 +454,7 @@ async fn a_call_in_flight_at_the_deadline_is_abandoned_by_the_deadline() {
     // A read takes 1 s and so does a commit: a deadline at 0.5 s falls in the read, one at 1.5 s
     // in the commit. Lambda's own deadline does not wait for a slow call.
     for (after, stage) in [(Duration::from_millis(500), Stage::Read), (Duration::from_millis(1500), Stage::Commit)] {
-        let engine = Engine::new(MemoryTable::new().with_latency(Duration::from_secs(1)));
+        let engine = Engine::new(memory_table().with_latency(Duration::from_secs(1)));
         let deadline = Instant::now() + after;
 
         let outcome = engine.process(&changes(&batch), deadline).await;
@@ -460,14 +473,14 @@ async fn after_ttl_deletes_a_ledger_the_next_records_are_measured_from_their_old
     let enrolled = enrollment("c1", "s1");
     let graded = submission("c1", "a1", "s1", Some("90"));
     let first = [Rec::insert(1, enrolled.clone()), Rec::insert(2, graded.clone())];
-    let engine = Engine::new(MemoryTable::new());
+    let engine = Engine::new(memory_table());
     assert!(engine.process(&changes(&first), ample()).await.failure.is_none());
     let expired = ledger(engine.table(), &key(&graded)).expect("a ledger per applied item");
 
     // 48 h later TTL deletes both ledgers; only then do the items change again (a regrade, and
     // the enrollment's own TTL deletion).
     for image in [&enrolled, &graded] {
-        engine.table().delete_item(&codec::ledger_key(&key(image))).expect("the ledger was there");
+        engine.table().delete_item(&engine.table().codec().ledger_key(&key(image))).expect("the ledger was there");
     }
     let second = [Rec::modify(10, graded.clone(), submission("c1", "a1", "s1", Some("70"))), Rec::ttl_remove(11, enrolled.clone())];
     let outcome = engine.process(&changes(&second), ample()).await;

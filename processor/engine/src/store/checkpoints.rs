@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use aggregates::keys::{ENTITY_TYPE, PK, SK, UPDATED_AT};
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 
+use crate::decode::ItemKey;
 use crate::store::error::{classify, StoreError};
 use crate::store::DynamoTable;
 
@@ -33,14 +33,16 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     pub fn new(table: DynamoTable, stream_arn: &str) -> Self {
-        Checkpoints { table, pk: format!("{}{stream_arn}", CHECKPOINT.pk_prefix) }
+        let pk = format!("{}{stream_arn}", CHECKPOINT.pk_prefix(table.codec().rules().table()));
+        Checkpoints { table, pk }
     }
 
     pub async fn load(&self) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let mut checkpoints = HashMap::new();
+        let sk = self.table.codec().rules().table().sk();
         self.table
             .for_each_in_partition(&self.pk, |item| {
-                let Some(AttributeValue::S(shard)) = item.get(SK) else { return Ok(()) };
+                let Some(AttributeValue::S(shard)) = item.get(sk) else { return Ok(()) };
                 let sequence = match item.get(SEQUENCE_NUMBER) {
                     Some(AttributeValue::S(sequence)) => Some(sequence.clone()),
                     _ => None,
@@ -54,13 +56,9 @@ impl Checkpoints {
     }
 
     pub async fn save(&self, shard: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let mut item = HashMap::from([
-            (PK.to_owned(), AttributeValue::S(self.pk.clone())),
-            (SK.to_owned(), AttributeValue::S(shard.to_owned())),
-            (ENTITY_TYPE.to_owned(), AttributeValue::S(CHECKPOINT.entity_type.to_owned())),
-            (FINISHED.to_owned(), AttributeValue::Bool(checkpoint.finished)),
-            (UPDATED_AT.to_owned(), AttributeValue::S(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))),
-        ]);
+        let key = ItemKey { pk: self.pk.clone(), sk: shard.to_owned() };
+        let mut item = self.table.codec().bookkeeping_item(CHECKPOINT, &key, Utc::now());
+        item.insert(FINISHED.to_owned(), AttributeValue::Bool(checkpoint.finished));
         if let Some(sequence) = &checkpoint.sequence {
             item.insert(SEQUENCE_NUMBER.to_owned(), AttributeValue::S(sequence.clone()));
         }

@@ -4,21 +4,24 @@
 //! conditioned on. Ledger items (`pk` = `tally#ledger#{source pk}`, `sk` = source sk) hold the last
 //! sequence number applied for one source item and the contribution the aggregates hold for it;
 //! they expire by TTL after the stream's 24 h retention.
+//!
+//! Names come from the rules: the key attributes, the TTL attribute, the bookkeeping prefix,
+//! each aggregate's fields and averages, and the attribute tally's items carry their type in.
 
-use aggregates::keys::{ENTITY_TYPE, GRADE_AVERAGE, PK, SK, TTL, UPDATED_AT};
-use aggregates::{AggregateKey, AggregateValues, Deltas, Field, Number};
+use aggregates::keys::UPDATED_AT;
+use aggregates::{AggregateKey, AggregateValues, Deltas, Number, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::decode::ItemKey;
 use crate::plan::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
-use crate::registry::{self, LEDGER};
+use crate::registry::{self, Bookkeeping, LEDGER};
 use crate::sequence::SequenceNumber;
 use crate::store::error::{Current, SdkItem, StoreError};
 use crate::store::Commit;
 
 use registry::attributes::{ASSUMED_BASELINE, ASSUMED_FROM, CONTRIBUTION, FIELDS, SEQUENCE_NUMBER};
-pub use registry::attributes::{BACKFILL_RUN, VERSION, WRITTEN_BY};
+pub use registry::attributes::{BACKFILL_RUN, RULES_DIGEST, VERSION, WRITTEN_BY};
 
 /// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill,
 /// and a segmented run's workers must see which ledgers another worker of the run has reset.
@@ -77,17 +80,217 @@ fn decode_version(item: &SdkItem) -> Result<u64, String> {
     }
 }
 
-pub fn ledger_key(item: &ItemKey) -> ItemKey {
-    ItemKey { pk: format!("{}{}", LEDGER.pk_prefix, item.pk), sk: item.sk.clone() }
+/// How tally's items look as DynamoDB attributes in a table with these rules.
+#[derive(Debug, Clone)]
+pub struct Codec {
+    rules: &'static Rules,
+    /// [`LEDGER`]'s partition-key prefix in this table: `tally#ledger#`.
+    ledger_prefix: String,
 }
 
-/// The source item a ledger key belongs to.
-pub fn source_of_ledger(ledger: &ItemKey) -> Option<ItemKey> {
-    ledger.pk.strip_prefix(LEDGER.pk_prefix).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
+impl Codec {
+    pub fn new(rules: &'static Rules) -> Self {
+        Codec { rules, ledger_prefix: LEDGER.pk_prefix(rules.table()) }
+    }
+
+    pub fn rules(&self) -> &'static Rules {
+        self.rules
+    }
+
+    pub fn ledger_key(&self, item: &ItemKey) -> ItemKey {
+        ItemKey { pk: format!("{}{}", self.ledger_prefix, item.pk), sk: item.sk.clone() }
+    }
+
+    /// The source item a ledger key belongs to.
+    pub fn source_of_ledger(&self, ledger: &ItemKey) -> Option<ItemKey> {
+        ledger.pk.strip_prefix(self.ledger_prefix.as_str()).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
+    }
+
+    /// The attributes every bookkeeping item of `kind` at `key` carries: its keys, its type and
+    /// when it was written.
+    pub(crate) fn bookkeeping_item(&self, kind: Bookkeeping, key: &ItemKey, now: DateTime<Utc>) -> SdkItem {
+        let table = self.rules.table();
+        [
+            (table.pk().to_owned(), s(&key.pk)),
+            (table.sk().to_owned(), s(&key.sk)),
+            (table.type_attribute().to_owned(), s(kind.entity_type)),
+            (UPDATED_AT.to_owned(), timestamp(now)),
+        ]
+        .into()
+    }
+
+    /// An item's table key, if both its key attributes are strings.
+    pub(crate) fn item_key(&self, item: &SdkItem) -> Option<ItemKey> {
+        let table = self.rules.table();
+        Some(ItemKey { pk: text(item, table.pk())?.to_owned(), sk: text(item, table.sk())?.to_owned() })
+    }
+
+    /// The puts of one commit, ledgers first.
+    pub(crate) fn encode_commit(&self, commit: Commit<'_>, now: DateTime<Utc>) -> Vec<ConditionalPut> {
+        let ledgers = commit.ledgers.iter().map(|write| self.encode_ledger(write, commit.writer, now));
+        ledgers.chain(commit.aggregates.iter().map(|write| self.encode_aggregate(write, now))).collect()
+    }
+
+    /// The state of a ledger or an aggregate as a failed condition returned it (`None`: absent).
+    pub fn current(&self, key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
+        if let Some(source) = self.source_of_ledger(key) {
+            let ledger = item.map(|item| self.decode_ledger(key, item)).transpose()?;
+            Ok(Current::Ledger { source, ledger })
+        } else if let Some(aggregate) = self.rules.parse_key(&key.pk, &key.sk) {
+            let stored = item.map(|item| self.decode_aggregate(&aggregate, item)).transpose()?;
+            Ok(Current::Aggregate { key: aggregate, stored })
+        } else {
+            Err(StoreError::Corrupt {
+                key: key.clone(),
+                problem: "a commit wrote an item that is neither a ledger nor an aggregate".into(),
+            })
+        }
+    }
+
+    pub(crate) fn encode_ledger(&self, write: &LedgerWrite, writer: Writer<'_>, now: DateTime<Utc>) -> ConditionalPut {
+        let table = self.rules.table();
+        let key = self.ledger_key(&write.item);
+        let mut item = self.bookkeeping_item(LEDGER, &key, now);
+        item.extend([
+            (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
+            (VERSION.to_owned(), n(write.ledger.version)),
+            (CONTRIBUTION.to_owned(), self.encode_deltas(&write.ledger.contribution)),
+            (table.ttl().to_owned(), n((now + LEDGER_RETENTION).timestamp())),
+            (WRITTEN_BY.to_owned(), s(writer.as_str())),
+            (RULES_DIGEST.to_owned(), s(self.rules.digest())),
+        ]);
+        if let Writer::Backfill { run: Some(run) } = writer {
+            item.insert(BACKFILL_RUN.to_owned(), s(run));
+        }
+        if let Some(assumed) = &write.ledger.assumed {
+            item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
+            item.insert(ASSUMED_BASELINE.to_owned(), self.encode_deltas(&assumed.baseline));
+        }
+        ConditionalPut { key, item, expect: expect_version(write.expected_version) }
+    }
+
+    /// A contribution as a list of `{pk, sk, fields}`: the aggregate's keys under the table's key
+    /// names, the amounts by field name.
+    fn encode_deltas(&self, deltas: &Deltas) -> AttributeValue {
+        let table = self.rules.table();
+        AttributeValue::L(
+            deltas
+                .keys()
+                .map(|aggregate| {
+                    let fields =
+                        deltas.fields(aggregate).map(|(field, amount)| (self.rules.field_name(field).to_owned(), n(amount))).collect();
+                    AttributeValue::M(
+                        [
+                            (table.pk().to_owned(), s(&aggregate.pk)),
+                            (table.sk().to_owned(), s(&aggregate.sk)),
+                            (FIELDS.to_owned(), AttributeValue::M(fields)),
+                        ]
+                        .into(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    pub fn decode_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+        self.decode_ledger_reading(key, item, true)
+    }
+
+    /// A ledger written under other rules, whose contribution names aggregates or fields these
+    /// rules do not have: its version and position only, holding nothing these rules can say.
+    /// Backfill rewrites such a ledger whole; the engine never reads one this way.
+    pub fn decode_foreign_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+        self.decode_ledger_reading(key, item, false)
+    }
+
+    fn decode_ledger_reading(&self, key: &ItemKey, item: &SdkItem, contributions: bool) -> Result<Ledger, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt { key: key.clone(), problem };
+        let sequence_at = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(text)) => {
+                SequenceNumber::parse(text).map(Some).ok_or_else(|| corrupt(format!("`{name}` is not a sequence number")))
+            }
+            None => Ok(None),
+            Some(_) => Err(corrupt(format!("`{name}` is not a string"))),
+        };
+        let sequence = sequence_at(SEQUENCE_NUMBER)?.ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is missing")))?;
+        if !contributions {
+            return Ok(Ledger { version: decode_version(item).map_err(corrupt)?, sequence, contribution: Deltas::new(), assumed: None });
+        }
+        let contribution = self.decode_deltas(item.get(CONTRIBUTION), CONTRIBUTION).map_err(corrupt)?;
+        let assumed = match sequence_at(ASSUMED_FROM)? {
+            Some(from) => {
+                Some(Assumption { from, baseline: self.decode_deltas(item.get(ASSUMED_BASELINE), ASSUMED_BASELINE).map_err(corrupt)? })
+            }
+            None => None,
+        };
+        Ok(Ledger { version: decode_version(item).map_err(corrupt)?, sequence, contribution, assumed })
+    }
+
+    /// A ledger's contribution back. An aggregate or a field the rules do not have is an error:
+    /// a ledger written under other rules (run `tally backfill` after a rules change).
+    fn decode_deltas(&self, value: Option<&AttributeValue>, name: &str) -> Result<Deltas, String> {
+        let table = self.rules.table();
+        let Some(AttributeValue::L(entries)) = value else { return Err(format!("`{name}` is missing or not a list")) };
+        let mut deltas = Deltas::new();
+        for entry in entries {
+            let AttributeValue::M(entry) = entry else { return Err(format!("a `{name}` entry is not a map")) };
+            let text = |field: &str| match entry.get(field) {
+                Some(AttributeValue::S(value)) => Ok(value.as_str()),
+                _ => Err(format!("a `{name}` entry has no string `{field}`")),
+            };
+            let aggregate =
+                self.rules.parse_key(text(table.pk())?, text(table.sk())?).ok_or_else(|| format!("a `{name}` entry names no aggregate"))?;
+            let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else { return Err(format!("a `{name}` entry has no `{FIELDS}` map")) };
+            for (field_name, value) in fields {
+                let field = self.rules.field(field_name).ok_or_else(|| format!("unknown field `{field_name}`"))?;
+                deltas.add(aggregate.clone(), field, &number(value).map_err(|problem| format!("`{field_name}`: {problem}"))?);
+            }
+        }
+        Ok(deltas)
+    }
+
+    pub(crate) fn encode_aggregate(&self, write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
+        let table = self.rules.table();
+        let aggregate = self.rules.aggregate(write.key.kind);
+        let key = aggregate_key(&write.key);
+        let values = &write.stored.values;
+        let mut item: SdkItem = [
+            (table.pk().to_owned(), s(&key.pk)),
+            (table.sk().to_owned(), s(&key.sk)),
+            (table.type_attribute().to_owned(), s(aggregate.name())),
+            (UPDATED_AT.to_owned(), timestamp(now)),
+            (VERSION.to_owned(), n(write.stored.version)),
+            (RULES_DIGEST.to_owned(), s(self.rules.digest())),
+        ]
+        .into();
+        for field in aggregate.fields() {
+            item.insert(self.rules.field_name(field).to_owned(), n(values.get(field)));
+        }
+        for (average, value) in values.averages(self.rules) {
+            if let Some(value) = value {
+                item.insert(average.name().to_owned(), n(value));
+            }
+        }
+        ConditionalPut { key, item, expect: expect_version(write.expected_version) }
+    }
+
+    /// Reads an aggregate item back: every field of its kind (missing ones as zero) and its version.
+    pub fn decode_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt { key: aggregate_key(key), problem };
+        let mut values = AggregateValues::zero(self.rules, key.kind);
+        for field in self.rules.aggregate(key.kind).fields() {
+            let name = self.rules.field_name(field);
+            if let Some(value) = item.get(name) {
+                values.fields.insert(field, number(value).map_err(|problem| corrupt(format!("`{name}`: {problem}")))?);
+            }
+        }
+        let version = decode_version(item).map_err(corrupt)?;
+        Ok(StoredAggregate { values, version })
+    }
 }
 
 pub fn aggregate_key(key: &AggregateKey) -> ItemKey {
-    ItemKey { pk: key.pk(), sk: key.sk() }
+    ItemKey { pk: key.pk.clone(), sk: key.sk.clone() }
 }
 
 /// A string attribute of an item, if it has one.
@@ -96,11 +299,6 @@ pub(crate) fn text<'a>(item: &'a SdkItem, name: &str) -> Option<&'a str> {
         Some(AttributeValue::S(value)) => Some(value),
         _ => None,
     }
-}
-
-/// An item's table key, if both its key attributes are strings.
-pub(crate) fn item_key(item: &SdkItem) -> Option<ItemKey> {
-    Some(ItemKey { pk: text(item, PK)?.to_owned(), sk: text(item, SK)?.to_owned() })
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -115,138 +313,6 @@ fn timestamp(now: DateTime<Utc>) -> AttributeValue {
     s(now.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// The puts of one commit, ledgers first.
-pub(crate) fn encode_commit(commit: Commit<'_>, now: DateTime<Utc>) -> Vec<ConditionalPut> {
-    let ledgers = commit.ledgers.iter().map(|write| encode_ledger(write, commit.writer, now));
-    ledgers.chain(commit.aggregates.iter().map(|write| encode_aggregate(write, now))).collect()
-}
-
-/// The state of a ledger or an aggregate as a failed condition returned it (`None`: absent).
-pub fn current(key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
-    if let Some(source) = source_of_ledger(key) {
-        let ledger = item.map(|item| decode_ledger(key, item)).transpose()?;
-        Ok(Current::Ledger { source, ledger })
-    } else if let Some(aggregate) = AggregateKey::parse(&key.pk, &key.sk) {
-        let stored = item.map(|item| decode_aggregate(&aggregate, item)).transpose()?;
-        Ok(Current::Aggregate { key: aggregate, stored })
-    } else {
-        Err(StoreError::Corrupt { key: key.clone(), problem: "a commit wrote an item that is neither a ledger nor an aggregate".into() })
-    }
-}
-
-pub(crate) fn encode_ledger(write: &LedgerWrite, writer: Writer<'_>, now: DateTime<Utc>) -> ConditionalPut {
-    let key = ledger_key(&write.item);
-    let mut item: SdkItem = [
-        (PK.to_owned(), s(&key.pk)),
-        (SK.to_owned(), s(&key.sk)),
-        (ENTITY_TYPE.to_owned(), s(LEDGER.entity_type)),
-        (SEQUENCE_NUMBER.to_owned(), s(write.ledger.sequence.as_str())),
-        (VERSION.to_owned(), n(write.ledger.version)),
-        (CONTRIBUTION.to_owned(), encode_deltas(&write.ledger.contribution)),
-        (TTL.to_owned(), n((now + LEDGER_RETENTION).timestamp())),
-        (UPDATED_AT.to_owned(), timestamp(now)),
-        (WRITTEN_BY.to_owned(), s(writer.as_str())),
-    ]
-    .into();
-    if let Writer::Backfill { run: Some(run) } = writer {
-        item.insert(BACKFILL_RUN.to_owned(), s(run));
-    }
-    if let Some(assumed) = &write.ledger.assumed {
-        item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
-        item.insert(ASSUMED_BASELINE.to_owned(), encode_deltas(&assumed.baseline));
-    }
-    ConditionalPut { key, item, expect: expect_version(write.expected_version) }
-}
-
-fn encode_deltas(deltas: &Deltas) -> AttributeValue {
-    AttributeValue::L(
-        deltas
-            .keys()
-            .map(|aggregate| {
-                let fields = deltas.fields(aggregate).map(|(field, amount)| (field.attribute().to_owned(), n(amount))).collect();
-                AttributeValue::M(
-                    [
-                        (PK.to_owned(), s(aggregate.pk())),
-                        (SK.to_owned(), s(aggregate.sk())),
-                        (FIELDS.to_owned(), AttributeValue::M(fields)),
-                    ]
-                    .into(),
-                )
-            })
-            .collect(),
-    )
-}
-
-pub fn decode_ledger(key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
-    let corrupt = |problem: String| StoreError::Corrupt { key: key.clone(), problem };
-    let sequence_at = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(text)) => {
-            SequenceNumber::parse(text).map(Some).ok_or_else(|| corrupt(format!("`{name}` is not a sequence number")))
-        }
-        None => Ok(None),
-        Some(_) => Err(corrupt(format!("`{name}` is not a string"))),
-    };
-    let sequence = sequence_at(SEQUENCE_NUMBER)?.ok_or_else(|| corrupt(format!("`{SEQUENCE_NUMBER}` is missing")))?;
-    let contribution = decode_deltas(item.get(CONTRIBUTION), CONTRIBUTION).map_err(corrupt)?;
-    let assumed = match sequence_at(ASSUMED_FROM)? {
-        Some(from) => Some(Assumption { from, baseline: decode_deltas(item.get(ASSUMED_BASELINE), ASSUMED_BASELINE).map_err(corrupt)? }),
-        None => None,
-    };
-    Ok(Ledger { version: decode_version(item).map_err(corrupt)?, sequence, contribution, assumed })
-}
-
-fn decode_deltas(value: Option<&AttributeValue>, name: &str) -> Result<Deltas, String> {
-    let Some(AttributeValue::L(entries)) = value else { return Err(format!("`{name}` is missing or not a list")) };
-    let mut deltas = Deltas::new();
-    for entry in entries {
-        let AttributeValue::M(entry) = entry else { return Err(format!("a `{name}` entry is not a map")) };
-        let text = |field: &str| match entry.get(field) {
-            Some(AttributeValue::S(value)) => Ok(value.as_str()),
-            _ => Err(format!("a `{name}` entry has no string `{field}`")),
-        };
-        let aggregate = AggregateKey::parse(text(PK)?, text(SK)?).ok_or_else(|| format!("a `{name}` entry names no aggregate"))?;
-        let Some(AttributeValue::M(fields)) = entry.get(FIELDS) else { return Err(format!("a `{name}` entry has no `{FIELDS}` map")) };
-        for (field_name, value) in fields {
-            let field = Field::from_attribute(field_name).ok_or_else(|| format!("unknown field `{field_name}`"))?;
-            deltas.add(aggregate.clone(), field, &number(value).map_err(|problem| format!("`{field_name}`: {problem}"))?);
-        }
-    }
-    Ok(deltas)
-}
-
-pub(crate) fn encode_aggregate(write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
-    let key = aggregate_key(&write.key);
-    let values = &write.stored.values;
-    let mut item: SdkItem = [
-        (PK.to_owned(), s(&key.pk)),
-        (SK.to_owned(), s(&key.sk)),
-        (ENTITY_TYPE.to_owned(), s(write.key.kind().entity_type())),
-        (UPDATED_AT.to_owned(), timestamp(now)),
-        (VERSION.to_owned(), n(write.stored.version)),
-    ]
-    .into();
-    for field in write.key.kind().fields() {
-        item.insert(field.attribute().to_owned(), n(values.get(*field)));
-    }
-    if let Some(average) = values.grade_average() {
-        item.insert(GRADE_AVERAGE.to_owned(), n(average));
-    }
-    ConditionalPut { key, item, expect: expect_version(write.expected_version) }
-}
-
-/// Reads an aggregate item back: every field of its kind (missing ones as zero) and its version.
-pub fn decode_aggregate(key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
-    let corrupt = |problem: String| StoreError::Corrupt { key: aggregate_key(key), problem };
-    let mut values = AggregateValues::zero(key.kind());
-    for field in key.kind().fields() {
-        if let Some(value) = item.get(field.attribute()) {
-            values.fields.insert(*field, number(value).map_err(|problem| corrupt(format!("`{}`: {problem}", field.attribute())))?);
-        }
-    }
-    let version = decode_version(item).map_err(corrupt)?;
-    Ok(StoredAggregate { values, version })
-}
-
 fn number(value: &AttributeValue) -> Result<Number, String> {
     match value {
         AttributeValue::N(text) => text.parse().map_err(|err: aggregates::NumberError| err.to_string()),
@@ -257,13 +323,21 @@ fn number(value: &AttributeValue) -> Result<Number, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+
+    fn codec() -> Codec {
+        Codec::new(Rules::university())
+    }
+
+    fn field(name: &str) -> aggregates::FieldId {
+        Rules::university().field(name).unwrap()
+    }
 
     #[test]
     fn ledger_round_trips() {
+        let (codec, rules) = (codec(), Rules::university());
         let mut contribution = Deltas::new();
-        contribution.add(AggregateKey::Course { course_id: "c1".into() }, Field::GradeSum, &"91.5".parse().unwrap());
-        contribution.add(AggregateKey::Daily { day: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap() }, Field::Submissions, &Number::one());
+        contribution.add(rules.parse_key("course#c1", "stats").unwrap(), field("gradeSum"), &"91.5".parse().unwrap());
+        contribution.add(rules.parse_key("stats#university", "day#2026-01-02").unwrap(), field("submissions"), &Number::one());
         let item = ItemKey { pk: "course#c1".into(), sk: "submission#a1#s1".into() };
         let assumed = Some(Assumption { from: SequenceNumber::parse("40").unwrap(), baseline: contribution.negated() });
         let write = LedgerWrite {
@@ -271,25 +345,26 @@ mod tests {
             expected_version: None,
             ledger: Ledger { version: 1, sequence: SequenceNumber::parse("42").unwrap(), contribution, assumed },
         };
-        let put = encode_ledger(&write, Writer::Stream, Utc::now());
+        let put = codec.encode_ledger(&write, Writer::Stream, Utc::now());
         assert_eq!(put.key, ItemKey { pk: "tally#ledger#course#c1".into(), sk: "submission#a1#s1".into() });
         assert_eq!(put.expect, Expect::Absent);
-        assert_eq!(source_of_ledger(&put.key), Some(item));
-        assert_eq!(decode_ledger(&put.key, &put.item).unwrap(), write.ledger);
+        assert_eq!(codec.source_of_ledger(&put.key), Some(item));
+        assert_eq!(codec.decode_ledger(&put.key, &put.item).unwrap(), write.ledger);
     }
 
     #[test]
     fn aggregate_round_trips_with_average() {
-        let key = AggregateKey::Assignment { course_id: "c1".into(), assignment_id: "a1".into() };
-        let mut values = AggregateValues::zero(key.kind());
-        values.fields.insert(Field::GradedCount, "3".parse().unwrap());
-        values.fields.insert(Field::GradeSum, "10".parse().unwrap());
+        let (codec, rules) = (codec(), Rules::university());
+        let key = rules.parse_key("course#c1", "stats#assignment#a1").unwrap();
+        let mut values = AggregateValues::zero(rules, key.kind);
+        values.fields.insert(field("gradedCount"), "3".parse().unwrap());
+        values.fields.insert(field("gradeSum"), "10".parse().unwrap());
         let write = AggregateWrite { key: key.clone(), expected_version: Some(4), stored: StoredAggregate { values, version: 5 } };
-        let put = encode_aggregate(&write, Utc::now());
-        assert_eq!(put.item.get(GRADE_AVERAGE), Some(&AttributeValue::N("3.3333".into())));
-        assert_eq!(put.item.get(ENTITY_TYPE), Some(&AttributeValue::S("assignment_stats".into())));
+        let put = codec.encode_aggregate(&write, Utc::now());
+        assert_eq!(put.item.get("gradeAverage"), Some(&AttributeValue::N("3.3333".into())));
+        assert_eq!(put.item.get("entityType"), Some(&AttributeValue::S("assignment_stats".into())));
         assert_eq!(put.expect, Expect::Equals { attribute: VERSION, value: AttributeValue::N("4".into()) });
-        assert_eq!(decode_aggregate(&key, &put.item).unwrap(), write.stored);
+        assert_eq!(codec.decode_aggregate(&key, &put.item).unwrap(), write.stored);
     }
 
     #[test]
@@ -301,7 +376,7 @@ mod tests {
     #[test]
     fn corrupt_items_are_named() {
         let key = ItemKey { pk: "tally#ledger#x".into(), sk: "y".into() };
-        let err = decode_ledger(&key, &SdkItem::new()).unwrap_err();
+        let err = codec().decode_ledger(&key, &SdkItem::new()).unwrap_err();
         assert_eq!(err.to_string(), "item pk=`tally#ledger#x` sk=`y` is corrupt: `sequenceNumber` is missing");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aggregates::Rules;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -39,7 +40,7 @@ pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_con
 impl DynamoTable {
     /// The table `name` through a client from [`connect`]: callers outside the store never hold
     /// the SDK client themselves.
-    pub async fn connect(name: impl Into<String>, endpoint: Option<&str>, region: Option<&str>) -> DynamoTable {
-        DynamoTable::new(connect(endpoint, region).await, name)
+    pub async fn connect(name: impl Into<String>, endpoint: Option<&str>, region: Option<&str>, rules: &'static Rules) -> DynamoTable {
+        DynamoTable::new(connect(endpoint, region).await, name, rules)
     }
 }

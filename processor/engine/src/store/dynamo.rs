@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use aggregates::keys::{PK, SK};
-use aggregates::AggregateKey;
+use aggregates::{AggregateKey, Rules};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem,
@@ -15,7 +14,7 @@ use chrono::Utc;
 
 use crate::decode::ItemKey;
 use crate::retry::RetryBudget;
-use crate::store::codec::{self, ConditionalPut, Expect};
+use crate::store::codec::{self, Codec, ConditionalPut, Expect};
 use crate::store::error::{self, Failure, SdkItem, StoreError};
 use crate::store::{capacity, Commit, Found, Table, Usage};
 
@@ -30,6 +29,7 @@ const MAX_UNPROCESSED_ROUNDS: usize = 5;
 pub struct DynamoTable {
     client: DynamoDbClient,
     name: String,
+    codec: Arc<Codec>,
     meter: Arc<Meter>,
 }
 
@@ -53,8 +53,14 @@ impl Meter {
 }
 
 impl DynamoTable {
-    pub fn new(client: DynamoDbClient, name: impl Into<String>) -> Self {
-        DynamoTable { client, name: name.into(), meter: Arc::default() }
+    /// The table `name`, whose items follow `rules`.
+    pub fn new(client: DynamoDbClient, name: impl Into<String>, rules: &'static Rules) -> Self {
+        DynamoTable { client, name: name.into(), codec: Arc::new(Codec::new(rules)), meter: Arc::default() }
+    }
+
+    /// How tally's items look in this table.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     pub fn name(&self) -> &str {
@@ -83,7 +89,7 @@ impl DynamoTable {
             .query()
             .table_name(&self.name)
             .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#pk", self.codec.rules().table().pk())
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
             .consistent_read(true)
             .into_paginator()
@@ -108,6 +114,7 @@ impl DynamoTable {
 
     /// Writes every put or none: each only if its item is still as expected.
     pub(crate) async fn commit_puts(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
+        let pk = self.codec.rules().table().pk();
         let items = puts
             .iter()
             .map(|put| {
@@ -117,10 +124,10 @@ impl DynamoTable {
                     .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
                 let builder = match &put.expect {
                     Expect::Anything => builder,
-                    Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
+                    Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", pk),
                     Expect::Missing { attribute } => builder
                         .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
-                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#pk", pk)
                         .expression_attribute_names("#attr", *attribute),
                     Expect::Equals { attribute, value } => builder
                         .condition_expression("#attr = :expected")
@@ -153,18 +160,19 @@ impl DynamoTable {
             Err(err) => {
                 self.meter.record(&[], true);
                 let keys: Vec<ItemKey> = puts.iter().map(|put| put.key.clone()).collect();
-                Err(error::classify_commit(err, &keys))
+                Err(error::classify_commit(err, &keys, &self.codec))
             }
         }
     }
 
-    fn key_attributes(key: &ItemKey) -> SdkItem {
-        [(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))].into()
+    fn key_attributes(&self, key: &ItemKey) -> SdkItem {
+        let table = self.codec.rules().table();
+        [(table.pk().to_owned(), AttributeValue::S(key.pk.clone())), (table.sk().to_owned(), AttributeValue::S(key.sk.clone()))].into()
     }
 
     async fn read_chunk(&self, keys: &[ItemKey], found: &mut HashMap<ItemKey, SdkItem>) -> Result<(), StoreError> {
         let mut request = KeysAndAttributes::builder()
-            .set_keys(Some(keys.iter().map(Self::key_attributes).collect()))
+            .set_keys(Some(keys.iter().map(|key| self.key_attributes(key)).collect()))
             .consistent_read(true)
             .build()
             .map_err(|err| StoreError::Permanent(Failure::new("BatchGetItem", err.to_string())))?;
@@ -183,7 +191,7 @@ impl DynamoTable {
                 .map_err(|err| error::classify("BatchGetItem", err))?;
             self.meter.record(output.consumed_capacity(), false);
             for item in output.responses.unwrap_or_default().remove(&self.name).unwrap_or_default() {
-                if let Some(key) = codec::item_key(&item) {
+                if let Some(key) = self.codec.item_key(&item) {
                     found.insert(key, item);
                 }
             }
@@ -197,27 +205,31 @@ impl DynamoTable {
 }
 
 impl Table for DynamoTable {
+    fn rules(&self) -> &'static Rules {
+        self.codec.rules()
+    }
+
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
-        let ledger_keys: Vec<ItemKey> = sources.iter().map(codec::ledger_key).collect();
+        let ledger_keys: Vec<ItemKey> = sources.iter().map(|source| self.codec.ledger_key(source)).collect();
         let aggregate_keys: Vec<ItemKey> = aggregates.iter().map(codec::aggregate_key).collect();
         let keys: Vec<ItemKey> = ledger_keys.iter().chain(&aggregate_keys).cloned().collect();
         let mut items = self.read_items(&keys).await?;
         let mut found = Found::default();
         for (source, key) in sources.iter().zip(&ledger_keys) {
             if let Some(item) = items.remove(key) {
-                found.ledgers.insert(source.clone(), codec::decode_ledger(key, &item)?);
+                found.ledgers.insert(source.clone(), self.codec.decode_ledger(key, &item)?);
             }
         }
         for (aggregate, key) in aggregates.iter().zip(&aggregate_keys) {
             if let Some(item) = items.remove(key) {
-                found.aggregates.insert(aggregate.clone(), codec::decode_aggregate(aggregate, &item)?);
+                found.aggregates.insert(aggregate.clone(), self.codec.decode_aggregate(aggregate, &item)?);
             }
         }
         Ok(found)
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        self.commit_puts(&codec::encode_commit(commit, Utc::now())).await
+        self.commit_puts(&self.codec.encode_commit(commit, Utc::now())).await
     }
 
     fn usage(&self) -> Usage {

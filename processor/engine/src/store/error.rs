@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, StoredAggregate};
-use crate::store::codec;
+use crate::store::codec::Codec;
 
 /// A DynamoDB item as the SDK holds it.
 pub type SdkItem = HashMap<String, AttributeValue>;
@@ -166,7 +166,7 @@ where
 /// Classifies a failed `TransactWriteItems` whose actions wrote `keys`, in order. A cancelled
 /// transaction is classified by its per-action reasons: failed conditions come back as
 /// [`StoreError::Changed`] with each item's current state, decoded.
-pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey]) -> StoreError {
+pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey], codec: &Codec) -> StoreError {
     const OPERATION: &str = "TransactWriteItems";
     let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
         return classify(OPERATION, err);
@@ -176,7 +176,7 @@ pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, key
         .iter()
         .zip(keys)
         .filter(|(reason, _)| reason.code() == Some(CONDITION_FAILED_CODE))
-        .map(|(reason, key)| codec::current(key, reason.item()))
+        .map(|(reason, key)| codec.current(key, reason.item()))
         .collect();
     match changed {
         Ok(changed) if !changed.is_empty() => return StoreError::Changed(changed),
@@ -205,7 +205,8 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use crate::plan::AggregateWrite;
-    use aggregates::AggregateValues;
+    use crate::store::codec;
+    use aggregates::{AggregateValues, Rules};
 
     fn response(status: u16) -> HttpResponse {
         HttpResponse::new(status.try_into().expect("a valid status"), SdkBody::empty())
@@ -236,7 +237,11 @@ mod tests {
     }
 
     fn course(id: &str) -> AggregateKey {
-        AggregateKey::Course { course_id: id.into() }
+        Rules::university().parse_key(&format!("course#{id}"), "stats").unwrap()
+    }
+
+    fn codec() -> Codec {
+        Codec::new(Rules::university())
     }
 
     #[test]
@@ -291,9 +296,9 @@ mod tests {
     #[test]
     fn failed_conditions_come_back_as_the_items_current_state() {
         let key = course("c1");
-        let stored = StoredAggregate { values: AggregateValues::zero(key.kind()), version: 7 };
+        let stored = StoredAggregate { values: AggregateValues::zero(Rules::university(), key.kind), version: 7 };
         let write = AggregateWrite { key: key.clone(), expected_version: Some(7), stored: stored.clone() };
-        let item = codec::encode_aggregate(&write, chrono::Utc::now()).item;
+        let item = codec().encode_aggregate(&write, chrono::Utc::now()).item;
         let reasons = vec![
             reason("None"),
             CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item)).build(),
@@ -302,9 +307,9 @@ mod tests {
         let keys = [
             codec::aggregate_key(&course("c0")),
             codec::aggregate_key(&key),
-            codec::ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() }),
+            codec().ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() }),
         ];
-        match classify_commit(cancelled(reasons), &keys) {
+        match classify_commit(cancelled(reasons), &keys, &codec()) {
             StoreError::Changed(changed) => assert_eq!(
                 changed,
                 vec![
@@ -319,19 +324,19 @@ mod tests {
     #[test]
     fn cancellations_are_classified_by_their_reasons() {
         let keys = [codec::aggregate_key(&course("a")), codec::aggregate_key(&course("b"))];
-        let of = |codes: [&str; 2]| verdict(&classify_commit(cancelled(codes.map(reason).to_vec()), &keys));
+        let of = |codes: [&str; 2]| verdict(&classify_commit(cancelled(codes.map(reason).to_vec()), &keys, &codec()));
         assert_eq!(of(["None", "TransactionConflict"]), "transient");
         assert_eq!(of(["ThrottlingError", "None"]), "transient");
         assert_eq!(of(["ValidationError", "None"]), "refused");
         assert_eq!(of(["None", "ItemCollectionSizeLimitExceeded"]), "refused");
         assert_eq!(of(["None", "Unknown"]), "permanent");
-        let refused = classify_commit(cancelled(vec![reason("ValidationError"), reason("None")]), &keys);
+        let refused = classify_commit(cancelled(vec![reason("ValidationError"), reason("None")]), &keys, &codec());
         assert_eq!(refused.to_string(), "DynamoDB refused TransactWriteItems for its items: ValidationError: Transaction cancelled");
     }
 
     #[test]
     fn a_condition_on_an_item_tally_does_not_own_is_corruption() {
         let keys = [ItemKey { pk: "user#u1".into(), sk: "profile".into() }];
-        assert_eq!(verdict(&classify_commit(cancelled(vec![reason("ConditionalCheckFailed")]), &keys)), "corrupt");
+        assert_eq!(verdict(&classify_commit(cancelled(vec![reason("ConditionalCheckFailed")]), &keys, &codec())), "corrupt");
     }
 }

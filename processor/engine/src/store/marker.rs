@@ -5,7 +5,6 @@
 //! names the backfill that set it, `finished` says whether it has been cleared; `startedAt`, and
 //! `run` for a segmented run, say whose it is to an operator.
 
-use aggregates::keys::{ENTITY_TYPE, PK, SK, UPDATED_AT};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 
@@ -14,7 +13,6 @@ use crate::registry::BACKFILL_MARKER;
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 
-const MARKER_PK: &str = BACKFILL_MARKER.pk_prefix;
 const MARKER_SK: &str = "in-progress";
 const STARTED_AT: &str = "startedAt";
 const FINISHED: &str = "finished";
@@ -68,23 +66,16 @@ impl<'a> Marker<'a> {
         Marker { table }
     }
 
-    fn key() -> ItemKey {
-        ItemKey { pk: MARKER_PK.to_owned(), sk: MARKER_SK.to_owned() }
+    fn key(&self) -> ItemKey {
+        ItemKey { pk: BACKFILL_MARKER.pk_prefix(self.table.codec().rules().table()), sk: MARKER_SK.to_owned() }
     }
 
-    fn item(finished: bool, owner: Owner<'_>) -> SdkItem {
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mut item: SdkItem = [
-            (PK.to_owned(), AttributeValue::S(MARKER_PK.to_owned())),
-            (SK.to_owned(), AttributeValue::S(MARKER_SK.to_owned())),
-            (ENTITY_TYPE.to_owned(), AttributeValue::S(BACKFILL_MARKER.entity_type.to_owned())),
-            (FINISHED.to_owned(), AttributeValue::Bool(finished)),
-            (UPDATED_AT.to_owned(), AttributeValue::S(now.clone())),
-            (OWNER.to_owned(), AttributeValue::S(owner.id())),
-        ]
-        .into();
+    fn item(&self, finished: bool, owner: Owner<'_>) -> SdkItem {
+        let now = Utc::now();
+        let mut item = self.table.codec().bookkeeping_item(BACKFILL_MARKER, &self.key(), now);
+        item.extend([(FINISHED.to_owned(), AttributeValue::Bool(finished)), (OWNER.to_owned(), AttributeValue::S(owner.id()))]);
         if !finished {
-            item.insert(STARTED_AT.to_owned(), AttributeValue::S(now));
+            item.insert(STARTED_AT.to_owned(), AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::Millis, true)));
         }
         if let Owner::Run(run) = owner {
             item.insert(RUN.to_owned(), AttributeValue::S(run.to_owned()));
@@ -94,7 +85,7 @@ impl<'a> Marker<'a> {
 
     /// Sets the mark for `owner`, whoever held it before: the latest backfill to start owns it.
     pub async fn set(&self, owner: Owner<'_>) -> Result<(), StoreError> {
-        let put = self.table.client().put_item().table_name(self.table.name()).set_item(Some(Self::item(false, owner)));
+        let put = self.table.client().put_item().table_name(self.table.name()).set_item(Some(self.item(false, owner)));
         put.send().await.map_err(|err| classify("PutItem", err))?;
         Ok(())
     }
@@ -109,7 +100,7 @@ impl<'a> Marker<'a> {
             .client()
             .put_item()
             .table_name(self.table.name())
-            .set_item(Some(Self::item(true, owner)))
+            .set_item(Some(self.item(true, owner)))
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":owner", AttributeValue::S(owner.id()))
@@ -124,7 +115,8 @@ impl<'a> Marker<'a> {
 
     /// The mark, if one is set and not cleared (consistent read).
     pub async fn read(&self) -> Result<Option<Mark>, StoreError> {
-        let Some(item) = self.table.read_items(&[Self::key()]).await?.remove(&Self::key()) else { return Ok(None) };
+        let key = self.key();
+        let Some(item) = self.table.read_items(std::slice::from_ref(&key)).await?.remove(&key) else { return Ok(None) };
         if matches!(item.get(FINISHED), Some(AttributeValue::Bool(true))) {
             return Ok(None);
         }

@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use aggregates::AggregateKey;
+use aggregates::{AggregateKey, Rules};
 use chrono::Utc;
 
 use crate::decode::ItemKey;
-use crate::store::codec::{self, ConditionalPut, Expect};
+use crate::store::codec::{self, Codec, ConditionalPut, Expect};
 use crate::store::error::{Failure, SdkItem, StoreError};
 use crate::store::{capacity, Commit, Found, Table, Usage};
 
@@ -39,8 +39,9 @@ pub enum Call {
 }
 
 /// An in-memory table with DynamoDB's conditional-write semantics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryTable {
+    codec: Codec,
     state: Mutex<State>,
     latency: Duration,
 }
@@ -56,8 +57,14 @@ struct State {
 }
 
 impl MemoryTable {
-    pub fn new() -> Self {
-        MemoryTable::default()
+    /// An empty table whose items follow `rules`.
+    pub fn new(rules: &'static Rules) -> Self {
+        MemoryTable { codec: Codec::new(rules), state: Mutex::default(), latency: Duration::ZERO }
+    }
+
+    /// How items look in this table.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     /// Every call takes `latency` (of `tokio::time`, so a paused clock makes it free).
@@ -101,8 +108,8 @@ impl MemoryTable {
         let state = self.state();
         let mut found = HashMap::new();
         for (key, item) in &state.items {
-            if let Some(aggregate) = AggregateKey::parse(&key.pk, &key.sk) {
-                let stored = codec::decode_aggregate(&aggregate, item)?;
+            if let Some(aggregate) = self.codec.rules().parse_key(&key.pk, &key.sk) {
+                let stored = self.codec.decode_aggregate(&aggregate, item)?;
                 found.insert(aggregate, stored.values);
             }
         }
@@ -130,7 +137,7 @@ impl MemoryTable {
         for put in puts {
             let current = state.items.get(&put.key);
             if !holds(&put.expect, current) {
-                changed.push(codec::current(&put.key, current)?);
+                changed.push(self.codec.current(&put.key, current)?);
             }
         }
         if !changed.is_empty() {
@@ -167,6 +174,10 @@ fn failure(fault: Fault, operation: &'static str) -> StoreError {
 }
 
 impl Table for MemoryTable {
+    fn rules(&self) -> &'static Rules {
+        self.codec.rules()
+    }
+
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         tokio::time::sleep(self.latency).await;
         if let Some(fault) = self.take_fault(Call::Read) {
@@ -175,18 +186,18 @@ impl Table for MemoryTable {
         }
         let mut state = self.state();
         state.usage.requests += (sources.len() + aggregates.len()).div_ceil(100) as u64;
-        let keys = sources.iter().map(codec::ledger_key).chain(aggregates.iter().map(codec::aggregate_key));
+        let keys = sources.iter().map(|source| self.codec.ledger_key(source)).chain(aggregates.iter().map(codec::aggregate_key));
         if keys.into_iter().any(|key| state.refused.contains(&key)) {
             return Err(failure(Fault::Refuse, "BatchGetItem"));
         }
         let mut found = Found::default();
         let mut units = 0;
         for source in sources {
-            let key = codec::ledger_key(source);
+            let key = self.codec.ledger_key(source);
             let item = state.items.get(&key);
             units += capacity::consistent_read_units(item);
             if let Some(item) = item {
-                found.ledgers.insert(source.clone(), codec::decode_ledger(&key, item)?);
+                found.ledgers.insert(source.clone(), self.codec.decode_ledger(&key, item)?);
             }
         }
         for aggregate in aggregates {
@@ -194,7 +205,7 @@ impl Table for MemoryTable {
             let item = state.items.get(&key);
             units += capacity::consistent_read_units(item);
             if let Some(item) = item {
-                found.aggregates.insert(aggregate.clone(), codec::decode_aggregate(aggregate, item)?);
+                found.aggregates.insert(aggregate.clone(), self.codec.decode_aggregate(aggregate, item)?);
             }
         }
         state.usage.estimated_read_units += units;
@@ -203,7 +214,7 @@ impl Table for MemoryTable {
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         tokio::time::sleep(self.latency).await;
-        let puts = codec::encode_commit(commit, Utc::now());
+        let puts = self.codec.encode_commit(commit, Utc::now());
         match self.take_fault(Call::Commit) {
             None => self.apply(&puts),
             Some(Fault::LoseAnswer) => {

@@ -25,9 +25,9 @@ mod source;
 use std::collections::HashMap;
 use std::future::Future;
 
-use aggregates::AggregateKey;
+use aggregates::{AggregateKey, Rules};
 
-pub use codec::Writer;
+pub use codec::{Codec, Writer};
 pub use connect::{connect, sdk_config};
 pub use dynamo::DynamoTable;
 pub use error::{Current, SdkItem, StoreError};
@@ -90,6 +90,10 @@ impl<'a> Commit<'a> {
 
 /// The engine's view of the table.
 pub trait Table: Send + Sync {
+    /// The rules the table's items follow: what the engine assesses images with, and what the
+    /// store encodes aggregates and ledgers by.
+    fn rules(&self) -> &'static Rules;
+
     /// Reads, with strong consistency, the ledgers of the source items `sources` and the
     /// aggregates `aggregates`.
     fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> impl Future<Output = Result<Found, StoreError>> + Send;
@@ -104,6 +108,10 @@ pub trait Table: Send + Sync {
 
 /// A shared handle, for several engines over one table: concurrent invocations, two writers.
 impl<T: Table> Table for std::sync::Arc<T> {
+    fn rules(&self) -> &'static Rules {
+        T::rules(self)
+    }
+
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         T::read(self, sources, aggregates).await
     }

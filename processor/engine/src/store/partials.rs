@@ -14,8 +14,7 @@
 
 use std::collections::HashMap;
 
-use aggregates::keys::{ENTITY_TYPE, PK, SK, TTL, UPDATED_AT};
-use aggregates::{AggregateKey, Field, Number, NumberError};
+use aggregates::{AggregateKey, FieldId, Number, NumberError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
@@ -23,7 +22,7 @@ use crate::decode::ItemKey;
 use crate::plan::MAX_TRANSACTION_ACTIONS;
 use crate::registry::attributes::FIELDS;
 use crate::registry::BACKFILL_PARTIAL;
-use crate::store::codec::{text, ConditionalPut, Expect};
+use crate::store::codec::{text, Codec, ConditionalPut, Expect};
 use crate::store::error::{SdkItem, StoreError};
 use crate::store::DynamoTable;
 
@@ -47,7 +46,7 @@ pub struct PartialSum {
     pub aggregate: AggregateKey,
     /// The fields the segment counts something for; none for an aggregate nothing counts any
     /// more (the combine then zeroes it).
-    pub fields: Vec<(Field, Number)>,
+    pub fields: Vec<(FieldId, Number)>,
     /// The aggregate item's version, from the one segment whose scan found it: the combine
     /// tells from it whether anything wrote the aggregate since.
     pub scanned_version: Option<u64>,
@@ -105,41 +104,45 @@ pub struct Partials<'a> {
 
 impl<'a> Partials<'a> {
     pub fn new(table: &'a DynamoTable, run: &str) -> Self {
-        Partials { table, pk: format!("{}{run}", BACKFILL_PARTIAL.pk_prefix) }
+        Partials { table, pk: format!("{}{run}", BACKFILL_PARTIAL.pk_prefix(table.codec().rules().table())) }
     }
 
     /// Marks `segment` as writing: a re-run worker first takes back its earlier done marker, so
     /// that killed half-way it leaves no entry count over a mix of old and new sums.
     pub async fn begin_segment(&self, segment: u32, total: u32) -> Result<(), StoreError> {
-        self.table.commit_puts(&[segment_mark(&self.pk, segment, total, None)]).await
+        self.table.commit_puts(&[segment_mark(self.table.codec(), &self.pk, segment, total, None)]).await
     }
 
     /// Writes `sums`, numbered from `first`, in one transaction; at most [`MAX_SUMS_PER_WRITE`]
     /// (DynamoDB refuses a longer one). Rewrites whatever a former run of the segment left.
     pub async fn write_sums(&self, segment: u32, first: usize, sums: &[PartialSum]) -> Result<(), StoreError> {
         let ttl = AttributeValue::N((Utc::now() + PARTIAL_RETENTION).timestamp().to_string());
-        let puts: Vec<ConditionalPut> =
-            sums.iter().enumerate().map(|(offset, sum)| sum_item(&self.pk, segment, first + offset, sum, &ttl)).collect();
+        let puts: Vec<ConditionalPut> = sums
+            .iter()
+            .enumerate()
+            .map(|(offset, sum)| sum_item(self.table.codec(), &self.pk, segment, first + offset, sum, &ttl))
+            .collect();
         self.table.commit_puts(&puts).await
     }
 
     /// Marks `segment` done, with the number of sums it wrote.
     pub async fn finish_segment(&self, segment: u32, total: u32, entries: usize) -> Result<(), StoreError> {
-        self.table.commit_puts(&[segment_mark(&self.pk, segment, total, Some(entries))]).await
+        self.table.commit_puts(&[segment_mark(self.table.codec(), &self.pk, segment, total, Some(entries))]).await
     }
 
     /// Every marker and sum of the run (consistent reads).
     pub async fn load(&self) -> Result<RunState, StoreError> {
         let mut state = RunState::default();
+        let codec = self.table.codec();
         self.table
             .for_each_in_partition(&self.pk, |item| {
-                let Some(sk) = text(&item, SK) else { return Ok(()) };
+                let Some(sk) = text(&item, codec.rules().table().sk()) else { return Ok(()) };
                 if let Some(segment) = sk.strip_prefix(DONE_PREFIX).and_then(|segment| segment.parse().ok()) {
                     let mark = SegmentMark { segment, total_segments: whole(&item, TOTAL_SEGMENTS), entries: whole(&item, ENTRIES) };
                     state.marks.push(mark);
                 } else if let Some((segment, index)) = sk.strip_prefix(PART_PREFIX).and_then(|rest| rest.split_once('#')) {
                     let (Ok(segment), Ok(index)) = (segment.parse(), index.parse()) else { return Ok(()) };
-                    state.sums.push(StoredSum { segment, index, name: sk.to_owned(), sum: decode_sum(&item) });
+                    state.sums.push(StoredSum { segment, index, name: sk.to_owned(), sum: decode_sum(codec, &item) });
                 }
                 Ok(())
             })
@@ -149,46 +152,46 @@ impl<'a> Partials<'a> {
 }
 
 /// A rewrite of the whole item, whatever was there: a re-run segment replaces its own items.
-fn unconditional(key: ItemKey, mut attributes: SdkItem) -> ConditionalPut {
-    attributes.insert(PK.to_owned(), AttributeValue::S(key.pk.clone()));
-    attributes.insert(SK.to_owned(), AttributeValue::S(key.sk.clone()));
-    attributes.insert(ENTITY_TYPE.to_owned(), AttributeValue::S(BACKFILL_PARTIAL.entity_type.into()));
-    ConditionalPut { key, item: attributes, expect: Expect::Anything }
+fn unconditional(codec: &Codec, key: ItemKey, attributes: SdkItem) -> ConditionalPut {
+    let mut item = codec.bookkeeping_item(BACKFILL_PARTIAL, &key, Utc::now());
+    item.extend(attributes);
+    ConditionalPut { key, item, expect: Expect::Anything }
 }
 
-fn sum_item(pk: &str, segment: u32, index: usize, sum: &PartialSum, ttl: &AttributeValue) -> ConditionalPut {
+fn sum_item(codec: &Codec, pk: &str, segment: u32, index: usize, sum: &PartialSum, ttl: &AttributeValue) -> ConditionalPut {
     let key = ItemKey { pk: pk.to_owned(), sk: format!("{PART_PREFIX}{segment:06}#{index:09}") };
     let mut item = HashMap::from([
-        (AGGREGATE_PK.to_owned(), AttributeValue::S(sum.aggregate.pk())),
-        (AGGREGATE_SK.to_owned(), AttributeValue::S(sum.aggregate.sk())),
-        (TTL.to_owned(), ttl.clone()),
+        (AGGREGATE_PK.to_owned(), AttributeValue::S(sum.aggregate.pk.clone())),
+        (AGGREGATE_SK.to_owned(), AttributeValue::S(sum.aggregate.sk.clone())),
+        (codec.rules().table().ttl().to_owned(), ttl.clone()),
     ]);
     // An aggregate nothing counts any more has no fields. The attribute is left out rather
     // than an empty map: DynamoDB Local's stream renders `{"M": {}}` as `{}`, which no SDK
     // can parse, and `tally consume` would stop at it.
     if !sum.fields.is_empty() {
-        let fields =
-            sum.fields.iter().map(|(field, amount)| (field.attribute().to_owned(), AttributeValue::N(amount.to_string()))).collect();
+        let fields = sum
+            .fields
+            .iter()
+            .map(|(field, amount)| (codec.rules().field_name(*field).to_owned(), AttributeValue::N(amount.to_string())))
+            .collect();
         item.insert(FIELDS.to_owned(), AttributeValue::M(fields));
     }
     if let Some(version) = sum.scanned_version {
         item.insert(SCANNED_VERSION.to_owned(), AttributeValue::N(version.to_string()));
     }
-    unconditional(key, item)
+    unconditional(codec, key, item)
 }
 
-fn segment_mark(pk: &str, segment: u32, total: u32, entries: Option<usize>) -> ConditionalPut {
+fn segment_mark(codec: &Codec, pk: &str, segment: u32, total: u32, entries: Option<usize>) -> ConditionalPut {
     let key = ItemKey { pk: pk.to_owned(), sk: format!("{DONE_PREFIX}{segment:06}") };
-    let now = Utc::now();
     let mut mark = HashMap::from([
         (TOTAL_SEGMENTS.to_owned(), AttributeValue::N(total.to_string())),
-        (UPDATED_AT.to_owned(), AttributeValue::S(now.to_rfc3339())),
-        (TTL.to_owned(), AttributeValue::N((now + PARTIAL_RETENTION).timestamp().to_string())),
+        (codec.rules().table().ttl().to_owned(), AttributeValue::N((Utc::now() + PARTIAL_RETENTION).timestamp().to_string())),
     ]);
     if let Some(entries) = entries {
         mark.insert(ENTRIES.to_owned(), AttributeValue::N(entries.to_string()));
     }
-    unconditional(key, mark)
+    unconditional(codec, key, mark)
 }
 
 fn whole(item: &SdkItem, name: &str) -> Option<u64> {
@@ -198,13 +201,13 @@ fn whole(item: &SdkItem, name: &str) -> Option<u64> {
     }
 }
 
-fn decode_sum(item: &SdkItem) -> Result<PartialSum, Unreadable> {
+fn decode_sum(codec: &Codec, item: &SdkItem) -> Result<PartialSum, Unreadable> {
     let (Some(pk), Some(sk)) = (text(item, AGGREGATE_PK), text(item, AGGREGATE_SK)) else { return Err(Unreadable::NoAggregate) };
-    let aggregate = AggregateKey::parse(pk, sk).ok_or(Unreadable::NoAggregate)?;
+    let aggregate = codec.rules().parse_key(pk, sk).ok_or(Unreadable::NoAggregate)?;
     let mut fields = Vec::new();
     if let Some(AttributeValue::M(stored)) = item.get(FIELDS) {
         for (name, value) in stored {
-            let field = Field::from_attribute(name).ok_or_else(|| Unreadable::UnknownField(name.clone()))?;
+            let field = codec.rules().field(name).ok_or_else(|| Unreadable::UnknownField(name.clone()))?;
             let AttributeValue::N(text) = value else { return Err(Unreadable::NotANumber(name.clone())) };
             let amount: Number = text.parse().map_err(|err| Unreadable::BadNumber(name.clone(), err))?;
             fields.push((field, amount));
@@ -215,31 +218,35 @@ fn decode_sum(item: &SdkItem) -> Result<PartialSum, Unreadable> {
 
 #[cfg(test)]
 mod tests {
+    use aggregates::Rules;
+
     use super::*;
 
     #[test]
     fn a_sum_reads_back_as_written() {
+        let (codec, rules) = (Codec::new(Rules::university()), Rules::university());
         let sum = PartialSum {
-            aggregate: AggregateKey::Course { course_id: "c1".into() },
-            fields: vec![(Field::GradeSum, "91.5".parse().unwrap())],
+            aggregate: rules.parse_key("course#c1", "stats").unwrap(),
+            fields: vec![(rules.field("gradeSum").unwrap(), "91.5".parse().unwrap())],
             scanned_version: Some(3),
         };
-        let put = sum_item("tally#backfill#r1", 2, 7, &sum, &AttributeValue::N("0".into()));
-        assert_eq!(text(&put.item, SK), Some("part#000002#000000007"));
-        assert_eq!(decode_sum(&put.item), Ok(sum));
+        let put = sum_item(&codec, "tally#backfill#r1", 2, 7, &sum, &AttributeValue::N("0".into()));
+        assert_eq!(text(&put.item, "sk"), Some("part#000002#000000007"));
+        assert_eq!(decode_sum(&codec, &put.item), Ok(sum));
     }
 
     #[test]
     fn unreadable_sums_say_why() {
+        let codec = Codec::new(Rules::university());
         let mut item: SdkItem = HashMap::from([
             (AGGREGATE_PK.to_owned(), AttributeValue::S("course#c1".into())),
             (AGGREGATE_SK.to_owned(), AttributeValue::S("stats".into())),
             (FIELDS.to_owned(), AttributeValue::M(HashMap::from([("bogus".to_owned(), AttributeValue::N("1".into()))]))),
         ]);
-        assert_eq!(decode_sum(&item).unwrap_err().to_string(), "has unknown field `bogus`");
+        assert_eq!(decode_sum(&codec, &item).unwrap_err().to_string(), "has unknown field `bogus`");
         item.insert(FIELDS.to_owned(), AttributeValue::M(HashMap::from([("gradeSum".to_owned(), AttributeValue::S("1".into()))])));
-        assert_eq!(decode_sum(&item).unwrap_err().to_string(), "field `gradeSum` is not a number");
+        assert_eq!(decode_sum(&codec, &item).unwrap_err().to_string(), "field `gradeSum` is not a number");
         item.remove(AGGREGATE_SK);
-        assert_eq!(decode_sum(&item), Err(Unreadable::NoAggregate));
+        assert_eq!(decode_sum(&codec, &item), Err(Unreadable::NoAggregate));
     }
 }

@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 
-use aggregates::keys::{ENTITY_TYPE, GRADE_AVERAGE, PK, SK, UPDATED_AT};
-use aggregates::{AggregateKey, AggregateKind, KeyOwner};
+use aggregates::keys::UPDATED_AT;
+use aggregates::{AggregateId, AggregateKey, KeyOwner};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, StoredAggregate};
-use crate::store::codec::{self, item_key, text, Writer, BACKFILL_RUN, WRITTEN_BY};
+use crate::store::codec::{text, Codec, Writer, BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 
@@ -26,9 +26,12 @@ pub enum TableItem {
     Aggregate {
         key: AggregateKey,
         stored: StoredAggregate,
-        /// The `gradeAverage` attribute's text as stored, if it is a number: readers see it,
-        /// so a drifted one is drift even when the sums agree.
-        grade_average: Option<String>,
+        /// Each of its kind's averages (`gradeAverage`), in the rules' order: the attribute's
+        /// text as stored, if it is a number. Readers see it, so a drifted one is drift even
+        /// when the sums agree.
+        averages: Vec<Option<String>>,
+        /// The digest of the rules it was written under, if it says.
+        rules_digest: Option<String>,
     },
     /// A ledger.
     Ledger(ScannedLedger),
@@ -49,33 +52,51 @@ pub struct ScannedLedger {
     pub backfill_run: Option<String>,
     /// When it was last written (`updatedAt`, RFC 3339).
     pub updated_at: Option<String>,
+    /// The digest of the rules it was written under, if it says.
+    pub rules_digest: Option<String>,
 }
 
 /// Decodes one item; an item tally owns that does not have the shape tally writes is
 /// [`StoreError::Corrupt`].
-fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
-    let Some(key) = item_key(&item) else { return Ok(TableItem::Source { key: None, image: item.into() }) };
-    Ok(match KeyOwner::of(&key.pk, &key.sk) {
+fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
+    let rules = codec.rules();
+    let Some(key) = codec.item_key(&item) else { return Ok(TableItem::Source { key: None, image: item.into() }) };
+    Ok(match rules.owner(&key.pk, &key.sk) {
         KeyOwner::Application => TableItem::Source { key: Some(key), image: item.into() },
-        KeyOwner::Aggregate => match AggregateKey::parse(&key.pk, &key.sk) {
+        KeyOwner::Aggregate => match rules.parse_key(&key.pk, &key.sk) {
             Some(aggregate) => {
-                let stored = codec::decode_aggregate(&aggregate, &item)?;
-                let grade_average = match item.get(GRADE_AVERAGE) {
+                let stored = codec.decode_aggregate(&aggregate, &item)?;
+                let average = |name: &str| match item.get(name) {
                     Some(AttributeValue::N(text)) => Some(text.clone()),
                     _ => None,
                 };
-                TableItem::Aggregate { key: aggregate, stored, grade_average }
+                let averages = rules.aggregate(aggregate.kind).averages().iter().map(|declared| average(declared.name())).collect();
+                TableItem::Aggregate { key: aggregate, stored, averages, rules_digest: text(&item, RULES_DIGEST).map(str::to_owned) }
             }
             None => TableItem::Other,
         },
-        KeyOwner::Bookkeeping => match codec::source_of_ledger(&key) {
-            Some(source) => TableItem::Ledger(ScannedLedger {
-                ledger: codec::decode_ledger(&key, &item)?,
-                source,
-                by_backfill: text(&item, WRITTEN_BY) == Some(Writer::Backfill { run: None }.as_str()),
-                backfill_run: text(&item, BACKFILL_RUN).map(str::to_owned),
-                updated_at: text(&item, UPDATED_AT).map(str::to_owned),
-            }),
+        KeyOwner::Bookkeeping => match codec.source_of_ledger(&key) {
+            Some(source) => {
+                let rules_digest = text(&item, RULES_DIGEST).map(str::to_owned);
+                let ledger = match codec.decode_ledger(&key, &item) {
+                    Ok(ledger) => ledger,
+                    // Written under rules with aggregates or fields these do not have (renamed,
+                    // dropped): what it holds means nothing under these rules, and backfill
+                    // rewrites it whole, so it must not stop the scan that lets backfill do so.
+                    Err(StoreError::Corrupt { .. }) if rules_digest.as_deref().is_some_and(|digest| digest != rules.digest()) => {
+                        codec.decode_foreign_ledger(&key, &item)?
+                    }
+                    Err(err) => return Err(err),
+                };
+                TableItem::Ledger(ScannedLedger {
+                    ledger,
+                    source,
+                    by_backfill: text(&item, WRITTEN_BY) == Some(Writer::Backfill { run: None }.as_str()),
+                    backfill_run: text(&item, BACKFILL_RUN).map(str::to_owned),
+                    updated_at: text(&item, UPDATED_AT).map(str::to_owned),
+                    rules_digest,
+                })
+            }
             None => TableItem::Other,
         },
     })
@@ -96,7 +117,7 @@ impl DynamoTable {
             .send();
         while let Some(output) = pages.next().await {
             let output = output.map_err(|err| classify("Scan", err))?;
-            page(output.items.unwrap_or_default().into_iter().map(read_item).collect::<Result<_, _>>()?);
+            page(output.items.unwrap_or_default().into_iter().map(|item| read_item(self.codec(), item)).collect::<Result<_, _>>()?);
         }
         Ok(())
     }
@@ -104,32 +125,33 @@ impl DynamoTable {
     /// Reads items by key (consistently) and decodes them as a scan does: for what a scan of one
     /// segment could not see, such as the items of another segment. Absent items are absent.
     pub async fn read_decoded(&self, keys: &[ItemKey]) -> Result<HashMap<ItemKey, TableItem>, StoreError> {
-        self.read_items(keys).await?.into_iter().map(|(key, item)| Ok((key, read_item(item)?))).collect()
+        self.read_items(keys).await?.into_iter().map(|(key, item)| Ok((key, read_item(self.codec(), item)?))).collect()
     }
 
     /// Every aggregate of the given kinds (eventually consistent: for a display, not a
     /// recompute).
-    pub async fn scan_aggregates(&self, kinds: &[AggregateKind]) -> Result<Vec<(AggregateKey, StoredAggregate)>, StoreError> {
+    pub async fn scan_aggregates(&self, kinds: &[AggregateId]) -> Result<Vec<(AggregateKey, StoredAggregate)>, StoreError> {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
+        let rules = self.codec().rules();
         let placeholders: Vec<String> = (0..kinds.len()).map(|index| format!(":kind{index}")).collect();
         let mut scan = self
             .client()
             .scan()
             .table_name(self.name())
             .filter_expression(format!("#type IN ({})", placeholders.join(", ")))
-            .expression_attribute_names("#type", ENTITY_TYPE);
+            .expression_attribute_names("#type", rules.table().type_attribute());
         for (placeholder, kind) in placeholders.iter().zip(kinds) {
-            scan = scan.expression_attribute_values(placeholder, AttributeValue::S(kind.entity_type().to_owned()));
+            scan = scan.expression_attribute_values(placeholder, AttributeValue::S(rules.aggregate(*kind).name().to_owned()));
         }
         let mut items = scan.into_paginator().items().send();
         let mut found = Vec::new();
         while let Some(item) = items.next().await {
             let item = item.map_err(|err| classify("Scan", err))?;
-            let (Some(pk), Some(sk)) = (text(&item, PK), text(&item, SK)) else { continue };
-            let Some(key) = AggregateKey::parse(pk, sk) else { continue };
-            let stored = codec::decode_aggregate(&key, &item)?;
+            let Some(key) = self.codec().item_key(&item) else { continue };
+            let Some(key) = rules.parse_key(&key.pk, &key.sk) else { continue };
+            let stored = self.codec().decode_aggregate(&key, &item)?;
             found.push((key, stored));
         }
         Ok(found)
@@ -138,7 +160,13 @@ impl DynamoTable {
 
 #[cfg(test)]
 mod tests {
+    use aggregates::Rules;
+
     use super::*;
+
+    fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
+        super::read_item(&Codec::new(Rules::university()), item)
+    }
 
     fn item(pairs: &[(&str, AttributeValue)]) -> SdkItem {
         pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
@@ -155,8 +183,9 @@ mod tests {
         assert!(matches!(read_item(item(&[("pk", AttributeValue::N("1".into()))])).unwrap(), TableItem::Source { key: None, .. }));
         let course = item(&[("pk", s("course#c1")), ("sk", s("stats")), ("gradeAverage", AttributeValue::N("91.50".into()))]);
         match read_item(course).unwrap() {
-            TableItem::Aggregate { key, grade_average, .. } => {
-                assert_eq!((key, grade_average.as_deref()), (AggregateKey::Course { course_id: "c1".into() }, Some("91.50")));
+            TableItem::Aggregate { key, averages, .. } => {
+                let course = Rules::university().parse_key("course#c1", "stats").unwrap();
+                assert_eq!((key, averages), (course, vec![Some("91.50".to_owned())]));
             }
             other => panic!("expected an aggregate, got {other:?}"),
         }

@@ -1,8 +1,8 @@
-//! Creating the university table as SPEC defines it.
+//! Creating the table the rules describe: its keys, its global secondary indexes and its TTL
+//! attribute (the university's, as SPEC defines it, by default).
 
 use std::time::Duration;
 
-use aggregates::keys::{ENTITY_TYPE, PK, SK, TTL};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
@@ -12,11 +12,6 @@ use aws_sdk_dynamodb::types::{
 use crate::retry::RetryBudget;
 use crate::store::error::{classify, Failure, StoreError};
 use crate::store::DynamoTable;
-
-pub const STUDENT_INDEX: &str = "studentID-index";
-pub const ENTITY_DATE_INDEX: &str = "entityType-courseDate-index";
-const STUDENT_ID: &str = "studentID";
-const COURSE_DATE: &str = "courseDate";
 
 /// Whether [`create_table`] made the table or found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,23 +37,29 @@ fn index(name: &str, keys: Vec<KeySchemaElement>) -> GlobalSecondaryIndex {
         .expect("name, keys and projection are set")
 }
 
-/// Creates the table (keys, both GSIs, on-demand, stream NEW_AND_OLD_IMAGES, TTL on `ttl`) unless
-/// it exists, and waits until it is ACTIVE. Safe to run again.
+/// Creates the table the rules describe (keys, their GSIs, on-demand, stream NEW_AND_OLD_IMAGES,
+/// TTL on their TTL attribute) unless it exists, and waits until it is ACTIVE. Safe to run again.
 pub async fn create_table(table: &DynamoTable) -> Result<Created, StoreError> {
     let (client, name) = (table.client(), table.name());
+    let rules = table.codec().rules().table();
+    // Every key attribute, of the table and of its indexes, once.
+    let mut attributes: Vec<&str> = Vec::new();
+    let index_keys = rules.indexes().iter().flat_map(|declared| std::iter::once(declared.pk()).chain(declared.sk()));
+    for name in [rules.pk(), rules.sk()].into_iter().chain(index_keys) {
+        if !attributes.contains(&name) {
+            attributes.push(name);
+        }
+    }
+    let indexes = rules.indexes().iter().map(|declared| {
+        let keys = std::iter::once(key(declared.pk(), KeyType::Hash)).chain(declared.sk().map(|sk| key(sk, KeyType::Range)));
+        index(declared.name(), keys.collect())
+    });
     let created = match client
         .create_table()
         .table_name(name)
-        .set_attribute_definitions(Some(vec![
-            string_attribute(PK),
-            string_attribute(SK),
-            string_attribute(STUDENT_ID),
-            string_attribute(ENTITY_TYPE),
-            string_attribute(COURSE_DATE),
-        ]))
-        .set_key_schema(Some(vec![key(PK, KeyType::Hash), key(SK, KeyType::Range)]))
-        .global_secondary_indexes(index(STUDENT_INDEX, vec![key(STUDENT_ID, KeyType::Hash)]))
-        .global_secondary_indexes(index(ENTITY_DATE_INDEX, vec![key(ENTITY_TYPE, KeyType::Hash), key(COURSE_DATE, KeyType::Range)]))
+        .set_attribute_definitions(Some(attributes.into_iter().map(string_attribute).collect()))
+        .set_key_schema(Some(vec![key(rules.pk(), KeyType::Hash), key(rules.sk(), KeyType::Range)]))
+        .set_global_secondary_indexes(Some(indexes.collect::<Vec<_>>()).filter(|indexes| !indexes.is_empty()))
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()
@@ -80,13 +81,37 @@ pub async fn create_table(table: &DynamoTable) -> Result<Created, StoreError> {
             .update_time_to_live()
             .table_name(name)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL).build().expect("fields are set"),
+                TimeToLiveSpecification::builder().enabled(true).attribute_name(rules.ttl()).build().expect("fields are set"),
             )
             .send()
             .await
             .map_err(|err| classify("UpdateTimeToLive", err))?;
     }
     Ok(created)
+}
+
+/// The key attributes a table was created with, when they are not the ones its rules name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherKeys {
+    pub pk: String,
+    pub sk: Option<String>,
+}
+
+/// Reads the table's key schema (`DescribeTable`): `Some` if it is keyed by other attributes
+/// than the rules' `pk` and `sk` (the table was made for other rules, and every key tally would
+/// build misses it). A table that does not exist has no other keys: the first call that needs
+/// it says so, in its own terms.
+pub async fn other_keys(table: &DynamoTable) -> Result<Option<OtherKeys>, StoreError> {
+    let described = match table.client().describe_table().table_name(table.name()).send().await {
+        Ok(described) => described,
+        Err(err) if err.as_service_error().is_some_and(|err| err.is_resource_not_found_exception()) => return Ok(None),
+        Err(err) => return Err(classify("DescribeTable", err)),
+    };
+    let schema = described.table().map(|described| described.key_schema()).unwrap_or_default();
+    let of = |kind: KeyType| schema.iter().find(|key| *key.key_type() == kind).map(|key| key.attribute_name().to_owned());
+    let (pk, sk) = (of(KeyType::Hash).unwrap_or_default(), of(KeyType::Range));
+    let rules = table.codec().rules().table();
+    Ok((pk != rules.pk() || sk.as_deref() != Some(rules.sk())).then_some(OtherKeys { pk, sk }))
 }
 
 /// Whether point-in-time recovery is on.

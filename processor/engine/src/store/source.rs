@@ -3,7 +3,6 @@
 //! application's writes would put on it (one record per write, in the order written; a batch
 //! write could not hold two writes of one item).
 
-use aggregates::keys::{PK, SK};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::decode::ItemKey;
@@ -20,11 +19,12 @@ impl DynamoTable {
 
     /// Deletes the item `key`; one that is already gone is no error.
     pub async fn delete_source(&self, key: &ItemKey) -> Result<(), StoreError> {
+        let table = self.codec().rules().table();
         self.client()
             .delete_item()
             .table_name(self.name())
-            .key(PK, AttributeValue::S(key.pk.clone()))
-            .key(SK, AttributeValue::S(key.sk.clone()))
+            .key(table.pk(), AttributeValue::S(key.pk.clone()))
+            .key(table.sk(), AttributeValue::S(key.sk.clone()))
             .send()
             .await
             .map_err(|err| classify("DeleteItem", err))?;

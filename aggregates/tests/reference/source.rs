@@ -3,8 +3,9 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::keys::{ENTITY_TYPE, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, PK, SK, TTL};
-use crate::number::{Number, NumberError, MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS};
+use aggregates::number::{Number, NumberError, MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS};
+
+use super::keys::{ENTITY_TYPE, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, PK, SK, TTL};
 
 /// Why an image contributes nothing. Messages name attributes, never their values: images hold
 /// personal data and these messages reach the logs.
@@ -52,7 +53,7 @@ impl Rejection {
     }
 }
 
-pub(crate) const TOO_PRECISE: &str = "more than 38 significant digits";
+const TOO_PRECISE: &str = "more than 38 significant digits";
 
 /// A validated source item; the variants that contribute nothing still carry their kind so they
 /// can be counted.
@@ -108,18 +109,13 @@ const COURSE_PK_PREFIX: &str = "course#";
 const USER_PK_PREFIX: &str = "user#";
 const SESSION_PK_PREFIX: &str = "session#";
 
-/// Every `entityType` SPEC lists for a source item.
-pub fn entity_types() -> impl Iterator<Item = &'static str> {
-    ENTITIES.iter().map(|entity| entity.entity_type)
-}
-
 /// The kind of source item `entity_type` names, if SPEC lists it.
 pub fn entity_of(entity_type: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|entity| entity.entity_type == entity_type)
 }
 
 /// Parses and validates one image's own attributes and keys. The keys of the aggregates it
-/// feeds are checked by [`crate::assess`], which needs its contribution.
+/// feeds are checked by [`super::deltas::assess`], which needs its contribution.
 pub fn parse(image: &Item) -> Result<Decoded, Rejection> {
     let entity = match image.get(ENTITY_TYPE) {
         None => return Ok(Decoded::Unknown),
@@ -209,7 +205,7 @@ pub fn parse(image: &Item) -> Result<Decoded, Rejection> {
 
 /// A calendar date in ISO 8601's extended form, `YYYY-MM-DD` exactly: chrono alone also takes
 /// `2026-3-1`.
-pub(crate) fn calendar_date(text: &str) -> Option<NaiveDate> {
+fn calendar_date(text: &str) -> Option<NaiveDate> {
     date_shape(text.as_bytes()).then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
 }
 
@@ -282,7 +278,7 @@ fn summable(attribute: &'static str, value: Number) -> Result<Number, Rejection>
     }
 }
 
-pub(crate) fn type_name(value: &AttributeValue) -> &'static str {
+fn type_name(value: &AttributeValue) -> &'static str {
     match value {
         AttributeValue::N(_) => "N",
         AttributeValue::S(_) => "S",

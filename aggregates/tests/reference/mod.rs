@@ -1,0 +1,11 @@
+//! The hand-written university rules: an independent implementation of SPEC
+//! (`../shared/SPEC.md`), kept as the differential oracle for `aggregates/rules/university.toml`
+//! (`rules_match_code.rs` checks that the compiled file assesses every image as this code does).
+//!
+//! It was the library's implementation before rules became data: [`source`] parses and validates
+//! an image into a typed [`source::SourceItem`], [`deltas`] says what it contributes, [`keys`]
+//! names the aggregate items (as enums) and who owns a table key.
+
+pub mod deltas;
+pub mod keys;
+pub mod source;
