@@ -23,13 +23,14 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
 ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
 
-.PHONY: help install java test test-rust test-lambda test-infra demo bench package coldstart lint audit clean
+.PHONY: help install java test test-rust test-lambda test-infra demo bench package template coldstart lint audit clean
 
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
 	@echo "make test    - install what is needed and run every test (Rust, Lambda emulator, infra)"
 	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
 	@echo "make package - sam build of the Lambda function (arm64, offline) and its size"
+	@echo "make template [RULES=FILE] - write infra/template.yaml's filter, table and rules file from the rules"
 	@echo "make coldstart - time from cargo lambda watch's start to the first invocation served"
 	@echo "make lint    - rustfmt and clippy"
 	@echo "make audit   - cargo-deny: licenses, bans, sources; advisories when the RustSec db can be had"
@@ -70,7 +71,9 @@ test-lambda: install
 	cargo build --workspace --all-targets $(FEATURES)
 	$(WITH_DDB) scripts/lambda-emulator-test.sh
 
+# tally itself checks the template's rule-given parts (scripts/template-rules.py --check).
 test-infra: install
+	cargo build --workspace --all-targets $(FEATURES)
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
 
@@ -87,6 +90,12 @@ package: install $(DEPLOY_STAMP)
 	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 \
 	  sam build --beta-features
 	@$(VENV)/bin/python scripts/package-size.py infra/.aws-sam/build/Function/bootstrap
+
+# The template's filter, table keys and RulesFile default from RULES (default: the university
+# rules built in), the file copied into the rules layer (infra/rules/).
+template: install
+	cargo build --workspace --all-targets $(FEATURES)
+	$(VENV)/bin/python scripts/template-rules.py $(RULES)
 
 # The function under cargo-lambda's Runtime API emulator, binary built first; three runs.
 coldstart: install

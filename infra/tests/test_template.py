@@ -397,10 +397,31 @@ def test_code_uri_builds_the_binary(resources):
     assert code_dir.relative_to(INFRA.parent).as_posix() in root["workspace"]["members"], "one Cargo.lock and target/ for all"
 
 
+def test_the_rules_come_from_the_layer_and_default_to_the_built_in_ones(template):
+    # Empty: the function runs the university rules compiled into it.
+    assert template["Parameters"]["RulesFile"]["Default"] == ""
+    props = Stack(template, RulesFile="learning.toml").resource("Function")
+    assert props["Environment"]["Variables"]["TALLY_RULES"] == "/opt/learning.toml", "layers mount under /opt"
+    assert props["Layers"] == [ref("RulesLayer")]
+    layer = template["Resources"]["RulesLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert (INFRA / layer["Properties"]["ContentUri"]).is_dir(), "sam build packages the folder as it is"
+    assert layer["Properties"]["CompatibleArchitectures"] == template["Resources"]["Function"]["Properties"]["Architectures"]
+    with pytest.raises(AssertionError):
+        Stack(template, RulesFile="../etc/passwd")
+
+
+def test_the_parts_the_rules_give_are_what_the_default_rules_give():
+    # scripts/template-rules.py --check runs `tally rules filter` and `tally rules check` and
+    # compares; `make test-infra` builds tally first.
+    check = subprocess.run([sys.executable, str(INFRA.parent / "scripts" / "template-rules.py"), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 def test_function_settings(template, stack):
     props = stack.resource("Function")
     tid = table_id(stack)
-    assert props["Environment"]["Variables"] == {"TABLE_NAME": ref(tid), "RUST_LOG": "info"}
+    assert props["Environment"]["Variables"] == {"TABLE_NAME": ref(tid), "TALLY_RULES": "", "RUST_LOG": "info"}
     assert props["MemorySize"] == "256"
     assert props["Timeout"] == "60"
     assert props["Role"] == getatt("FunctionRole", "Arn")
