@@ -104,7 +104,9 @@ def table_block(table, indent):
 
 
 def rules_file_block(name, indent):
-    return [f'{indent}Default: "{name}"']
+    # The one value the filter and the table were written for: another, given at deploy time,
+    # would run rules whose records the filter drops.
+    return [f'{indent}Default: "{name}"', f'{indent}AllowedValues: ["{name}"]']
 
 
 def render(template, parts):

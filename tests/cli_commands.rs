@@ -58,6 +58,21 @@ async fn replaying_the_fixtures_gives_the_expected_aggregates_and_twice_changes_
             assert_eq!(number(&have, field).as_deref(), value.as_str(), "{pk} {sk} {field}");
         }
     }
+
+    // `report` by the rules' names: per aggregate, its key parameters, fields and averages.
+    let report = json(tally(name).args(["report", "--top", "1"]));
+    let sections: Vec<&str> = report.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(sections.len(), 5, "one section per aggregate: {report}");
+    let course = &report["stats"][0];
+    assert_eq!((course["courseId"].as_str(), course["gradeAverage"].as_str()), (Some("c101"), Some("91.25")), "{report}");
+    assert_eq!(course["enrollmentCount"], "1", "{report}");
+    let days: Vec<&str> = report["daily_stats"].as_array().unwrap().iter().map(|row| row["day"].as_str().unwrap()).collect();
+    assert!(days.len() > 1 && days.windows(2).all(|pair| pair[0] < pair[1]), "every day, in order: {days:?}");
+    let only = json(tally(name).args(["report", "--aggregate", "order_stats"]));
+    assert_eq!(only.as_object().unwrap().keys().collect::<Vec<_>>(), ["order_stats"]);
+    let (code, _, stderr) = run(tally(name).args(["report", "--aggregate", "course_stats"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--aggregate `course_stats`: the rules (aggregates/rules/university.toml) have no such aggregate; they have stats, assignment_stats, academic_stats, order_stats, daily_stats"), "{stderr}");
 }
 
 #[tokio::test]

@@ -23,11 +23,13 @@ struct Example {
     applied: u64,
     no_effect: u64,
     rejected: &'static [(&'static str, u64)],
-    /// `(aggregate, a key parameter of its row, field, value)` from `tally report --json`.
-    reported: &'static [(&'static str, &'static str, &'static str, &'static str)],
+    /// `(aggregate, key parameter, its value, field, value)` from `tally report --json`.
+    reported: &'static [(&'static str, &'static str, &'static str, &'static str, &'static str)],
     /// A change of the rules file (each `from` replaced by `to`) that moves what the stored
     /// ledgers and aggregates mean: a field renamed, an average's rounding.
     change: &'static [(&'static str, &'static str)],
+    /// Whether the backfill after the change runs segmented (workers, then the combine).
+    segmented: bool,
 }
 
 const LEARNING: Example = Example {
@@ -37,13 +39,13 @@ const LEARNING: Example = Example {
     rejected: &[("key_shape", 1), ("negative_unread", 1)],
     reported: &[
         // The first message expired by TTL; the answer at 23:30 -02:00 is the next UTC day's.
-        ("conversation_stats", "conv-1", "messages", "2"),
-        ("conversation_stats", "conv-1", "tokens", "57"),
-        ("conversation_stats", "conv-1", "tokensPerMessage", "28.5"),
+        ("conversation_stats", "conversationId", "conv-1", "messages", "2"),
+        ("conversation_stats", "conversationId", "conv-1", "tokens", "57"),
+        ("conversation_stats", "conversationId", "conv-1", "tokensPerMessage", "28.5"),
         // conv-2 went negative (rejected): it no longer counts; conv-1 was read.
-        ("user_stats", "user-123", "conversations", "1"),
-        ("user_stats", "user-123", "unreadTotal", "0"),
-        ("daily_messages", "2025-12-21", "messages", "2"),
+        ("user_stats", "userId", "user-123", "conversations", "1"),
+        ("user_stats", "userId", "user-123", "unreadTotal", "0"),
+        ("daily_messages", "day", "2025-12-21", "messages", "2"),
     ],
     // `tokens` becomes `tokenCount`: every ledger holding tokens names a field the new rules
     // do not have.
@@ -52,6 +54,7 @@ const LEARNING: Example = Example {
         (r#"sum = "tokens""#, r#"sum = "tokenCount""#),
         (r#"add = { messages = 1, tokens = "tokens" }"#, r#"add = { messages = 1, tokenCount = "tokens" }"#),
     ],
+    segmented: true,
 };
 
 const MARKETPLACE: Example = Example {
@@ -61,18 +64,19 @@ const MARKETPLACE: Example = Example {
     rejected: &[("out_of_range", 1)],
     reported: &[
         // Order 321 was placed, then cancelled; 322 checked out after pending.
-        ("VendorDailySales", "456", "orders", "1"),
-        ("VendorDailySales", "456", "cancelledOrders", "1"),
-        ("VendorDailySales", "456", "orderTotal", "5"),
+        ("VendorDailySales", "vendorId", "456", "orders", "1"),
+        ("VendorDailySales", "vendorId", "456", "cancelledOrders", "1"),
+        ("VendorDailySales", "vendorId", "456", "orderTotal", "5"),
         // The review was revised from 4 to 5; the half star is rejected.
-        ("ProductStats", "789", "reviews", "1"),
-        ("ProductStats", "789", "averageRating", "5"),
-        ("CustomerStats", "cust-1", "favourites", "0"),
+        ("ProductStats", "productId", "789", "reviews", "1"),
+        ("ProductStats", "productId", "789", "averageRating", "5"),
+        ("CustomerStats", "customerId", "cust-1", "favourites", "0"),
     ],
     change: &[(
         "averages.averageRating = { sum = \"ratingSum\", count = \"reviews\", places = 2 }",
         "averages.averageRating = { sum = \"ratingSum\", count = \"reviews\", places = 1 }",
     )],
+    segmented: false,
 };
 
 fn rules_path(example: &Example) -> PathBuf {
@@ -138,12 +142,9 @@ async fn run(example: &Example) {
 
     // report: the aggregates by the rules' own names.
     let report = cli::json(tally(example, &table).arg("report"));
-    for (aggregate, item, field, value) in example.reported {
+    for (aggregate, parameter, item, field, value) in example.reported {
         let rows = report[aggregate].as_array().unwrap_or_else(|| panic!("{aggregate} in {report}"));
-        let row = rows
-            .iter()
-            .find(|row| row.as_object().is_some_and(|row| row.values().any(|value| value == *item)))
-            .unwrap_or_else(|| panic!("{aggregate} {item} in {report}"));
+        let row = rows.iter().find(|row| row[parameter] == *item).unwrap_or_else(|| panic!("{aggregate} {item} in {report}"));
         assert_eq!(row[field], *value, "{aggregate} {item} {field}: {row}");
     }
 
@@ -187,8 +188,18 @@ async fn run(example: &Example) {
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains(&format!("were written under rules {}, not these", rules.digest())), "{stdout}");
     // No stream processor runs here: the replay just now is what wrote the ledgers.
-    let backfilled = cli::json(with_changed("backfill").arg("--force"));
-    assert!(backfilled["written_under_other_rules"][rules.digest()].as_u64().is_some_and(|items| items > 0), "{backfilled}");
+    if example.segmented {
+        // Each worker reads the ledgers of its items that another segment holds: those written
+        // under the old rules are rewritten too.
+        for segment in ["0", "1"] {
+            let args = ["--force", "--segment", segment, "--total-segments", "2", "--run", "change"];
+            cli::json(with_changed("backfill").args(args));
+        }
+        cli::json(with_changed("backfill").args(["--combine", "--total-segments", "2", "--run", "change"]));
+    } else {
+        let backfilled = cli::json(with_changed("backfill").arg("--force"));
+        assert!(backfilled["written_under_other_rules"][rules.digest()].as_u64().is_some_and(|items| items > 0), "{backfilled}");
+    }
     let verified = cli::json(&mut with_changed("verify"));
     assert_eq!(verified["drift"], serde_json::json!([]), "{verified}");
     assert_eq!(verified["written_under_other_rules"], serde_json::json!({}), "{verified}");

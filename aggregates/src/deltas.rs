@@ -14,8 +14,8 @@ use crate::rules::FieldId;
 pub struct Deltas(BTreeMap<AggregateKey, BTreeMap<FieldId, Number>>);
 
 impl Deltas {
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Deltas(BTreeMap::new())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,8 +95,48 @@ impl Deltas {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::rules::Rules;
+
+    /// Amounts on a few university aggregate items and fields, zeros and opposites included.
+    fn deltas() -> impl Strategy<Value = Deltas> {
+        let keys = [("course#c1", "stats"), ("course#c2", "stats"), ("stats#university", "day#2026-01-02"), ("user#u1", "order_stats")];
+        let fields = ["submissionCount", "gradeSum", "orderTotal", "submissions"];
+        let amount = prop_oneof![Just("0".to_owned()), (-3i64..=3).prop_map(|n| n.to_string()), "-?[0-9]{1,3}\\.[0-9]{1,2}"];
+        proptest::collection::vec((0..keys.len(), 0..fields.len(), amount), 0..12).prop_map(move |entries| {
+            let rules = Rules::university();
+            let mut deltas = Deltas::new();
+            for (key, field, amount) in entries {
+                let (pk, sk) = keys[key];
+                let key = rules.parse_key(pk, sk).expect("a university aggregate key");
+                deltas.add(key, rules.field(fields[field]).expect("a university field"), &amount.parse().expect("a number"));
+            }
+            deltas
+        })
+    }
+
+    proptest! {
+        /// The algebra the planner relies on: a record's change takes its old contribution to
+        /// its new one exactly, in any order, and nothing is ever stored at zero.
+        #[test]
+        fn changes_take_one_contribution_to_the_other(old in deltas(), new in deltas(), other in deltas()) {
+            let mut moved = old.clone();
+            moved.merge(&Deltas::between(&old, &new));
+            prop_assert_eq!(&moved, &new);
+            prop_assert_eq!(old.negated().negated(), old.clone());
+            let (mut ab, mut ba) = (old.clone(), other.clone());
+            ab.merge(&other);
+            ba.merge(&old);
+            prop_assert_eq!(&ab, &ba);
+            let mut nothing = old.clone();
+            nothing.merge(&old.negated());
+            prop_assert!(nothing.is_empty());
+            prop_assert!(ab.iter().all(|(_, _, amount)| !amount.is_zero()));
+            prop_assert!(ab.keys().all(|key| ab.fields(key).next().is_some()), "no aggregate is kept with no amounts");
+        }
+    }
 
     #[test]
     fn amounts_merge_per_field_and_zeros_vanish() {

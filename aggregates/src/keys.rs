@@ -12,11 +12,66 @@ pub const RULES_DIGEST: &str = "rulesDigest";
 /// entity-type attribute (in one that does, they use that one).
 pub const TYPE_ATTRIBUTE: &str = "entityType";
 
+/// Every attribute tally writes on its own items besides the rules' names (keys, type, TTL,
+/// fields, averages). The rules checker keeps a rules file's names off them: a TTL attribute or
+/// a field named `version` would overwrite what tally's conditions are built on.
+pub mod attributes {
+    pub use super::{RULES_DIGEST, UPDATED_AT, VERSION};
+
+    pub const SEQUENCE_NUMBER: &str = "sequenceNumber";
+    pub const CONTRIBUTION: &str = "contribution";
+    pub const ASSUMED_FROM: &str = "assumedFrom";
+    pub const ASSUMED_BASELINE: &str = "assumedBaseline";
+    /// A contribution entry's (and a backfill partial's) field amounts.
+    pub const FIELDS: &str = "fields";
+    /// Whether the stream or a backfill last wrote a ledger.
+    pub const WRITTEN_BY: &str = "writtenBy";
+    /// The segmented backfill run that last reset a ledger.
+    pub const BACKFILL_RUN: &str = "backfillRun";
+    /// A backfill partial's aggregate, and the version its segment scanned.
+    pub const AGGREGATE_PK: &str = "aggregatePk";
+    pub const AGGREGATE_SK: &str = "aggregateSk";
+    pub const SCANNED_VERSION: &str = "scannedVersion";
+    /// A backfill segment's marker.
+    pub const TOTAL_SEGMENTS: &str = "totalSegments";
+    pub const ENTRIES: &str = "entries";
+    /// The backfill marker's, and a checkpoint's `finished`.
+    pub const STARTED_AT: &str = "startedAt";
+    pub const FINISHED: &str = "finished";
+    pub const RUN: &str = "run";
+    pub const OWNER: &str = "owner";
+
+    pub const ALL: [&str; 19] = [
+        VERSION,
+        RULES_DIGEST,
+        UPDATED_AT,
+        SEQUENCE_NUMBER,
+        CONTRIBUTION,
+        ASSUMED_FROM,
+        ASSUMED_BASELINE,
+        FIELDS,
+        WRITTEN_BY,
+        BACKFILL_RUN,
+        AGGREGATE_PK,
+        AGGREGATE_SK,
+        SCANNED_VERSION,
+        TOTAL_SEGMENTS,
+        ENTRIES,
+        STARTED_AT,
+        FINISHED,
+        RUN,
+        OWNER,
+    ];
+}
+
 /// DynamoDB's limits on a key, in UTF-8 bytes.
 pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// What follows the bookkeeping prefix in a ledger's partition key: `tally#ledger#{pk}`.
+pub const LEDGER_PK_INFIX: &str = "ledger#";
 /// The longest source keys tally accepts (SPEC): the margin below DynamoDB's limits leaves room
-/// for the prefix of the item's ledger key (`tally#ledger#{pk}`).
+/// for the prefix of the item's ledger key (`tally#ledger#{pk}`, with the university's prefix;
+/// the rules checker holds another prefix to the same room).
 pub const MAX_SOURCE_PK_BYTES: usize = 1984;
 pub const MAX_SOURCE_SK_BYTES: usize = 960;
 

@@ -185,7 +185,7 @@ mod tests {
             prop_assert_eq!(&left, &whole);
             let mut sum = Deltas::new();
             for item in &items {
-                sum.merge(&rules.assess(Some(item)).contribution());
+                sum.merge(rules.assess(Some(item)).contribution());
             }
             prop_assert_eq!(&whole.totals, &sum);
         }

@@ -87,7 +87,7 @@ fn each_mistake_gets_its_exact_message_and_place() {
         (
             "ttl is a key",
             &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nttl = \"PK\"\n")],
-            &["5:7: `table.ttl` `PK` is also a key or the entity-type attribute"],
+            &["5:7: `table.ttl` `PK` is also a key, the type attribute or an attribute tally writes itself"],
         ),
         (
             "an index twice, and one with an empty key",
@@ -98,9 +98,26 @@ fn each_mistake_gets_its_exact_message_and_place() {
             &["5:68: an index's `pk` must not be empty", "5:55: index `GSI1` is declared twice"],
         ),
         (
+            "a prefix that leaves a ledger's key no room",
+            &[("bookkeeping_prefix = \"tally#\"", "bookkeeping_prefix = \"ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt#\"")],
+            &["4:22: `table.bookkeeping_prefix` is 60 bytes: a ledger's key would then be up to 2051 bytes (`limits.source_pk_bytes` = 1984), over DynamoDB's 2048; shorten it or lower the limit"],
+        ),
+        (
+            // A ledger's TTL written over its version: two writes in one second would pass each
+            // other's conditions.
+            "ttl is an attribute tally writes",
+            &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nttl = \"version\"\n")],
+            &["5:7: `table.ttl` `version` is also a key, the type attribute or an attribute tally writes itself"],
+        ),
+        (
+            "an index on a field tally writes as a number",
+            &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nindexes = [{ name = \"BY_COUNT\", pk = \"messages\" }]\n")],
+            &["5:38: index `BY_COUNT`: `messages` is a number or a list tally writes on its own items, which DynamoDB refuses as a string key"],
+        ),
+        (
             "ttl is the entity-type attribute",
             &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nentity_type = \"kind\"\nttl = \"kind\"\n")],
-            &["6:7: `table.ttl` `kind` is also a key or the entity-type attribute"],
+            &["6:7: `table.ttl` `kind` is also a key, the type attribute or an attribute tally writes itself"],
         ),
         (
             "limits",

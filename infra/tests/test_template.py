@@ -398,9 +398,16 @@ def test_code_uri_builds_the_binary(resources):
 
 
 def test_the_rules_come_from_the_layer_and_default_to_the_built_in_ones(template):
-    # Empty: the function runs the university rules compiled into it.
-    assert template["Parameters"]["RulesFile"]["Default"] == ""
-    props = Stack(template, RulesFile="learning.toml").resource("Function")
+    # Empty: the function runs the university rules compiled into it; no other value, since the
+    # filter and the table are written for those rules.
+    spec = template["Parameters"]["RulesFile"]
+    assert (spec["Default"], spec["AllowedValues"]) == ("", [""])
+    with pytest.raises(AssertionError):
+        Stack(template, RulesFile="learning.toml")
+    # A template `make template RULES=examples/rules/learning.toml` wrote.
+    generated = json.loads(json.dumps(template))
+    generated["Parameters"]["RulesFile"].update(Default="learning.toml", AllowedValues=["learning.toml"])
+    props = Stack(generated).resource("Function")
     assert props["Environment"]["Variables"]["TALLY_RULES"] == "/opt/learning.toml", "layers mount under /opt"
     assert props["Layers"] == [ref("RulesLayer")]
     layer = template["Resources"]["RulesLayer"]

@@ -28,10 +28,11 @@ pub enum RuleAssessment<'r> {
 
 impl<'r> RuleAssessment<'r> {
     /// What the image adds while it exists: nothing unless it is a valid source item.
-    pub fn contribution(&self) -> Deltas {
+    pub fn contribution(&self) -> &Deltas {
+        static NOTHING: Deltas = Deltas::new();
         match self {
-            RuleAssessment::Source { contribution, .. } => contribution.clone(),
-            _ => Deltas::new(),
+            RuleAssessment::Source { contribution, .. } => contribution,
+            _ => &NOTHING,
         }
     }
 

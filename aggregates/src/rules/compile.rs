@@ -18,7 +18,7 @@ use super::pattern::{CaptureType, Pattern};
 use super::plan::{
     Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
 };
-use crate::keys::{MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, RULES_DIGEST, UPDATED_AT, VERSION};
+use crate::keys::{attributes, LEDGER_PK_INFIX, MAX_PARTITION_KEY_BYTES, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, TYPE_ATTRIBUTE};
 use crate::number::AVERAGE_SCALE;
 
 /// Most digits, integer and fraction together, a summed attribute may allow: a sum of 10^10
@@ -37,7 +37,7 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<Rules, RulesError
         let position = Position::of(text, err.span().map_or(0, |span| span.start));
         errors(vec![RuleError { position, problem: Problem::Toml(err.message().to_owned()) }])
     })?;
-    let mut compiler = Compiler { text, errors: Vec::new(), fields: Vec::new() };
+    let mut compiler = Compiler { text, errors: Vec::new(), fields: Vec::new(), index_keys: Vec::new() };
     let rules = compiler.rules(file, source_name);
     if compiler.errors.is_empty() {
         Ok(rules)
@@ -51,6 +51,8 @@ struct Compiler<'t> {
     errors: Vec<RuleError>,
     /// Field names interned so far; a [`FieldId`] indexes this.
     fields: Vec<String>,
+    /// Each index's key attributes, by index name, to be checked once the fields are known.
+    index_keys: Vec<(String, Text)>,
 }
 
 /// An aggregate while entities are compiled against it.
@@ -172,8 +174,17 @@ impl Compiler<'_> {
     }
 
     fn rules(&mut self, file: RulesFile, source_name: &str) -> Rules {
+        let prefix_span = file.table.bookkeeping_prefix.span();
         let table = self.table(file.table);
         let limits = self.limits(file.limits);
+        // A valid item's ledger key must be one DynamoDB can store (a limit past its own maximum
+        // is reported already).
+        let ledger_pk_bytes = table.bookkeeping_prefix.len() + LEDGER_PK_INFIX.len() + limits.source_pk_bytes;
+        if ledger_pk_bytes > MAX_PARTITION_KEY_BYTES && limits.source_pk_bytes <= MAX_SOURCE_PK_BYTES {
+            let problem =
+                Problem::PrefixTooLong { bytes: table.bookkeeping_prefix.len(), source_pk_bytes: limits.source_pk_bytes, ledger_pk_bytes };
+            self.error(prefix_span, problem);
+        }
         let mut aggregates: Vec<AggregateInfo> =
             file.aggregates.0.into_iter().map(|(name, decl)| self.aggregate(&table, name, decl)).collect();
         let entities: Vec<Entity> =
@@ -194,6 +205,18 @@ impl Compiler<'_> {
                 averages: info.averages,
             })
             .collect();
+        // tally's own items land in an index keyed on one of their attributes: a number or a list
+        // there is a write DynamoDB refuses.
+        let averages = aggregates.iter().flat_map(|aggregate| aggregate.averages.iter().map(|average| average.name.clone()));
+        let numeric: Vec<String> = self.fields.iter().cloned().chain(averages).collect();
+        for (index, key) in std::mem::take(&mut self.index_keys) {
+            let name = key.get_ref().as_str();
+            let string_of_tally = [attributes::UPDATED_AT, attributes::RULES_DIGEST, attributes::WRITTEN_BY, attributes::BACKFILL_RUN];
+            let tally_writes = attributes::ALL.contains(&name) && !string_of_tally.contains(&name);
+            if numeric.iter().any(|field| field == name) || name == table.ttl || tally_writes {
+                self.error(key.span(), Problem::IndexOnTallyAttribute { index, attribute: name.to_owned() });
+            }
+        }
         let fields = std::mem::take(&mut self.fields);
         let digest = digest(&table, &limits, &entities, &aggregates, &fields);
         Rules { source_name: source_name.to_owned(), digest, table, limits, entities, aggregates, fields }
@@ -220,10 +243,10 @@ impl Compiler<'_> {
         }
         if let Some(ttl) = &decl.ttl {
             self.non_empty(ttl, "`table.ttl`");
-            if [Some(decl.pk.get_ref()), Some(decl.sk.get_ref()), decl.entity_type.as_ref().map(Spanned::get_ref)]
-                .contains(&Some(ttl.get_ref()))
-            {
-                self.error(ttl.span(), Problem::TtlIsKey(ttl.get_ref().clone()));
+            let type_attribute = decl.entity_type.as_ref().map_or(TYPE_ATTRIBUTE, |attribute| attribute.get_ref().as_str());
+            let taken = [decl.pk.get_ref().as_str(), decl.sk.get_ref().as_str(), type_attribute];
+            if taken.contains(&ttl.get_ref().as_str()) || attributes::ALL.contains(&ttl.get_ref().as_str()) {
+                self.error(ttl.span(), Problem::TtlTaken(ttl.get_ref().clone()));
             }
         }
         let mut indexes: Vec<Index> = Vec::new();
@@ -237,6 +260,7 @@ impl Compiler<'_> {
                 self.error(index.name.span(), Problem::RepeatedIndex(index.name.get_ref().clone()));
                 continue;
             }
+            self.index_keys.extend(std::iter::once(&index.pk).chain(&index.sk).map(|key| (index.name.get_ref().clone(), key.clone())));
             indexes.push(Index { name: index.name.into_inner(), pk: index.pk.into_inner(), sk: index.sk.map(Spanned::into_inner) });
         }
         Table {
@@ -374,8 +398,8 @@ impl Compiler<'_> {
             self.error(field.span(), Problem::Empty("a field name".to_owned()));
             return false;
         }
-        let written_by_tally = [table.pk(), table.sk(), table.type_attribute(), table.ttl(), UPDATED_AT, VERSION, RULES_DIGEST];
-        if written_by_tally.contains(&name.as_str()) {
+        let written_by_tally = [table.pk(), table.sk(), table.type_attribute(), table.ttl()];
+        if written_by_tally.contains(&name.as_str()) || attributes::ALL.contains(&name.as_str()) {
             self.error(field.span(), Problem::ReservedField { aggregate: aggregate.to_owned(), field: name.clone() });
             return false;
         }

@@ -78,10 +78,17 @@ pub enum Problem {
     SameKeyAttributes(String),
     #[error("`table.entity_type` `{0}` is also a key attribute")]
     EntityTypeIsKey(String),
-    #[error("`table.ttl` `{0}` is also a key or the entity-type attribute")]
-    TtlIsKey(String),
+    #[error("`table.ttl` `{0}` is also a key, the type attribute or an attribute tally writes itself")]
+    TtlTaken(String),
+    #[error("index `{index}`: `{attribute}` is a number or a list tally writes on its own items, which DynamoDB refuses as a string key")]
+    IndexOnTallyAttribute { index: String, attribute: String },
     #[error("index `{0}` is declared twice")]
     RepeatedIndex(String),
+    #[error(
+        "`table.bookkeeping_prefix` is {bytes} bytes: a ledger's key would then be up to {ledger_pk_bytes} bytes \
+         (`limits.source_pk_bytes` = {source_pk_bytes}), over DynamoDB's 2048; shorten it or lower the limit"
+    )]
+    PrefixTooLong { bytes: usize, source_pk_bytes: usize, ledger_pk_bytes: usize },
     #[error("`limits.{name}` is {value}, over the {max} tally's bookkeeping leaves room for")]
     LimitTooHigh { name: &'static str, value: usize, max: usize },
     #[error("`limits.{0}` must be positive")]

@@ -283,7 +283,7 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// Its name, which is also the `entityType` of its items.
+    /// Its name, which its items also carry as their type ([`Table::type_attribute`]).
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -46,7 +46,7 @@ pub fn add(totals: &mut Totals, contribution: &Deltas, negate: bool) {
 
 /// What an image adds while it exists: nothing unless it is a valid source item.
 pub fn contribution(rules: &Rules, image: Option<&Item>) -> Deltas {
-    rules.assess(image).contribution()
+    rules.assess(image).contribution().clone()
 }
 
 /// A record's images, assessed once.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tally_engine::decode::ItemKey;
 use tally_engine::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::scan::TableItem;
+use tally_engine::store::scan::{ScannedLedger, TableItem};
 
 /// One field of one aggregate that differs from the recompute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,8 +59,8 @@ pub struct Audit {
     pub scanned: u64,
     pub recompute: Recompute<'static>,
     pub stored: BTreeMap<AggregateKey, Scanned>,
-    /// Contribution of each application item that can contribute (all but courses, users,
-    /// sessions and unknown items), as scanned; with [`Keep::Items`] only.
+    /// Contribution of each application item that needs a ledger ([`needs_ledger`]: an entity
+    /// with contributions, or an invalid image), as scanned; with [`Keep::Items`] only.
     pub contributions: BTreeMap<ItemKey, Deltas>,
     /// Ledgers by source item; with [`Keep::Items`] only.
     pub ledgers: BTreeMap<ItemKey, Ledger>,
@@ -72,7 +72,7 @@ pub struct Audit {
     pub latest_ledger_write: Option<String>,
     /// Ledgers and aggregates written under other rules than these, by those rules' digest:
     /// their contributions and fields are the other rules' (a rules change; backfill rewrites
-    /// them). Items written before tally stored digests say none and are not counted.
+    /// them). Items written before tally stored digests count as the university rules'.
     pub other_rules: BTreeMap<String, u64>,
 }
 
@@ -98,14 +98,32 @@ impl Audit {
     }
 
     /// Counts an item written under other rules; whether it was.
-    fn note_digest(&mut self, digest: Option<String>) -> bool {
-        match digest.filter(|digest| digest != self.rules().digest()) {
-            Some(digest) => {
-                *self.other_rules.entry(digest).or_default() += 1;
-                true
-            }
-            None => false,
+    fn note_digest(&mut self, digest: String) -> bool {
+        let foreign = digest != self.rules().digest();
+        if foreign {
+            *self.other_rules.entry(digest).or_default() += 1;
         }
+        foreign
+    }
+
+    /// Keeps a ledger for resetting (with [`Keep::Items`]).
+    fn keep_ledger(&mut self, scanned: ScannedLedger, foreign: bool) {
+        if self.keep == Keep::Items {
+            if foreign {
+                self.foreign_ledgers.insert(scanned.source.clone());
+            }
+            if let Some(run) = scanned.backfill_run {
+                self.ledger_runs.insert(scanned.source.clone(), run);
+            }
+            self.ledgers.insert(scanned.source, scanned.ledger);
+        }
+    }
+
+    /// Adds a ledger another slice's scan found (read by key for this slice's items): kept like
+    /// a scanned one, counted by the slice that scanned it.
+    pub fn add_ledger_of_slice(&mut self, scanned: ScannedLedger) {
+        let foreign = scanned.rules_digest != self.rules().digest();
+        self.keep_ledger(scanned, foreign);
     }
 
     /// Adds one item of the table, as a scan or a read by key found it.
@@ -116,7 +134,7 @@ impl Audit {
                 let assessment = self.recompute.add_item(&image);
                 if let (Keep::Items, Some(key), Some(assessment)) = (self.keep, key, assessment) {
                     if needs_ledger(&assessment) {
-                        self.contributions.insert(key, assessment.contribution());
+                        self.contributions.insert(key, assessment.contribution().clone());
                     }
                 }
             }
@@ -136,15 +154,7 @@ impl Audit {
                         }
                     }
                 }
-                if self.keep == Keep::Items {
-                    if foreign {
-                        self.foreign_ledgers.insert(scanned.source.clone());
-                    }
-                    if let Some(run) = scanned.backfill_run {
-                        self.ledger_runs.insert(scanned.source.clone(), run);
-                    }
-                    self.ledgers.insert(scanned.source, scanned.ledger);
-                }
+                self.keep_ledger(scanned, foreign);
             }
             TableItem::Other => {}
         }
@@ -294,7 +304,6 @@ pub fn needs_ledger(assessment: &RuleAssessment<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use aggregates::Number;
-    use tally_engine::store::scan::ScannedLedger;
 
     use super::*;
 
@@ -325,7 +334,7 @@ mod tests {
         let mut audit = Audit::new(rules(), Keep::Aggregates);
         let scanned = |by_backfill, at: &str| {
             let updated_at = Some(at.to_owned());
-            let rules_digest = Some(rules().digest().to_owned());
+            let rules_digest = rules().digest().to_owned();
             TableItem::Ledger(ScannedLedger {
                 source: item("student#s1"),
                 ledger: ledger(1),
@@ -347,7 +356,7 @@ mod tests {
         let key = course();
         let stored = StoredAggregate { values: AggregateValues::zero(rules(), key.kind), version: 1 };
         let mut audit = Audit::new(rules(), Keep::Aggregates);
-        let (averages, rules_digest) = (vec![Some("91.50".into())], Some(rules().digest().to_owned()));
+        let (averages, rules_digest) = (vec![Some("91.50".into())], rules().digest().to_owned());
         audit.add(TableItem::Aggregate { key: key.clone(), stored, averages, rules_digest });
         assert_eq!(audit.stored[&key].averages, vec![Some("91.5".to_owned())]);
         assert!(audit.other_rules.is_empty());
@@ -362,12 +371,12 @@ mod tests {
             }))
             .unwrap(),
         ));
-        let contribution = counted.contribution();
+        let contribution = counted.contribution().clone();
         audit.recompute.totals.merge(&contribution);
         // Right as stored, but written under other rules.
         let values = audit.recompute.aggregates()[&course()].clone();
         let stored = StoredAggregate { values, version: 1 };
-        audit.add(TableItem::Aggregate { key: course(), stored, averages: vec![None], rules_digest: Some("0123456789abcdef".into()) });
+        audit.add(TableItem::Aggregate { key: course(), stored, averages: vec![None], rules_digest: "0123456789abcdef".into() });
         assert!(!audit.drift().iter().any(|drift| drift.pk == "course#c1"));
         audit.contributions.insert(item("student#s1"), contribution.clone());
         let scanned = ScannedLedger {
@@ -376,7 +385,7 @@ mod tests {
             by_backfill: false,
             backfill_run: None,
             updated_at: None,
-            rules_digest: Some("0123456789abcdef".into()),
+            rules_digest: "0123456789abcdef".into(),
         };
         audit.add(TableItem::Ledger(scanned));
         assert_eq!(audit.other_rules, BTreeMap::from([("0123456789abcdef".to_owned(), 2)]));

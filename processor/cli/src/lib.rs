@@ -55,9 +55,10 @@ pub struct Common {
     #[arg(long, global = true)]
     pub json: bool,
     /// Rules file (TOML, as aggregates/rules/university.toml): the table's entities and
-    /// aggregates. Without it, the university rules built into tally.
-    #[arg(long, global = true, env = "TALLY_RULES", value_name = "FILE")]
-    pub rules: Option<std::path::PathBuf>,
+    /// aggregates. Without it (or empty, as the Lambda's TALLY_RULES may be), the university
+    /// rules built into tally.
+    #[arg(long, global = true, env = "TALLY_RULES", value_name = "FILE", value_parser = clap::builder::ValueParser::os_string())]
+    rules: Option<std::ffi::OsString>,
     /// The rules every command but `tally rules` runs under, loaded by [`run`] before it runs.
     #[arg(skip)]
     pub loaded_rules: Option<&'static Rules>,
@@ -90,6 +91,11 @@ pub enum Command {
 }
 
 impl Common {
+    /// The rules file named by `--rules` or `TALLY_RULES`, unless empty.
+    pub fn rules_file(&self) -> Option<&std::path::Path> {
+        self.rules.as_deref().filter(|path| !path.is_empty()).map(std::path::Path::new)
+    }
+
     /// The rules the command runs under: `--rules` as [`run`] loaded it, else the university's.
     pub fn rules(&self) -> &'static Rules {
         self.loaded_rules.unwrap_or_else(Rules::university)

@@ -93,8 +93,9 @@ fn section(rules: &Rules, kind: AggregateId, mut items: Vec<(AggregateKey, Aggre
     let mut columns: Vec<&str> = Vec::new();
     let rows = items
         .iter()
-        .map(|(key, values)| {
-            let parameters = aggregate.parameters(key).unwrap_or_default();
+        // A scanned key of this aggregate's kind always fits its templates.
+        .filter_map(|(key, values)| Some((aggregate.parameters(key)?, values)))
+        .map(|(parameters, values)| {
             if columns.is_empty() {
                 columns = parameters.iter().map(|(name, _)| *name).collect();
                 columns.extend(fields.iter().map(|field| rules.field_name(*field)));

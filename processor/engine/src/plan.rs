@@ -73,8 +73,8 @@ pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
             ItemChanges {
                 key: key.clone(),
                 records: records.iter().map(|change| (change.index, change.sequence.clone())).collect(),
-                before: first.old.contribution(),
-                after: last.new.contribution(),
+                before: first.old.contribution().clone(),
+                after: last.new.contribution().clone(),
                 touches_aggregates: records
                     .iter()
                     .any(|change| !change.old.contribution().is_empty() || !change.new.contribution().is_empty()),

@@ -30,7 +30,7 @@ impl Bookkeeping {
 
 /// One per source item: the last sequence number applied and the contribution the aggregates
 /// hold for it. `pk` = prefix + the item's pk, `sk` = the item's sk.
-pub const LEDGER: Bookkeeping = Bookkeeping { entity_type: "tally_ledger", pk_after_prefix: "ledger#" };
+pub const LEDGER: Bookkeeping = Bookkeeping { entity_type: "tally_ledger", pk_after_prefix: aggregates::keys::LEDGER_PK_INFIX };
 /// `tally consume`'s position in one shard: `pk` = prefix + stream ARN, `sk` = shard id.
 pub const CHECKPOINT: Bookkeeping = Bookkeeping { entity_type: "tally_checkpoint", pk_after_prefix: "checkpoint#" };
 /// One segmented-backfill worker's sums: `pk` = prefix + run id.
@@ -40,22 +40,8 @@ pub const BACKFILL_MARKER: Bookkeeping = Bookkeeping { entity_type: "tally_backf
 
 pub const BOOKKEEPING: [Bookkeeping; 4] = [LEDGER, CHECKPOINT, BACKFILL_PARTIAL, BACKFILL_MARKER];
 
-/// Attributes tally adds to the items it writes, beyond the rules' fields.
-pub mod attributes {
-    /// The counter every write of a ledger or an aggregate is conditioned on.
-    pub use aggregates::keys::VERSION;
-    pub const SEQUENCE_NUMBER: &str = "sequenceNumber";
-    pub const CONTRIBUTION: &str = "contribution";
-    pub const ASSUMED_FROM: &str = "assumedFrom";
-    pub const ASSUMED_BASELINE: &str = "assumedBaseline";
-    /// A contribution entry's field amounts.
-    pub const FIELDS: &str = "fields";
-    /// Whether the stream or a backfill last wrote a ledger.
-    pub const WRITTEN_BY: &str = "writtenBy";
-    /// The segmented backfill run that last reset a ledger.
-    pub const BACKFILL_RUN: &str = "backfillRun";
-    pub use aggregates::keys::RULES_DIGEST;
-}
+/// Attributes tally adds to the items it writes, beyond the rules' names.
+pub use aggregates::keys::attributes;
 
 /// The event source mapping's `FilterCriteria` for the compiled-in university rules:
 /// [`filter_criteria_for`] of [`Rules::university`], which `infra/template.yaml` carries.

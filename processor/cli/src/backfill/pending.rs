@@ -18,7 +18,7 @@ use crate::Common;
 use tally_engine::decode::{decode_batch, ItemKey, Origin};
 use tally_engine::plan::{first_version, Ledger, LedgerWrite};
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::{DynamoTable, Table, Writer};
+use tally_engine::store::{DynamoTable, Writer};
 use tally_engine::stream::StreamReader;
 
 /// Writes the ledgers [`ledgers_for_pending_records`] finds; returns a line for the summary.
@@ -54,13 +54,15 @@ async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> an
         .await
         .with_context(|| format!("reading the records still in stream {arn}"))?;
     let items: Vec<ItemKey> = items.into_iter().collect();
-    let found = table.read(&items, &[]).await.context("reading the ledgers of items with records in the stream")?.ledgers;
+    // Read as a scan reads them: a ledger written under other rules is there all the same.
+    let keys: Vec<ItemKey> = items.iter().map(|item| table.codec().ledger_key(item)).collect();
+    let found = table.read_decoded(&keys).await.context("reading the ledgers of items with records in the stream")?;
+    let items = items.into_iter().zip(keys);
     let nothing_yet = SequenceNumber::zero();
     Ok(Some(
         items
-            .into_iter()
-            .filter(|item| !found.contains_key(item))
-            .map(|item| LedgerWrite {
+            .filter(|(_, ledger)| !found.contains_key(ledger))
+            .map(|(item, _)| LedgerWrite {
                 item,
                 expected_version: None,
                 ledger: Ledger { version: first_version(), sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },

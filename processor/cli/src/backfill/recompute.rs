@@ -10,7 +10,7 @@ use crate::Common;
 use tally_engine::decode::ItemKey;
 use tally_engine::plan::LedgerWrite;
 use tally_engine::store::scan::TableItem;
-use tally_engine::store::{DynamoTable, Table};
+use tally_engine::store::DynamoTable;
 
 /// Refuses to run while the stream processor wrote within the quiet period, unless forced.
 pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()> {
@@ -31,10 +31,18 @@ pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Resul
 /// A ledger's key (`tally#ledger#{pk}`) hashes to another scan segment than its item, so a slice
 /// sees few of its own items' ledgers: the rest are read by key, or their reset would expect them
 /// absent and fail.
+///
+/// They are read as a scan reads them, so that one written under other rules is rewritten too.
 pub async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> anyhow::Result<()> {
-    let items: Vec<ItemKey> = audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).cloned().collect();
-    let found = table.read(&items, &[]).await.context("reading the ledgers of this slice's items")?;
-    audit.ledgers.extend(found.ledgers);
+    let codec = table.codec();
+    let keys: Vec<ItemKey> =
+        audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).map(|item| codec.ledger_key(item)).collect();
+    let found = table.read_decoded(&keys).await.context("reading the ledgers of this slice's items")?;
+    for item in found.into_values() {
+        if let TableItem::Ledger(scanned) = item {
+            audit.add_ledger_of_slice(scanned);
+        }
+    }
     Ok(())
 }
 

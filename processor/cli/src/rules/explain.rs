@@ -160,7 +160,7 @@ impl<'r> Explained<'r> {
             "assessment": self.kind(),
             "entity": self.entity(),
             "violation": violation,
-            "contribution": parts_json(rules, &self.assessment.contribution()),
+            "contribution": parts_json(rules, self.assessment.contribution()),
         })
     }
 

@@ -57,7 +57,7 @@ pub enum Origin {
 impl Origin {
     /// A positional `file`, else the global `--rules` / `TALLY_RULES`, else the embedded rules.
     pub fn choose(file: Option<&Path>, common: &Common) -> Origin {
-        match file.or(common.rules.as_deref()) {
+        match file.or(common.rules_file()) {
             Some(path) => Origin::File(path.to_owned()),
             None => Origin::Embedded,
         }

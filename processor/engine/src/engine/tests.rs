@@ -492,7 +492,7 @@ async fn after_ttl_deletes_a_ledger_the_next_records_are_measured_from_their_old
     let recreated = ledger(engine.table(), &key(&graded)).expect("the ledger is created anew");
     let assumed = recreated.assumed.as_ref().expect("a ledgerless record's old image is taken on trust");
     let regrade = &changes(&second)[0];
-    assert_eq!((&assumed.from, &assumed.baseline), (&regrade.sequence, &regrade.old.contribution()));
+    assert_eq!((&assumed.from, &assumed.baseline), (&regrade.sequence, regrade.old.contribution()));
     assert!(![expired.version, expired.version + 1].contains(&recreated.version), "a new incarnation, at a fresh version");
 
     let stored = engine.table().items();

@@ -12,10 +12,8 @@ use crate::decode::ItemKey;
 use crate::store::error::{classify, StoreError};
 use crate::store::DynamoTable;
 
-use crate::registry::attributes::SEQUENCE_NUMBER;
+use crate::registry::attributes::{FINISHED, SEQUENCE_NUMBER};
 use crate::registry::CHECKPOINT;
-
-const FINISHED: &str = "finished";
 
 /// One shard's position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

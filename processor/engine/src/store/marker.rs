@@ -9,15 +9,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 
 use crate::decode::ItemKey;
+use crate::registry::attributes::{FINISHED, OWNER, RUN, STARTED_AT};
 use crate::registry::BACKFILL_MARKER;
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 
 const MARKER_SK: &str = "in-progress";
-const STARTED_AT: &str = "startedAt";
-const FINISHED: &str = "finished";
-const RUN: &str = "run";
-const OWNER: &str = "owner";
 
 /// Who set the mark: only its owner clears it, so that a backfill finishing does not clear the
 /// mark of another one still writing.

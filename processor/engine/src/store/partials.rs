@@ -20,7 +20,7 @@ use chrono::Utc;
 
 use crate::decode::ItemKey;
 use crate::plan::MAX_TRANSACTION_ACTIONS;
-use crate::registry::attributes::FIELDS;
+use crate::registry::attributes::{AGGREGATE_PK, AGGREGATE_SK, ENTRIES, FIELDS, SCANNED_VERSION, TOTAL_SEGMENTS};
 use crate::registry::BACKFILL_PARTIAL;
 use crate::store::codec::{text, Codec, ConditionalPut, Expect};
 use crate::store::error::{SdkItem, StoreError};
@@ -28,11 +28,6 @@ use crate::store::DynamoTable;
 
 const PART_PREFIX: &str = "part#";
 const DONE_PREFIX: &str = "done#";
-const AGGREGATE_PK: &str = "aggregatePk";
-const AGGREGATE_SK: &str = "aggregateSk";
-const SCANNED_VERSION: &str = "scannedVersion";
-const TOTAL_SEGMENTS: &str = "totalSegments";
-const ENTRIES: &str = "entries";
 
 /// Partial results outlive any reasonable gap between the workers and the combine.
 pub const PARTIAL_RETENTION: chrono::Duration = chrono::Duration::days(7);

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use aggregates::keys::UPDATED_AT;
-use aggregates::{AggregateId, AggregateKey, KeyOwner};
+use aggregates::{AggregateId, AggregateKey, KeyOwner, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::decode::ItemKey;
@@ -30,8 +30,8 @@ pub enum TableItem {
         /// text as stored, if it is a number. Readers see it, so a drifted one is drift even
         /// when the sums agree.
         averages: Vec<Option<String>>,
-        /// The digest of the rules it was written under, if it says.
-        rules_digest: Option<String>,
+        /// The digest of the rules it was written under ([`written_under`]).
+        rules_digest: String,
     },
     /// A ledger.
     Ledger(ScannedLedger),
@@ -52,8 +52,14 @@ pub struct ScannedLedger {
     pub backfill_run: Option<String>,
     /// When it was last written (`updatedAt`, RFC 3339).
     pub updated_at: Option<String>,
-    /// The digest of the rules it was written under, if it says.
-    pub rules_digest: Option<String>,
+    /// The digest of the rules it was written under ([`written_under`]).
+    pub rules_digest: String,
+}
+
+/// The digest of the rules an item of tally's was written under. Releases before tally wrote
+/// digests knew the university rules alone, so an item without one was written under those.
+fn written_under(item: &SdkItem) -> String {
+    text(item, RULES_DIGEST).unwrap_or_else(|| Rules::university().digest()).to_owned()
 }
 
 /// Decodes one item; an item tally owns that does not have the shape tally writes is
@@ -71,21 +77,19 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
                     _ => None,
                 };
                 let averages = rules.aggregate(aggregate.kind).averages().iter().map(|declared| average(declared.name())).collect();
-                TableItem::Aggregate { key: aggregate, stored, averages, rules_digest: text(&item, RULES_DIGEST).map(str::to_owned) }
+                TableItem::Aggregate { key: aggregate, stored, averages, rules_digest: written_under(&item) }
             }
             None => TableItem::Other,
         },
         KeyOwner::Bookkeeping => match codec.source_of_ledger(&key) {
             Some(source) => {
-                let rules_digest = text(&item, RULES_DIGEST).map(str::to_owned);
+                let rules_digest = written_under(&item);
                 let ledger = match codec.decode_ledger(&key, &item) {
                     Ok(ledger) => ledger,
                     // Written under rules with aggregates or fields these do not have (renamed,
                     // dropped): what it holds means nothing under these rules, and backfill
                     // rewrites it whole, so it must not stop the scan that lets backfill do so.
-                    Err(StoreError::Corrupt { .. }) if rules_digest.as_deref().is_some_and(|digest| digest != rules.digest()) => {
-                        codec.decode_foreign_ledger(&key, &item)?
-                    }
+                    Err(StoreError::Corrupt { .. }) if rules_digest != rules.digest() => codec.decode_foreign_ledger(&key, &item)?,
                     Err(err) => return Err(err),
                 };
                 TableItem::Ledger(ScannedLedger {
@@ -160,8 +164,6 @@ impl DynamoTable {
 
 #[cfg(test)]
 mod tests {
-    use aggregates::Rules;
-
     use super::*;
 
     fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
