@@ -188,16 +188,19 @@ async fn run(example: &Example) {
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains(&format!("were written under rules {}, not these", rules.digest())), "{stdout}");
     // No stream processor runs here: the replay just now is what wrote the ledgers.
+    let (code, _, stderr) = cli::run(with_changed("backfill").arg("--force"));
+    assert_eq!(code, 2, "without --rules-changed, items of other rules are not rewritten: {stderr}");
+    assert!(stderr.contains("pass --rules-changed to rewrite them under these") && stderr.contains("Nothing was written"), "{stderr}");
     if example.segmented {
         // Each worker reads the ledgers of its items that another segment holds: those written
         // under the old rules are rewritten too.
         for segment in ["0", "1"] {
-            let args = ["--force", "--segment", segment, "--total-segments", "2", "--run", "change"];
+            let args = ["--force", "--rules-changed", "--segment", segment, "--total-segments", "2", "--run", "change"];
             cli::json(with_changed("backfill").args(args));
         }
         cli::json(with_changed("backfill").args(["--combine", "--total-segments", "2", "--run", "change"]));
     } else {
-        let backfilled = cli::json(with_changed("backfill").arg("--force"));
+        let backfilled = cli::json(with_changed("backfill").args(["--force", "--rules-changed"]));
         assert!(backfilled["written_under_other_rules"][rules.digest()].as_u64().is_some_and(|items| items > 0), "{backfilled}");
     }
     let verified = cli::json(&mut with_changed("verify"));

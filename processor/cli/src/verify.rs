@@ -54,7 +54,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         for (digest, items) in &audit.other_rules {
             println!(
                 "OTHER RULES {items} ledger(s) and aggregate(s) were written under rules {digest}, not these ({} {}): \
-                 the rules changed since; `tally backfill` rewrites them under these",
+                 the rules changed since; `tally backfill --rules-changed` rewrites them under these",
                 audit.rules().source_name(),
                 audit.rules().digest()
             );

@@ -72,6 +72,10 @@ pub struct Opts {
     /// changed after the workers scanned it.
     #[arg(long, requires_all = ["total_segments", "run"], conflicts_with = "segment")]
     pub combine: bool,
+    /// The rules changed since the table was written: rewrite the ledgers and aggregates written
+    /// under other rules. Without it, finding any refuses the backfill (wrong --rules?).
+    #[arg(long, conflicts_with = "combine")]
+    pub rules_changed: bool,
 }
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
@@ -91,6 +95,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     };
     let mut audit = scan::audit(common, &table, &segments, total, Keep::Items).await?;
     recompute::check_quiet(&audit, common, &opts)?;
+    recompute::check_rules(&audit, &opts)?;
     if segments.len() < total as usize {
         recompute::read_ledgers_of_this_slice(&table, &mut audit).await?;
     }

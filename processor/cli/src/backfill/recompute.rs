@@ -28,6 +28,25 @@ pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Resul
     Ok(())
 }
 
+/// Refuses to rewrite items written under other rules unless told the rules changed: run under
+/// the wrong rules (a forgotten `--rules`), backfill would rewrite the whole table under them.
+pub fn check_rules(audit: &Audit, opts: &Opts) -> anyhow::Result<()> {
+    if audit.other_rules.is_empty() || opts.rules_changed || opts.dry_run {
+        return Ok(());
+    }
+    let items: u64 = audit.other_rules.values().sum();
+    let digests: Vec<&str> = audit.other_rules.keys().map(String::as_str).collect();
+    let rules = audit.rules();
+    bail!(
+        "{items} ledger(s) and aggregate(s) were written under other rules ({}) than these ({}, {}): if the rules changed, \
+         pass --rules-changed to rewrite them under these; if not, run with the rules the table is written under (--rules / TALLY_RULES). \
+         Nothing was written",
+        digests.join(", "),
+        rules.source_name(),
+        rules.digest()
+    );
+}
+
 /// A ledger's key (`tally#ledger#{pk}`) hashes to another scan segment than its item, so a slice
 /// sees few of its own items' ledgers: the rest are read by key, or their reset would expect them
 /// absent and fail.
