@@ -62,8 +62,9 @@ test-rust: install
 	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES) -- --skip $(ORACLE) $(foreach t,$(COUNTED),--skip $(t))
 	@# Suites that print what they exercised (faults by kind, kills survived), on a server of their own.
 	$(WITH_DDB) cargo test $(FEATURES) --test store_sdk_faults --test cli_crashes -- --nocapture
-	@# The oracle on a server of its own: tables other tests leave behind slow DynamoDB Local down.
-	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle -- --nocapture $(ORACLE)
+	@# The oracles (the university's, and the example rule sets') on a server of their own:
+	@# tables other tests leave behind slow DynamoDB Local down.
+	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle --test store_examples -- --nocapture $(ORACLE)
 
 # The same build as test-rust's (a no-op after it): building `tally` alone would compile the
 # engine again with other features.
