@@ -456,3 +456,14 @@ fn commands_refuse_rules_that_do_not_load_as_rules_check_reports_them() {
     ];
     assert_eq!(cli::run(&mut tally(&replay)), (2, String::new(), problem.to_owned()));
 }
+
+/// `tally ... | head`: a reader that stops early ends tally quietly, as SIGPIPE ends a process
+/// (exit 141), not with a panic and its backtrace on stderr.
+#[test]
+fn a_closed_stdout_ends_tally_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = tally(&["rules", "check"]).stdout(writer).output().expect("running tally");
+    assert_eq!(output.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}
