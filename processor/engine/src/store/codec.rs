@@ -339,7 +339,8 @@ mod tests {
         contribution.add(rules.parse_key("course#c1", "stats").unwrap(), field("gradeSum"), &"91.5".parse().unwrap());
         contribution.add(rules.parse_key("stats#university", "day#2026-01-02").unwrap(), field("submissions"), &Number::one());
         let item = ItemKey { pk: "course#c1".into(), sk: "submission#a1#s1".into() };
-        let assumed = Some(Assumption { from: SequenceNumber::parse("40").unwrap(), baseline: contribution.negated() });
+        let assumed =
+            Some(Assumption { from: SequenceNumber::parse("40").unwrap(), baseline: Deltas::between(&contribution, &Deltas::new()) });
         let write = LedgerWrite {
             item: item.clone(),
             expected_version: None,
