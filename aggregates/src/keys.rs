@@ -67,6 +67,9 @@ pub mod attributes {
 /// DynamoDB's limits on a key, in UTF-8 bytes.
 pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// DynamoDB's limit on actions in one `TransactWriteItems`: a source item's ledger and every
+/// aggregate item its change moves commit in one.
+pub const MAX_TRANSACTION_ACTIONS: usize = 100;
 /// What follows the bookkeeping prefix in a ledger's partition key: `tally#ledger#{pk}`.
 pub const LEDGER_PK_INFIX: &str = "ledger#";
 /// The longest source keys tally accepts (SPEC): the margin below DynamoDB's limits leaves room

@@ -66,7 +66,7 @@ fn each_mistake_gets_its_exact_message_and_place() {
         (
             "unknown key",
             &[("bookkeeping_prefix = \"tally#\"\n", "bookkeeping_prefix = \"tally#\"\nprefix = \"x\"\n")],
-            &["5:1: unknown field `prefix`, expected one of `pk`, `sk`, `entity_type`, `bookkeeping_prefix`, `ttl`, `indexes`"],
+            &["5:1: unknown field `prefix`, expected one of `pk`, `sk`, `entity_type`, `bookkeeping_prefix`, `ttl`, `indexes`, `reserved_prefixes`"],
         ),
         ("wrong TOML type", &[("counters = [\"messages\"]", "counters = \"messages\"")], &["9:12: invalid type: string \"messages\", expected a sequence"]),
         (

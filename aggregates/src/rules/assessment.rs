@@ -90,6 +90,14 @@ pub enum Violation<'r> {
     AggregateKeyTooLong { aggregate: &'r str, key: &'r str, bytes: usize, limit: usize },
     #[error("attribute `{attribute}` has more than {integer} digits before the decimal point or {fraction} after it")]
     OutOfRange { attribute: &'r str, integer: u64, fraction: u64 },
+    /// An aggregate key built from the image would read back as other values (a value holds the
+    /// literal that follows it in the template), so it could name another item.
+    #[error("the `{aggregate}` item's `{key}` would not read back as the values it is built from (a value holds the literal after it)")]
+    AmbiguousKey { aggregate: &'r str, key: &'r str },
+    /// The image's own partition key starts with a prefix the application promised never to
+    /// write (the bookkeeping prefix or a reserved one).
+    #[error("key `{key}` starts with `{prefix}`, a prefix only tally writes")]
+    ReservedKey { key: &'r str, prefix: &'r str },
 }
 
 impl<'r> Violation<'r> {
@@ -106,6 +114,8 @@ impl<'r> Violation<'r> {
             Violation::BadDate(_) => "bad_date",
             Violation::KeyTooLong { .. } | Violation::AggregateKeyTooLong { .. } => "key_too_long",
             Violation::OutOfRange { .. } => "out_of_range",
+            Violation::AmbiguousKey { .. } => "ambiguous_key",
+            Violation::ReservedKey { .. } => "reserved_key",
         }
     }
 }

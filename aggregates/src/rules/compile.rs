@@ -5,6 +5,7 @@
 //! what is compiled, and the checks that depend on it are skipped, so one mistake gives one
 //! error rather than a cascade.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -18,6 +19,7 @@ use super::pattern::{CaptureType, Pattern};
 use super::plan::{
     Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
 };
+use super::safety::{self, Places};
 use crate::keys::{attributes, LEDGER_PK_INFIX, MAX_PARTITION_KEY_BYTES, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, TYPE_ATTRIBUTE};
 use crate::number::AVERAGE_SCALE;
 
@@ -37,7 +39,14 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<Rules, RulesError
         let position = Position::of(text, err.span().map_or(0, |span| span.start));
         errors(vec![RuleError { position, problem: Problem::Toml(err.message().to_owned()) }])
     })?;
-    let mut compiler = Compiler { text, errors: Vec::new(), fields: Vec::new(), index_keys: Vec::new() };
+    let mut compiler = Compiler {
+        text,
+        errors: Vec::new(),
+        fields: Vec::new(),
+        index_keys: Vec::new(),
+        field_digits: HashMap::new(),
+        entity_places: Vec::new(),
+    };
     let rules = compiler.rules(file, source_name);
     if compiler.errors.is_empty() {
         Ok(rules)
@@ -53,12 +62,16 @@ struct Compiler<'t> {
     fields: Vec<String>,
     /// Each index's key attributes, by index name, to be checked once the fields are known.
     index_keys: Vec<(String, Text)>,
+    /// Each sum field's widest summed values so far.
+    field_digits: HashMap<FieldId, FieldDigits>,
+    /// Where each entity's name and key patterns are written, in the file's order.
+    entity_places: Vec<Places>,
 }
 
 /// An aggregate while entities are compiled against it.
 struct AggregateInfo {
     name: String,
-    span: Range<usize>,
+    places: Places,
     /// `None` if it did not parse.
     pk: Option<Pattern>,
     sk: Option<Pattern>,
@@ -142,7 +155,8 @@ struct Slot {
     name: String,
     kind: ValueKind,
     attribute: bool,
-    bounded: bool,
+    /// A number attribute's `max_digits`.
+    digits: Option<Digits>,
 }
 
 /// `key = { PARAM = VALUE }`: a key parameter bound to a capture or attribute (its slot, if known).
@@ -157,6 +171,16 @@ struct Amounted<'d> {
     field: &'d Text,
     decl: &'d Spanned<AmountDecl>,
     amount: Option<Amount>,
+    /// The attribute's `max_digits` and its name as `entity.attribute`, for a summed one.
+    digits: Option<(Digits, String)>,
+}
+
+/// The widest values summed into one field so far, each with the attribute it comes from: the
+/// field's sum must fit DynamoDB's 38 digits whichever attributes feed it.
+struct FieldDigits {
+    integer: (u64, String),
+    fraction: (u64, String),
+    reported: bool,
 }
 
 /// The entity being compiled.
@@ -191,9 +215,10 @@ impl Compiler<'_> {
             file.entities.0.into_iter().map(|(name, decl)| self.entity(&table, &mut aggregates, name, decl)).collect();
         for aggregate in &aggregates {
             if !aggregate.fed {
-                self.error(aggregate.span.clone(), Problem::Unfed(aggregate.name.clone()));
+                self.error(aggregate.places.name.clone(), Problem::Unfed(aggregate.name.clone()));
             }
         }
+        let aggregate_places: Vec<Places> = aggregates.iter().map(|info| info.places.clone()).collect();
         let aggregates: Vec<Aggregate> = aggregates
             .into_iter()
             .map(|info| Aggregate {
@@ -205,6 +230,10 @@ impl Compiler<'_> {
                 averages: info.averages,
             })
             .collect();
+        let entity_places = std::mem::take(&mut self.entity_places);
+        safety::check(&table, limits, (&aggregates, &aggregate_places), (&entities, &entity_places), &mut |span, problem| {
+            self.error(span, problem)
+        });
         // tally's own items land in an index keyed on one of their attributes: a number or a list
         // there is a write DynamoDB refuses.
         let averages = aggregates.iter().flat_map(|aggregate| aggregate.averages.iter().map(|average| average.name.clone()));
@@ -263,8 +292,18 @@ impl Compiler<'_> {
             self.index_keys.extend(std::iter::once(&index.pk).chain(&index.sk).map(|key| (index.name.get_ref().clone(), key.clone())));
             indexes.push(Index { name: index.name.into_inner(), pk: index.pk.into_inner(), sk: index.sk.map(Spanned::into_inner) });
         }
+        let mut reserved_prefixes: Vec<String> = Vec::new();
+        for prefix in decl.reserved_prefixes {
+            self.non_empty(&prefix, "a reserved prefix");
+            if reserved_prefixes.contains(prefix.get_ref()) {
+                self.error(prefix.span(), Problem::RepeatedReservedPrefix(prefix.get_ref().clone()));
+                continue;
+            }
+            reserved_prefixes.push(prefix.into_inner());
+        }
         Table {
             indexes,
+            reserved_prefixes,
             pk: decl.pk.into_inner(),
             sk: decl.sk.into_inner(),
             entity_type: decl.entity_type.map(Spanned::into_inner),
@@ -332,11 +371,11 @@ impl Compiler<'_> {
         if decl.counters.is_empty() && decl.sums.is_empty() {
             self.error(name.span(), Problem::NoFields(name.get_ref().clone()));
         }
+        let places = Places { name: name.span(), pk: decl.pk.span(), sk: decl.sk.span() };
         let mut declared: Vec<String> = Vec::new();
         let counters = decl.counters.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
         let sums = decl.sums.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
-        let mut info =
-            AggregateInfo { name: name.get_ref().clone(), span: name.span(), pk, sk, counters, sums, averages: Vec::new(), fed: false };
+        let mut info = AggregateInfo { name: name.get_ref().clone(), places, pk, sk, counters, sums, averages: Vec::new(), fed: false };
         for (average, decl) in decl.averages.0 {
             let named = self.field_name(table, name.get_ref(), &mut declared, &average);
             let sum = match info.role(&self.fields, decl.sum.get_ref()) {
@@ -413,6 +452,7 @@ impl Compiler<'_> {
 
     fn entity(&mut self, table: &Table, aggregates: &mut [AggregateInfo], name: Text, decl: EntityDecl) -> Entity {
         self.non_empty(&name, "an entity's name");
+        self.entity_places.push(Places { name: name.span(), pk: decl.pk.span(), sk: decl.sk.span() });
         if aggregates.iter().any(|aggregate| aggregate.name == *name.get_ref()) {
             self.error(name.span(), Problem::NameClash(name.get_ref().clone()));
         }
@@ -434,7 +474,7 @@ impl Compiler<'_> {
                 name: capture.name.clone(),
                 kind: ValueKind::of_capture(capture.kind),
                 attribute: false,
-                bounded: false,
+                digits: None,
             });
         }
         let attributes =
@@ -481,12 +521,7 @@ impl Compiler<'_> {
             }
             Digits { integer: digits.get_ref().integer, fraction: digits.get_ref().fraction }
         });
-        scope.slots.push(Slot {
-            name: attribute.clone(),
-            kind: ValueKind::of_attribute(kind),
-            attribute: true,
-            bounded: max_digits.is_some(),
-        });
+        scope.slots.push(Slot { name: attribute.clone(), kind: ValueKind::of_attribute(kind), attribute: true, digits: max_digits });
         Attribute {
             name: attribute,
             kind,
@@ -521,8 +556,7 @@ impl Compiler<'_> {
             self.unused_parameters(aggregates, &targets, &bindings);
         }
         let conditions = self.conditions(scope, &decl.when);
-        let amounts: Vec<Amounted<'_>> =
-            decl.add.get_ref().0.iter().map(|(field, decl)| Amounted { field, decl, amount: self.amount(scope, decl) }).collect();
+        let amounts: Vec<Amounted<'_>> = decl.add.get_ref().0.iter().map(|(field, decl)| self.amounted(scope, field, decl)).collect();
         if amounts.is_empty() {
             self.error(decl.add.span(), Problem::NoAmounts);
         }
@@ -573,7 +607,7 @@ impl Compiler<'_> {
     /// What `amounts` add to one target, each checked against the field's role there.
     fn adds(&mut self, info: &AggregateInfo, amounts: &[Amounted<'_>], conditions: &[Condition]) -> Vec<Add> {
         let mut adds = Vec::new();
-        for Amounted { field, decl, amount } in amounts {
+        for Amounted { field, decl, amount, digits } in amounts {
             let (field_name, aggregate) = (field.get_ref().clone(), info.name.clone());
             let add = |field, amount| Add { conditions: conditions.to_vec(), field, amount };
             match (info.role(&self.fields, field.get_ref()), decl.get_ref()) {
@@ -581,7 +615,12 @@ impl Compiler<'_> {
                 (Some(FieldRole::Average), _) => self.error(field.span(), Problem::AddToAverage { aggregate, field: field_name }),
                 (Some(FieldRole::Counter(id)), AmountDecl::Integer(1)) => adds.push(add(id, Amount::One)),
                 (Some(FieldRole::Counter(_)), _) => self.error(decl.span(), Problem::CounterAddsOne { aggregate, field: field_name }),
-                (Some(FieldRole::Sum(id)), AmountDecl::Attribute(_)) => adds.extend(amount.clone().map(|amount| add(id, amount))),
+                (Some(FieldRole::Sum(id)), AmountDecl::Attribute(_)) => {
+                    if let Some(digits) = digits {
+                        self.sum_digits(id, digits, decl.span());
+                    }
+                    adds.extend(amount.clone().map(|amount| add(id, amount)));
+                }
                 (Some(FieldRole::Sum(_)), AmountDecl::Integer(_)) => {
                     self.error(decl.span(), Problem::SumAddsAttribute { aggregate, field: field_name });
                 }
@@ -617,6 +656,48 @@ impl Compiler<'_> {
         (targets, all_known)
     }
 
+    fn amounted<'d>(&mut self, scope: &Scope, field: &'d Text, decl: &'d Spanned<AmountDecl>) -> Amounted<'d> {
+        let amount = self.amount(scope, decl);
+        let digits = match amount {
+            Some(Amount::Attribute(slot)) => {
+                let slot = &scope.slots[slot];
+                slot.digits.map(|digits| (digits, format!("{}.{}", scope.name, slot.name)))
+            }
+            _ => None,
+        };
+        Amounted { field, decl, amount, digits }
+    }
+
+    /// Widens `field`'s digit budget by one more attribute summed into it; reports the field
+    /// once, where its budget first passes [`SUMMED_DIGITS`].
+    fn sum_digits(&mut self, field: FieldId, (digits, from): &(Digits, String), span: Range<usize>) {
+        let budget = self.field_digits.entry(field).or_insert_with(|| FieldDigits {
+            integer: (digits.integer, from.clone()),
+            fraction: (digits.fraction, from.clone()),
+            reported: false,
+        });
+        if digits.integer > budget.integer.0 {
+            budget.integer = (digits.integer, from.clone());
+        }
+        if digits.fraction > budget.fraction.0 {
+            budget.fraction = (digits.fraction, from.clone());
+        }
+        let total = budget.integer.0.saturating_add(budget.fraction.0);
+        // One attribute over the budget alone is [`Problem::DigitBudget`], reported already.
+        if total > SUMMED_DIGITS && !budget.reported && budget.integer.1 != budget.fraction.1 {
+            budget.reported = true;
+            let problem = Problem::FieldDigitBudget {
+                field: self.fields[field.0].clone(),
+                integer: budget.integer.0,
+                integer_from: budget.integer.1.clone(),
+                fraction: budget.fraction.0,
+                fraction_from: budget.fraction.1.clone(),
+                total,
+            };
+            self.error(span, problem);
+        }
+    }
+
     /// What one `add` value adds, checked apart from the fields it goes to.
     fn amount(&mut self, scope: &Scope, amount: &Spanned<AmountDecl>) -> Option<Amount> {
         let AmountDecl::Attribute(name) = amount.get_ref() else { return None };
@@ -626,7 +707,7 @@ impl Compiler<'_> {
             self.error(amount.span(), Problem::NotANumber { name: name.clone(), found: found.kind.describe() });
             return None;
         }
-        if !found.bounded {
+        if found.digits.is_none() {
             self.error(amount.span(), Problem::UnboundedSum { attribute: name.clone(), entity: scope.name.clone() });
         }
         Some(Amount::Attribute(slot))
@@ -678,9 +759,12 @@ fn is_snake_case(text: &str) -> bool {
 /// depends on changes. 64 bits tell rule sets apart; nothing relies on it being unforgeable.
 fn digest(table: &Table, limits: &Limits, entities: &[Entity], aggregates: &[Aggregate], fields: &[String]) -> String {
     use sha2::{Digest as _, Sha256};
-    let Table { pk, sk, entity_type, bookkeeping_prefix, ttl, indexes: _ } = table;
+    let Table { pk, sk, entity_type, bookkeeping_prefix, ttl, indexes: _, reserved_prefixes } = table;
     let table = (pk, sk, entity_type, bookkeeping_prefix, ttl);
-    let meaning = format!("{table:?}\n{limits:?}\n{entities:?}\n{aggregates:?}\n{fields:?}");
+    let mut meaning = format!("{table:?}\n{limits:?}\n{entities:?}\n{aggregates:?}\n{fields:?}");
+    if !reserved_prefixes.is_empty() {
+        meaning.push_str(&format!("\n{reserved_prefixes:?}"));
+    }
     let hash = Sha256::digest(meaning.as_bytes());
     hash.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
 }

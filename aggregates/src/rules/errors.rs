@@ -163,6 +163,75 @@ pub enum Problem {
     NotANumber { name: String, found: &'static str },
     #[error("no entity contributes to aggregate `{0}`")]
     Unfed(String),
+    #[error("`table.reserved_prefixes` names `{0}` twice")]
+    RepeatedReservedPrefix(String),
+    #[error(
+        "aggregates `{first}` and `{second}` can have the same key (as {pk_name} `{pk}`, {sk_name} `{sk}`): one item would be \
+         read as two kinds and each write would drop the other's fields; give one of them a literal the other cannot \
+         produce (`TAG#{{tag}}` beside `DAY#{{day:date}}`)"
+    )]
+    OverlappingAggregates { first: String, second: String, pk_name: String, pk: String, sk_name: String, sk: String },
+    #[error(
+        "aggregate `{aggregate}` can have the key of entity `{entity}` (as {pk_name} `{pk}`, {sk_name} `{sk}`): tally would \
+         write over the application's item, so an aggregate needs keys no entity has: a sort key of its own (`STATS`), \
+         or a partition key under `table.reserved_prefixes`"
+    )]
+    AggregateOnEntityKey { aggregate: String, entity: String, pk_name: String, pk: String, sk_name: String, sk: String },
+    #[error(
+        "aggregate `{aggregate}`: pk `{pattern}` can start with the bookkeeping prefix `{prefix}` (as `{key}`), where \
+         tally keeps its ledgers; start it with a literal of its own (`ORG#{{orgId}}`)"
+    )]
+    AggregateInBookkeeping { aggregate: String, pattern: String, prefix: String, key: String },
+    #[error(
+        "`{field}` sums values of up to {integer} digits before the point (`{integer_from}`) and {fraction} after it \
+         (`{fraction_from}`): {total} digits, over 28 (a sum of 10^10 values must fit DynamoDB's 38); lower their \
+         `max_digits`"
+    )]
+    FieldDigitBudget { field: String, integer: u64, integer_from: String, fraction: u64, fraction_from: String, total: u64 },
+    #[error(
+        "entity `{entity}` adds to up to {items} aggregate items: a record that moves it can write its ledger and the \
+         items of four images (its old and new, the ledger's, and a baseline a redrive corrects) in one transaction, \
+         {actions} actions, over DynamoDB's 100; an entity may add to at most {max}"
+    )]
+    FanOut { entity: String, items: usize, actions: usize, max: usize },
+    #[error(
+        "pattern `{pattern}`: `{capture}` is followed by `{literal}`, which a {kind} can hold: the capture ends at the \
+         literal's first occurrence, inside the value, so the pattern never matches; follow it with a character no \
+         {kind} holds, such as `#`"
+    )]
+    CaptureSwallowsLiteral { pattern: String, capture: String, literal: String, kind: &'static str },
+    #[error("pattern `{pattern}`: its shortest key is {bytes} bytes, over the {limit} a key may have here")]
+    PatternTooLong { pattern: String, bytes: usize, limit: usize },
+    #[error("entity `{entity}`: pk `{pattern}` starts with `{prefix}`, a prefix the application never writes")]
+    EntityUnderReservedPrefix { entity: String, pattern: String, prefix: String },
+    #[error("{count} {what}: `rules check` proves keys apart for at most {max}")]
+    TooManyToCheck { what: &'static str, count: usize, max: usize },
+}
+
+impl Problem {
+    /// The reason a file is refused to keep a table safe, for problems that are not about the
+    /// format itself: two aggregates sharing keys, an aggregate on an application item's key or
+    /// in tally's bookkeeping, sums that can pass DynamoDB's 38 digits, an entity whose writes
+    /// cannot fit one transaction, a pattern that never matches. `None` for the rest.
+    pub fn safety_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Problem::OverlappingAggregates { .. } => "overlapping_aggregates",
+            Problem::AggregateOnEntityKey { .. } => "aggregate_on_entity_key",
+            Problem::AggregateInBookkeeping { .. } | Problem::BookkeepingPrefix { .. } => "bookkeeping_space",
+            Problem::FieldDigitBudget { .. } | Problem::DigitBudget { .. } => "field_digit_budget",
+            Problem::FanOut { .. } => "fan_out",
+            Problem::CaptureSwallowsLiteral { .. } | Problem::PatternTooLong { .. } | Problem::EntityUnderReservedPrefix { .. } => {
+                "never_matches"
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether the file is refused to keep a table safe rather than for its form
+    /// ([`Problem::safety_reason`]).
+    pub fn is_safety(&self) -> bool {
+        self.safety_reason().is_some()
+    }
 }
 
 #[cfg(test)]

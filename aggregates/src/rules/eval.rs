@@ -74,8 +74,12 @@ impl Rules {
         let mut values = vec![Value::Absent; entity.slots()];
         let (captures, attributes) = values.split_at_mut(entity.first_attribute_slot());
         let (pk_captures, sk_captures) = captures.split_at_mut(entity.pk.captures().len());
-        read_key(image, &self.table.pk, &entity.pk, pk_captures)?;
+        let pk = read_key(image, &self.table.pk, &entity.pk, pk_captures)?;
         read_key(image, &self.table.sk, &entity.sk, sk_captures)?;
+        // The application promised never to write there: tally's own items live there.
+        if let Some(prefix) = self.table.reserved_prefix_of(pk) {
+            return Err(Violation::ReservedKey { key: &self.table.pk, prefix });
+        }
         for (value, attribute) in attributes.iter_mut().zip(&entity.attributes) {
             *value = attribute.read(image)?;
         }
@@ -85,7 +89,7 @@ impl Rules {
     fn contribution<'r>(&'r self, entity: &'r Entity, values: &[Value<'_>]) -> Result<Deltas, Violation<'r>> {
         let mut contribution = Deltas::new();
         let one = Number::one();
-        let mut oversized: Option<(AggregateKey, Violation<'r>)> = None;
+        let mut unwritable: Option<(AggregateKey, Violation<'r>)> = None;
         for group in &entity.groups {
             let holds = |add: &&Add| conditions_hold(add, values);
             if !group.adds.iter().any(|add| conditions_hold(add, values)) {
@@ -95,13 +99,13 @@ impl Rules {
             // A key parameter bound to an absent attribute: nothing to add there (SPEC: "an
             // item with no date adds nothing here").
             let Some(key) = render(aggregate, group, values) else { continue };
-            if let Some(violation) = self.oversized(aggregate, &key) {
-                if oversized.as_ref().is_none_or(|(first, _)| key < *first) {
-                    oversized = Some((key, violation));
+            if let Some(violation) = self.oversized(aggregate, &key).or_else(|| self.ambiguous(aggregate, group, values, &key)) {
+                if unwritable.as_ref().is_none_or(|(first, _)| key < *first) {
+                    unwritable = Some((key, violation));
                 }
                 continue;
             }
-            if oversized.is_some() {
+            if unwritable.is_some() {
                 // Invalid already: its amounts are not needed.
                 continue;
             }
@@ -114,7 +118,7 @@ impl Rules {
             });
             contribution.add_to(key, amounts);
         }
-        match oversized {
+        match unwritable {
             Some((_, violation)) => Err(violation),
             None => Ok(contribution),
         }
@@ -127,6 +131,27 @@ impl Rules {
         };
         too_long(&self.table.pk, key.pk.len(), MAX_PARTITION_KEY_BYTES)
             .or_else(|| too_long(&self.table.sk, key.sk.len(), MAX_SORT_KEY_BYTES))
+    }
+
+    /// Whether `key`, rendered from `values`, would read back as other values: a value holding
+    /// the literal that follows it in the template moves the split, and the key could then name
+    /// another item of the aggregate. (`rules check` proves different aggregates' keys apart.)
+    fn ambiguous<'r>(&'r self, aggregate: &'r Aggregate, group: &Group, values: &[Value<'_>], key: &AggregateKey) -> Option<Violation<'r>> {
+        let sk_params = aggregate.pk.captures().len();
+        let reads_back = |pattern: &Pattern, text: &str, first: usize| {
+            pattern.split(text, false, |index, _, part| match &values[group.params[first + index]] {
+                Value::Text(value) => *value == part,
+                Value::Day(day) => canonical_day(part) == Some(*day),
+                _ => false,
+            })
+        };
+        if !reads_back(&aggregate.pk, &key.pk, 0) {
+            Some(Violation::AmbiguousKey { aggregate: &aggregate.name, key: &self.table.pk })
+        } else if !reads_back(&aggregate.sk, &key.sk, sk_params) {
+            Some(Violation::AmbiguousKey { aggregate: &aggregate.name, key: &self.table.sk })
+        } else {
+            None
+        }
     }
 
     /// The aggregate item a table key names, if it names one: only keys as tally writes them
@@ -166,8 +191,8 @@ fn within<'r>(image: &Item, key: &'r str, limit: usize) -> Result<(), Violation<
     }
 }
 
-/// Reads a key attribute by its pattern, its captures into `values`.
-fn read_key<'a, 'r>(image: &'a Item, attribute: &'r str, pattern: &'r Pattern, values: &mut [Value<'a>]) -> Result<(), Violation<'r>> {
+/// Reads a key attribute by its pattern, its captures into `values`; returns the key.
+fn read_key<'a, 'r>(image: &'a Item, attribute: &'r str, pattern: &'r Pattern, values: &mut [Value<'a>]) -> Result<&'a str, Violation<'r>> {
     let key = match image.get(attribute) {
         None => return Err(Violation::Missing(attribute)),
         Some(AttributeValue::S(key)) => key.as_str(),
@@ -181,7 +206,7 @@ fn read_key<'a, 'r>(image: &'a Item, attribute: &'r str, pattern: &'r Pattern, v
         None => false,
     });
     if fits {
-        Ok(())
+        Ok(key)
     } else {
         Err(Violation::KeyShape { attribute, shape: pattern.shape() })
     }

@@ -63,9 +63,11 @@ mod assessment;
 mod compile;
 mod errors;
 mod eval;
+mod language;
 mod model;
 mod pattern;
 mod plan;
+mod safety;
 
 use std::sync::OnceLock;
 

@@ -38,6 +38,9 @@ pub(crate) struct TableDecl {
     pub ttl: Option<Text>,
     #[serde(default)]
     pub indexes: Vec<IndexDecl>,
+    /// Partition-key prefixes the application never writes: aggregates may live there.
+    #[serde(default)]
+    pub reserved_prefixes: Vec<Text>,
 }
 
 /// `indexes = [{ name = "...", pk = "...", sk = "..." }]`: a global secondary index `tally init`

@@ -80,6 +80,13 @@ pub enum PatternError {
     Adjacent(String, String),
 }
 
+/// A piece of a pattern, as [`Pattern::parts`] gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part<'p> {
+    Literal(&'p str),
+    Capture(&'p Capture),
+}
+
 /// One capture's value, for rendering a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyPart<'a> {
@@ -150,6 +157,33 @@ impl Pattern {
             Some(Segment::Literal(literal)) => literal,
             _ => "",
         }
+    }
+
+    /// The pattern as a rules file writes it: `{day:date}#order#{orderId}`.
+    pub(crate) fn source(&self) -> String {
+        let mut text = String::new();
+        for part in self.parts() {
+            match part {
+                Part::Literal(literal) => text.push_str(&literal.replace('{', "{{").replace('}', "}}")),
+                Part::Capture(Capture { name, kind }) => {
+                    let kind = match kind {
+                        CaptureType::Id => "",
+                        CaptureType::Date => ":date",
+                        CaptureType::DateTime => ":datetime",
+                    };
+                    text.push_str(&format!("{{{name}{kind}}}"));
+                }
+            }
+        }
+        text
+    }
+
+    /// Its literals and captures, in order.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = Part<'_>> + '_ {
+        self.segments.iter().map(|segment| match segment {
+            Segment::Literal(literal) => Part::Literal(literal),
+            Segment::Capture(index) => Part::Capture(&self.captures[*index]),
+        })
     }
 
     /// The key itself, if the pattern has no captures.

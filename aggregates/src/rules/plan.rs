@@ -98,6 +98,8 @@ pub struct Table {
     pub(crate) bookkeeping_prefix: String,
     pub(crate) ttl: String,
     pub(crate) indexes: Vec<Index>,
+    /// Partition-key prefixes the application never writes (the bookkeeping prefix aside).
+    pub(crate) reserved_prefixes: Vec<String>,
 }
 
 impl Table {
@@ -137,6 +139,22 @@ impl Table {
     /// The global secondary indexes `tally init` creates (tally reads none).
     pub fn indexes(&self) -> &[Index] {
         &self.indexes
+    }
+
+    /// Partition-key prefixes the file declares the application never writes. Aggregates whose
+    /// keys start with one cannot meet an application item; an image whose own partition key
+    /// starts with one is rejected (`reserved_key`).
+    pub fn reserved_prefixes(&self) -> &[String] {
+        &self.reserved_prefixes
+    }
+
+    /// The reserved prefix `pk` starts with, the bookkeeping prefix first: a key the
+    /// application promised never to write.
+    pub fn reserved_prefix_of(&self, pk: &str) -> Option<&str> {
+        std::iter::once(&self.bookkeeping_prefix)
+            .chain(&self.reserved_prefixes)
+            .find(|prefix| pk.starts_with(prefix.as_str()))
+            .map(String::as_str)
     }
 }
 

@@ -9,6 +9,7 @@ use aggregates::{excerpt, KeyOwner, RuleAssessment, Rules, Violation};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
+use crate::registry::BOOKKEEPING;
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`.
@@ -132,9 +133,14 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
     let (old, new) = (rules.assess(image(&stream.old_image)), rules.assess(image(&stream.new_image)));
     let origin = match rules.owner(&key.pk, &key.sk) {
         KeyOwner::Aggregate => Origin::OwnAggregate,
-        KeyOwner::Bookkeeping => Origin::OwnBookkeeping,
-        KeyOwner::Application if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
-        KeyOwner::Application => Origin::Source,
+        // Only tally writes under the bookkeeping prefix: an image there that is not one of its
+        // items is the application's, breaking that promise. It is assessed (and rejected,
+        // `reserved_key`), never skipped unseen as tally's.
+        KeyOwner::Bookkeeping if [&stream.old_image, &stream.new_image].into_iter().all(|image| is_bookkeeping(rules, image)) => {
+            Origin::OwnBookkeeping
+        }
+        KeyOwner::Application | KeyOwner::Bookkeeping if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+        KeyOwner::Application | KeyOwner::Bookkeeping => Origin::Source,
     };
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
@@ -142,6 +148,13 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
 /// A record's image; an INSERT's old image and a REMOVE's new one arrive empty.
 fn image(item: &Item) -> Option<&Item> {
     (!item.is_empty()).then_some(item)
+}
+
+/// Whether a record's image is absent or one of tally's bookkeeping items, by its type.
+fn is_bookkeeping(rules: &Rules, image: &Item) -> bool {
+    image.is_empty()
+        || matches!(image.get(rules.table().type_attribute()),
+            Some(AttributeValue::S(kind)) if BOOKKEEPING.iter().any(|bookkeeping| bookkeeping.entity_type == kind))
 }
 
 fn is_unknown(assessment: &RuleAssessment<'_>) -> bool {
@@ -191,11 +204,18 @@ mod tests {
             Origin::OwnAggregate
         );
 
-        let ledger = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}});
+        let keys = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}});
+        let ledger = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "tally_ledger"}});
         assert_eq!(
-            decode_record(0, &record(base(ledger.clone(), ledger)), "university", Rules::university()).unwrap().origin,
+            decode_record(0, &record(base(keys.clone(), ledger)), "university", Rules::university()).unwrap().origin,
             Origin::OwnBookkeeping
         );
+        // The application's item under the bookkeeping prefix is assessed, and rejected: never
+        // skipped unseen as tally's.
+        let squatter = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "instructor"}, "instructorID": {"S": "i1"}});
+        let change = decode_record(0, &record(base(keys, squatter)), "university", Rules::university()).unwrap();
+        assert_eq!(change.origin, Origin::Source);
+        assert_eq!(change.rejections().map(Violation::reason).collect::<Vec<_>>(), vec!["key_shape"]);
 
         let unknown = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}, "entityType": {"S": "note"}});
         let note = json!({"pk": {"S": "course#c1"}, "sk": {"S": "note#1"}});

@@ -12,8 +12,7 @@ use crate::decode::{Change, ItemKey, Origin};
 use crate::registry::LEDGER;
 use crate::sequence::SequenceNumber;
 
-/// DynamoDB's limit on actions in one `TransactWriteItems`.
-pub const MAX_TRANSACTION_ACTIONS: usize = 100;
+pub use aggregates::keys::MAX_TRANSACTION_ACTIONS;
 
 /// The version a newly created ledger or aggregate starts at: random, not 1.
 ///
