@@ -9,6 +9,7 @@
 //! Two languages meet when a breadth-first walk over pairs of positions reaches both ends, each
 //! step consuming one character both atoms admit; the walk's path spells a key both produce.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use super::pattern::{CaptureType, Part, Pattern};
@@ -63,6 +64,8 @@ struct Atom {
     class: Class,
     /// One or more, rather than exactly one.
     repeats: bool,
+    /// May also be skipped: zero or more, with `repeats`.
+    skippable: bool,
 }
 
 /// The keys a pattern (or a prefix) stands for.
@@ -74,18 +77,21 @@ pub(crate) struct Language {
 }
 
 impl Language {
-    pub(crate) fn of(pattern: &Pattern) -> Language {
+    /// The keys `pattern` stands for. With `empty_ids`, an `id` capture may also be empty: an
+    /// aggregate's keys are read back that way ([`super::Rules::owner`]), so a template's
+    /// language must hold what it reads as well as what it writes.
+    pub(crate) fn of(pattern: &Pattern, empty_ids: bool) -> Language {
         let mut atoms = Vec::new();
         for part in pattern.parts() {
             match part {
-                Part::Literal(text) => atoms.extend(text.chars().map(|c| Atom { class: Class::Char(c), repeats: false })),
+                Part::Literal(text) => atoms.extend(text.chars().map(|c| Atom { class: Class::Char(c), repeats: false, skippable: false })),
                 Part::Capture(capture) => {
                     let class = match capture.kind {
                         CaptureType::Id => Class::Any,
                         CaptureType::Date => Class::Date,
                         CaptureType::DateTime => Class::DateTime,
                     };
-                    atoms.push(Atom { class, repeats: true });
+                    atoms.push(Atom { class, repeats: true, skippable: empty_ids && capture.kind == CaptureType::Id });
                 }
             }
         }
@@ -94,24 +100,32 @@ impl Language {
 
     /// Every key that starts with `prefix`.
     pub(crate) fn starting_with(prefix: &str) -> Language {
-        Language { atoms: prefix.chars().map(|c| Atom { class: Class::Char(c), repeats: false }).collect(), open_end: true }
+        Language {
+            atoms: prefix.chars().map(|c| Atom { class: Class::Char(c), repeats: false, skippable: false }).collect(),
+            open_end: true,
+        }
     }
 
-    /// The classes the language may take one step with from `position`, and where each leads.
-    fn steps(&self, position: usize) -> impl Iterator<Item = (Class, usize)> + '_ {
+    /// The steps the language may take from `position`: a class of character consumed (`None`
+    /// for skipping an atom, consuming nothing), and where each leads.
+    fn steps(&self, position: usize) -> impl Iterator<Item = (Option<Class>, usize)> + '_ {
         let end = self.atoms.len();
-        let forward = self.atoms.get(position).map(|atom| (atom.class, position + 1));
-        let again = position.checked_sub(1).map(|last| self.atoms[last]).filter(|atom| atom.repeats).map(|atom| (atom.class, position));
-        let beyond = (position == end && self.open_end).then_some((Class::Any, end));
-        forward.into_iter().chain(again).chain(beyond)
+        let atom = self.atoms.get(position);
+        let forward = atom.map(|atom| (Some(atom.class), position + 1));
+        let skip = atom.filter(|atom| atom.skippable).map(|_| (None, position + 1));
+        let again =
+            position.checked_sub(1).map(|last| self.atoms[last]).filter(|atom| atom.repeats).map(|atom| (Some(atom.class), position));
+        let beyond = (position == end && self.open_end).then_some((Some(Class::Any), end));
+        forward.into_iter().chain(skip).chain(again).chain(beyond)
     }
 
     /// A key both languages hold, if any. The walk visits at most one state per pair of
     /// positions.
     pub(crate) fn meet(&self, other: &Language) -> Option<String> {
         let end = (self.atoms.len(), other.atoms.len());
-        // Each state reached, with the state it was reached from and the character taken.
-        let mut reached: HashMap<(usize, usize), Option<((usize, usize), char)>> = HashMap::new();
+        // Each state reached, with the state it was reached from and the character taken (none
+        // for a skipped atom).
+        let mut reached: HashMap<(usize, usize), Option<((usize, usize), Option<char>)>> = HashMap::new();
         let mut queue = VecDeque::from([(0, 0)]);
         reached.insert((0, 0), None);
         while let Some(state) = queue.pop_front() {
@@ -119,19 +133,27 @@ impl Language {
                 let mut key = Vec::new();
                 let mut at = state;
                 while let Some(Some((from, c))) = reached.get(&at) {
-                    key.push(*c);
+                    key.extend(*c);
                     at = *from;
                 }
                 return Some(key.into_iter().rev().collect());
             }
+            // One side skips an atom while the other stays, or both consume one character.
+            let skips = self.steps(state.0).filter(|(class, _)| class.is_none()).map(|(_, next)| ((next, state.1), None));
+            let other_skips = other.steps(state.1).filter(|(class, _)| class.is_none()).map(|(_, next)| ((state.0, next), None));
+            let mut moves: Vec<((usize, usize), Option<char>)> = skips.chain(other_skips).collect();
             for (mine, next_mine) in self.steps(state.0) {
                 for (theirs, next_theirs) in other.steps(state.1) {
-                    let Some(c) = mine.meet(theirs) else { continue };
-                    let next = (next_mine, next_theirs);
-                    if let std::collections::hash_map::Entry::Vacant(slot) = reached.entry(next) {
-                        slot.insert(Some((state, c)));
-                        queue.push_back(next);
+                    let (Some(mine), Some(theirs)) = (mine, theirs) else { continue };
+                    if let Some(c) = mine.meet(theirs) {
+                        moves.push(((next_mine, next_theirs), Some(c)));
                     }
+                }
+            }
+            for (next, c) in moves {
+                if let Entry::Vacant(slot) = reached.entry(next) {
+                    slot.insert(Some((state, c)));
+                    queue.push_back(next);
                 }
             }
         }
@@ -144,7 +166,7 @@ mod tests {
     use super::*;
 
     fn language(text: &str) -> Language {
-        Language::of(&Pattern::parse(text).unwrap())
+        Language::of(&Pattern::parse(text).unwrap(), false)
     }
 
     fn meet(a: &str, b: &str) -> Option<String> {
@@ -169,6 +191,15 @@ mod tests {
         assert_eq!(meet("day#{d:date}", "day#{d:date}#x"), None);
         assert_eq!(meet("USER#{id}", "CONV#{id}"), None);
         assert_eq!(meet("x{a}", "x"), None, "a capture is never empty");
+    }
+
+    #[test]
+    fn an_aggregate_template_also_holds_the_keys_it_reads_with_empty_ids() {
+        let read = Language::of(&Pattern::parse("X#{a}").unwrap(), true);
+        assert_eq!(read.meet(&language("X#")).as_deref(), Some("X#"));
+        assert_eq!(read.meet(&language("X#{b}#y")).as_deref(), Some("X#x#y"));
+        let read = Language::of(&Pattern::parse("{a}#{b}").unwrap(), true);
+        assert_eq!(read.meet(&language("#")).as_deref(), Some("#"));
     }
 
     #[test]

@@ -25,6 +25,10 @@ use crate::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, MAX_TRANSACTION_A
 /// pair.
 pub(crate) const MAX_CHECKED: usize = 1000;
 
+/// Aggregate keys are read back with empty ids allowed ([`super::Rules::owner`]): their
+/// languages must hold those keys too, or another template's key could be read as theirs.
+const READ_WITH_EMPTY_IDS: bool = true;
+
 /// Images whose aggregate items one transaction may have to write: a record's old and new
 /// image, the ledger's contribution, and the baseline a redriven older record corrects.
 const IMAGES_PER_COMMIT: usize = 4;
@@ -52,7 +56,7 @@ pub(crate) fn check(
     for (aggregate, places) in aggregates.iter().zip(aggregate_places) {
         let pk = usable(&aggregate.pk, places.pk.clone(), MAX_PARTITION_KEY_BYTES, report);
         let sk = usable(&aggregate.sk, places.sk.clone(), MAX_SORT_KEY_BYTES, report);
-        aggregate_keys.push(pk.zip(sk).map(|(pk, sk)| Keys::new(pk, sk)));
+        aggregate_keys.push(pk.zip(sk).map(|(pk, sk)| Keys::new(pk, sk, READ_WITH_EMPTY_IDS)));
     }
     let mut entity_keys: Vec<Option<Keys<'_>>> = Vec::with_capacity(entities.len());
     for (entity, places) in entities.iter().zip(entity_places) {
@@ -64,7 +68,7 @@ pub(crate) fn check(
             report(places.pk.clone(), problem);
             pk = None;
         }
-        entity_keys.push(pk.zip(sk).map(|(pk, sk)| Keys::new(pk, sk)));
+        entity_keys.push(pk.zip(sk).map(|(pk, sk)| Keys::new(pk, sk, false)));
         fan_out(entity, places, report);
     }
     for (count, what) in [(aggregates.len(), "aggregates"), (entities.len(), "entities")] {
@@ -197,11 +201,11 @@ struct Keys<'p> {
 }
 
 impl<'p> Keys<'p> {
-    fn new(pk: &'p Pattern, sk: &'p Pattern) -> Self {
+    fn new(pk: &'p Pattern, sk: &'p Pattern, empty_ids: bool) -> Self {
         Keys {
             pk,
-            pk_language: Language::of(pk),
-            sk_language: Language::of(sk),
+            pk_language: Language::of(pk, empty_ids),
+            sk_language: Language::of(sk, empty_ids),
             pk_ends: (pk.prefix(), suffix(pk)),
             sk_ends: (sk.prefix(), suffix(sk)),
         }
