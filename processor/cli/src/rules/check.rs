@@ -98,6 +98,7 @@ fn summary(rules: &Rules, origin: &Origin) -> Value {
             "bookkeeping_prefix": table.bookkeeping_prefix(),
             "ttl": table.ttl(),
             "indexes": indexes,
+            "reserved_prefixes": table.reserved_prefixes(),
         },
         "limits": { "source_pk_bytes": limits.source_pk_bytes, "source_sk_bytes": limits.source_sk_bytes },
         "entities": entities,
@@ -125,6 +126,10 @@ fn print_text(rules: &Rules, origin: &Origin) {
         .collect();
     let indexes = if indexes.is_empty() { "no indexes".to_owned() } else { format!("indexes {}", indexes.join(", ")) };
     println!("            TTL on `{}`, {indexes}; digest {}", table.ttl(), rules.digest());
+    if !table.reserved_prefixes().is_empty() {
+        let reserved: Vec<String> = table.reserved_prefixes().iter().map(|prefix| format!("`{prefix}`")).collect();
+        println!("            the application never writes pk prefixes {}", reserved.join(", "));
+    }
     println!("limits      source items' own keys up to {} bytes (pk) and {} bytes (sk)", limits.source_pk_bytes, limits.source_sk_bytes);
     let width = rules.entities().iter().map(|entity| entity.name().len()).chain(rules.aggregates().iter().map(|a| a.name().len()));
     let width = width.max().unwrap_or(0);
