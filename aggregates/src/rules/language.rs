@@ -68,6 +68,16 @@ struct Atom {
     skippable: bool,
 }
 
+/// A position in each of two languages being walked together.
+type State = (usize, usize);
+
+/// How the walk reached a state: from which, taking which character (none for a skipped atom).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    from: State,
+    taken: Option<char>,
+}
+
 /// The keys a pattern (or a prefix) stands for.
 #[derive(Debug, Clone)]
 pub(crate) struct Language {
@@ -123,17 +133,16 @@ impl Language {
     /// positions.
     pub(crate) fn meet(&self, other: &Language) -> Option<String> {
         let end = (self.atoms.len(), other.atoms.len());
-        // Each state reached, with the state it was reached from and the character taken (none
-        // for a skipped atom).
-        let mut reached: HashMap<(usize, usize), Option<((usize, usize), Option<char>)>> = HashMap::new();
+        // Each state reached, with how: none for the start.
+        let mut reached: HashMap<State, Option<Step>> = HashMap::new();
         let mut queue = VecDeque::from([(0, 0)]);
         reached.insert((0, 0), None);
         while let Some(state) = queue.pop_front() {
             if state == end {
                 let mut key = Vec::new();
                 let mut at = state;
-                while let Some(Some((from, c))) = reached.get(&at) {
-                    key.extend(*c);
+                while let Some(Some(Step { from, taken })) = reached.get(&at) {
+                    key.extend(*taken);
                     at = *from;
                 }
                 return Some(key.into_iter().rev().collect());
@@ -141,7 +150,7 @@ impl Language {
             // One side skips an atom while the other stays, or both consume one character.
             let skips = self.steps(state.0).filter(|(class, _)| class.is_none()).map(|(_, next)| ((next, state.1), None));
             let other_skips = other.steps(state.1).filter(|(class, _)| class.is_none()).map(|(_, next)| ((state.0, next), None));
-            let mut moves: Vec<((usize, usize), Option<char>)> = skips.chain(other_skips).collect();
+            let mut moves: Vec<(State, Option<char>)> = skips.chain(other_skips).collect();
             for (mine, next_mine) in self.steps(state.0) {
                 for (theirs, next_theirs) in other.steps(state.1) {
                     let (Some(mine), Some(theirs)) = (mine, theirs) else { continue };
@@ -152,7 +161,7 @@ impl Language {
             }
             for (next, c) in moves {
                 if let Entry::Vacant(slot) = reached.entry(next) {
-                    slot.insert(Some((state, c)));
+                    slot.insert(Some(Step { from: state, taken: c }));
                     queue.push_back(next);
                 }
             }
