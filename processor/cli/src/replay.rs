@@ -13,8 +13,8 @@ use serde_dynamo::AttributeValue;
 
 use crate::backfill::marker;
 use crate::Common;
-use tally_engine::decode::{decode_batch, Change};
-use tally_engine::engine::{Engine, RecordClass, Totals};
+use tally_engine::decode::{decode_batch, table_of_stream, Change, Origin};
+use tally_engine::engine::{Engine, Totals};
 use tally_engine::store::codec::LEDGER_RETENTION;
 use tally_engine::stream::STREAM_RETENTION;
 
@@ -31,6 +31,13 @@ pub struct Opts {
     /// these records (a fresh table, a test).
     #[arg(long)]
     pub allow_stale: bool,
+    /// The table the files were captured from, when it is not --table: records whose
+    /// `eventSourceARN` names NAME are applied to --table, as its own (production's capture
+    /// replayed into staging, say). Records of any other table, --table's own included, are still
+    /// skipped (`other_table`). Without it, only records of --table are applied. Either way, a run
+    /// in which every record is another table's fails, writing nothing.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub source_table: Option<String>,
 }
 
 /// A file that cannot be replayed; names the file, and the record and field where known.
@@ -48,13 +55,22 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// When DynamoDB wrote each record (`dynamodb.ApproximateCreationDateTime`), by position.
     pub written_at: Vec<DateTime<Utc>>,
+    /// The table each record of another table ([`Origin::OtherTable`]) is of, by position in
+    /// the batch, as its `eventSourceARN` names it.
+    pub other_tables: Vec<(usize, String)>,
 }
 
 impl Batch {
-    /// The first record written more than `retention` before `now`, as a refusal naming it.
+    /// The first record of the table written more than `retention` before `now`, as a refusal
+    /// naming it. Another table's records are skipped whatever their age, so it is not judged.
     pub fn first_stale(&self, now: DateTime<Utc>, retention: chrono::Duration) -> Option<FileError> {
-        let (index, at) = self.written_at.iter().enumerate().find(|(_, at)| now.signed_duration_since(**at) > retention)?;
-        let event_id = self.changes.get(index).map_or("", |change| change.event_id.as_str());
+        let (change, at) = self
+            .changes
+            .iter()
+            .zip(&self.written_at)
+            .filter(|(change, _)| change.origin != Origin::OtherTable)
+            .find(|(_, at)| now.signed_duration_since(**at) > retention)?;
+        let (index, event_id) = (change.index, change.event_id.as_str());
         // The event type reads a missing time as the epoch.
         let written = if at.timestamp() == 0 {
             "has no `dynamodb.ApproximateCreationDateTime`, so it cannot be shown to be".to_owned()
@@ -101,8 +117,8 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
     Ok(files)
 }
 
-/// Parses and validates one file completely, its records decoded by `rules`; nothing is written
-/// until every file passes.
+/// Parses and validates one file completely, its records decoded by `rules`, those of `table`
+/// (by their `eventSourceARN`) as the table's own; nothing is written until every file passes.
 pub fn load(path: &Path, table: &str, rules: &'static Rules) -> Result<Batch, FileError> {
     let error = |problem: String| FileError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
@@ -139,7 +155,59 @@ pub fn load(path: &Path, table: &str, rules: &'static Rules) -> Result<Batch, Fi
     }
     let changes = decode_batch(&event.records, table, rules).map_err(|err| error(err.to_string()))?;
     let written_at = event.records.iter().map(|record| record.change.approximate_creation_date_time).collect();
-    Ok(Batch { path: path.to_owned(), changes, written_at })
+    // Decoding judged these ARNs to name another table, so they name one.
+    let other_tables = changes
+        .iter()
+        .filter(|change| change.origin == Origin::OtherTable)
+        .filter_map(|change| {
+            let arn = event.records.get(change.index)?.event_source_arn.as_deref()?;
+            Some((change.index, table_of_stream(arn)?.to_owned()))
+        })
+        .collect();
+    Ok(Batch { path: path.to_owned(), changes, written_at, other_tables })
+}
+
+/// Refuses a run in which every record is another table's: it would apply nothing, almost always
+/// because the files are a capture of a table of another name. `source_table` is
+/// `--source-table`, if given; the error names the records' tables, each with its first record.
+fn check_any_own(batches: &[Batch], table: &str, source_table: Option<&str>) -> anyhow::Result<()> {
+    let changes = || batches.iter().flat_map(|batch| &batch.changes);
+    if changes().next().is_none() || changes().any(|change| change.origin != Origin::OtherTable) {
+        return Ok(());
+    }
+    // Per table, in the order first seen: how many records, and the first.
+    let mut of_table: Vec<OtherTable<'_>> = Vec::new();
+    for batch in batches {
+        for (index, name) in &batch.other_tables {
+            match of_table.iter_mut().find(|seen| seen.name == name) {
+                Some(seen) => seen.records += 1,
+                None => {
+                    let event_id = batch.changes.get(*index).map_or("", |change| change.event_id.as_str());
+                    of_table.push(OtherTable { name, records: 1, path: &batch.path, index: *index, event_id });
+                }
+            }
+        }
+    }
+    // The most records first; among equals, the first seen.
+    of_table.sort_by_key(|table| std::cmp::Reverse(table.records));
+    let tables = of_table.iter().map(OtherTable::to_string).collect::<Vec<_>>().join(", ");
+    let captured = of_table.first().map_or("", |table| table.name);
+    match source_table {
+        None => anyhow::bail!(
+            "no record is of table `{table}`; every record's `eventSourceARN` names another table: {tables}. Records of another \
+             table are skipped, so nothing would be applied. Nothing was written. To apply the capture of `{captured}` to \
+             `{table}`, pass --source-table {captured} (records of any other table are still skipped); to apply it to \
+             `{captured}` itself, pass --table {captured}"
+        ),
+        Some(source) if captured == table => anyhow::bail!(
+            "no record's `eventSourceARN` names --source-table `{source}`: the records are of {tables}. Nothing was written. \
+             To apply the records of `{table}` to `{table}` itself, leave out --source-table"
+        ),
+        Some(source) => anyhow::bail!(
+            "no record's `eventSourceARN` names --source-table `{source}`: the records are of {tables}. Nothing was written. \
+             Pass the table the files were captured from: --source-table {captured}"
+        ),
+    }
 }
 
 /// A number DynamoDB could not have stored cannot come from a real stream: the file is not a
@@ -152,6 +220,27 @@ fn check_numbers(value: &AttributeValue) -> Result<(), String> {
         AttributeValue::L(values) => values.iter().try_for_each(check_numbers),
         AttributeValue::M(values) => values.values().try_for_each(check_numbers),
         _ => Ok(()),
+    }
+}
+
+/// The records of one other table in a run, for [`check_any_own`]'s error.
+struct OtherTable<'a> {
+    name: &'a str,
+    records: usize,
+    /// The first record: its file, index there and eventID.
+    path: &'a Path,
+    index: usize,
+    event_id: &'a str,
+}
+
+impl std::fmt::Display for OtherTable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { name, records, path, index, event_id } = self;
+        let first = format!("{} record {index} (eventID `{event_id}`)", path.display());
+        match records {
+            1 => write!(f, "`{name}` (1 record; {first})"),
+            _ => write!(f, "`{name}` ({records} records; the first: {first})"),
+        }
     }
 }
 
@@ -168,7 +257,11 @@ pub struct Summary {
 
 pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let batches = expand(&opts.paths)?.iter().map(|path| load(path, &common.table, common.rules())).collect::<Result<Vec<_>, _>>()?;
+    // Records of `--source-table` are decoded as the table's own; the engine writes them to
+    // `--table`, which it opens.
+    let captured = opts.source_table.as_deref().unwrap_or(&common.table);
+    let batches = expand(&opts.paths)?.iter().map(|path| load(path, captured, common.rules())).collect::<Result<Vec<_>, _>>()?;
+    check_any_own(&batches, &common.table, opts.source_table.as_deref())?;
     if !opts.allow_stale {
         let now = Utc::now();
         if let Some(refusal) = batches.iter().find_map(|batch| batch.first_stale(now, STREAM_RETENTION)) {
@@ -199,7 +292,6 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     progress.finish();
     summary.elapsed_ms = started.elapsed().as_millis();
     print_summary(&summary, common.json)?;
-    warn_if_all_other_table(&summary, &common.table);
     Ok(if summary.failure.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
@@ -227,12 +319,4 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         eprintln!("tally: error: {failure}");
     }
     Ok(())
-}
-
-/// Every record naming another table is almost always a capture replayed into a renamed table.
-fn warn_if_all_other_table(summary: &Summary, table: &str) {
-    let totals = &summary.totals;
-    if totals.records > 0 && totals.by_class.get(&RecordClass::OtherTable).copied() == Some(totals.records) {
-        eprintln!("tally: warning: every record's eventSourceARN names a table other than `{table}`: nothing was applied (use --table to name the captured table)");
-    }
 }
