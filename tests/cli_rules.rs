@@ -109,6 +109,25 @@ fn broken_rule_files_get_every_problem_at_its_place_and_exit_2() {
 }
 
 #[test]
+fn unsafe_rules_are_refused_with_a_reason_each() {
+    let path = "fixtures/rules/unsafe/helpdesk.toml";
+    let (code, stdout, stderr) = run(&["check", path, "--json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with(&format!("{path}:32:6: pattern `MSG#{{sentAt:datetime}}-{{messageId}}`: `{{sentAt}}` is followed by `-`")));
+    assert!(
+        lines[1].starts_with(&format!("{path}:20:6: aggregates `by_tag` and `by_day` can have the same key (as PK `TAGS#1`, SK `TOTAL`)"))
+    );
+    assert!(lines[2].starts_with(&format!(
+        "{path}:9:6: aggregate `conversation_stats` can have the key of entity `conversation` (as PK `CONV#x`, SK `METADATA`)"
+    )));
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("JSON on stdout");
+    let reasons: Vec<&str> = summary["errors"].as_array().expect("errors").iter().filter_map(|error| error["reason"].as_str()).collect();
+    assert_eq!(reasons, ["never_matches", "overlapping_aggregates", "aggregate_on_entity_key"]);
+}
+
+#[test]
 fn every_subcommand_refuses_rules_that_do_not_load() {
     let path = format!("{BROKEN}/unfed-aggregate.toml");
     let expected = format!("{path}:13:13: no entity contributes to aggregate `daily_stats`\n");

@@ -46,7 +46,8 @@ pub struct RuleError {
 pub struct RulesErrors {
     /// The name the file was loaded under, as given to [`super::Rules::from_toml`].
     pub source_name: String,
-    /// In the order they were found: the file's order, mostly.
+    /// In the order they were found: the file's order, mostly (the checks that keep the table
+    /// safe run last).
     pub errors: Vec<RuleError>,
 }
 

@@ -92,7 +92,8 @@ pub fn load(origin: &Origin) -> Result<&'static Rules, LoadError> {
 }
 
 /// Loads the rules, or prints why they do not load: each problem on stderr and, with `--json`,
-/// `{"rules", "ok": false, "errors": [{"line", "column", "message"}]}` on stdout. `Err` is the
+/// `{"rules", "ok": false, "errors": [{"line", "column", "message", "reason"?}]}` on stdout
+/// (`reason` for a refusal that keeps the table safe, [`aggregates::rules::Problem::safety_reason`]). `Err` is the
 /// exit code then (2); a file that cannot be read is the command's error.
 pub(crate) fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result<Result<&'static Rules, ExitCode>> {
     match load(origin) {
@@ -104,11 +105,15 @@ pub(crate) fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result
                     .errors
                     .iter()
                     .map(|error| {
-                        serde_json::json!({
+                        let mut listed = serde_json::json!({
                             "line": error.position.line,
                             "column": error.position.column,
                             "message": error.problem.to_string(),
-                        })
+                        });
+                        if let Some(reason) = error.problem.safety_reason() {
+                            listed["reason"] = reason.into();
+                        }
+                        listed
                     })
                     .collect();
                 println!("{}", serde_json::json!({ "rules": errors.source_name, "ok": false, "errors": listed }));
