@@ -24,7 +24,8 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 ///
 /// A ledger that has disappeared since the scan was deleted by TTL (ledgers expire 48 h after
 /// their last write, lazily): that is a legitimate state, so its reset is written as a new ledger.
-/// Any other changed item means a writer raced backfill, and the chunk is refused.
+/// Any other changed item means a writer raced backfill, and the chunk is refused. So is a chunk
+/// with a write where an item that is not tally's stands: the store never replaces one.
 pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<()> {
     let mut budget = RetryBudget::within(RETRY_FOR);
     let mut ledgers = Cow::Borrowed(commit.ledgers);
@@ -33,6 +34,10 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
         let changed = match retrying(&mut budget, || table.commit(attempt)).await? {
             Ok(()) => return Ok(()),
             Err(StoreError::Changed(changed)) => changed,
+            Err(err @ StoreError::NotOwned { .. }) => bail!(
+                "{err}; nothing in this chunk was written. The rules give an aggregate the key of an item that is not tally's: \
+                 change the rules' key templates"
+            ),
             Err(err) => return Err(err.into()),
         };
         let expired: HashSet<&ItemKey> = changed
@@ -120,9 +125,9 @@ where
 #[cfg(test)]
 mod tests {
     use aggregates::Deltas;
-    use tally_engine::plan::Ledger;
+    use tally_engine::plan::{Ledger, StoredAggregate};
     use tally_engine::sequence::SequenceNumber;
-    use tally_engine::store::MemoryTable;
+    use tally_engine::store::{MemoryTable, SdkItem};
 
     use super::*;
 
@@ -162,6 +167,23 @@ mod tests {
         write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.expect("a ledger TTL deleted is not a race");
         let written = ledger(&table).await.expect("written anew");
         assert!(![scanned.ledger.version, scanned.ledger.version + 1].contains(&written.version), "at a version of its own");
+    }
+
+    #[tokio::test]
+    async fn an_aggregate_write_where_an_application_item_stands_refuses_the_chunk_and_leaves_the_item() {
+        let rules = aggregates::Rules::university();
+        let table = MemoryTable::new(rules);
+        let key = rules.parse_key("course#c1", "stats").expect("a course's stats key");
+        let note = serde_json::json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "title": {"S": "Reading list"}});
+        let note: SdkItem = serde_json::from_value::<serde_dynamo::Item>(note).expect("DynamoDB JSON").into();
+        let at = ItemKey { pk: key.pk.clone(), sk: key.sk.clone() };
+        table.put_item(at.clone(), note.clone());
+        // As a scan decodes the application's item at an aggregate key: tally's, without a version.
+        let stored = StoredAggregate { values: aggregates::AggregateValues::zero(rules, key.kind), version: 1 };
+        let write = AggregateWrite { key, expected_version: Some(0), stored };
+        let err = write_aggregates(&table, &[write], true).await.unwrap_err().to_string();
+        assert!(err.starts_with("item pk=`course#c1` sk=`stats` is not tally's `stats`"), "{err}");
+        assert_eq!(table.items().get(&at), Some(&note));
     }
 
     #[tokio::test]

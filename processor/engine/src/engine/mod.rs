@@ -8,11 +8,15 @@
 //! every delivery schedule SPEC lists.
 //!
 //! # No poison
-//! An item whose writes DynamoDB refuses for good ([`StoreError::Refused`]: a value or key it
-//! cannot store that no rule foresaw) must not hold back the rest of its batch. A refused read or
-//! commit of several items is narrowed down: each item is then read or committed alone, the ones
-//! DynamoDB refuses are set aside as [`Refused`], every other item is applied, and the batch
-//! reports from the first unapplied record.
+//! An item that can never be applied must not hold back the rest of its batch: DynamoDB refuses
+//! its writes for good ([`StoreError::Refused`]: a value or key it cannot store that no rule
+//! foresaw), or one of its ledgers or aggregates is an item tally does not own
+//! ([`StoreError::NotOwned`]: an application item at a key the rules also give an aggregate) or
+//! cannot decode ([`StoreError::Corrupt`]). Such a failure
+//! ([`StoreError::is_permanent_for_its_items`]) of a read or a commit of several items is
+//! narrowed down: each item is then read or committed alone, the ones that fail so are set aside
+//! as [`Refused`], every other item is applied, and the batch reports from the first unapplied
+//! record.
 
 mod outcome;
 #[cfg(test)]
@@ -107,7 +111,8 @@ struct Run<'a> {
     max_actions: usize,
     /// Items to commit one per transaction: a commit of several of them was refused.
     solo: HashSet<usize>,
-    /// Items DynamoDB refused for good, with the cause; no longer pending.
+    /// Items refused for good (by DynamoDB, or as needing an item that is not tally's or is
+    /// corrupt), with the cause; no longer pending.
     refused: Vec<(usize, String)>,
     outcome: &'a mut BatchOutcome,
 }
@@ -155,20 +160,21 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Reads whatever the pending items need that the snapshot lacks. A read DynamoDB refuses is
-    /// narrowed down to the items whose keys it refuses; those are set aside.
+    /// Reads whatever the pending items need that the snapshot lacks. A read that fails for good
+    /// for some of its items (DynamoDB refuses a key, an item found is not tally's or is corrupt)
+    /// is narrowed down to the items whose own reads fail so; those are set aside.
     async fn read_missing<T: Table>(&mut self, table: &T) -> Result<(), StoreError> {
         let pending = self.pending.clone();
         match self.read_for(table, &pending).await {
-            Err(err @ StoreError::Refused(_)) if pending.len() == 1 => {
+            Err(err) if err.is_permanent_for_its_items() && pending.len() == 1 => {
                 self.refuse(pending[0], &err);
                 Ok(())
             }
-            Err(StoreError::Refused(_)) => {
+            Err(err) if err.is_permanent_for_its_items() => {
                 for position in pending {
                     match self.read_for(table, &[position]).await {
                         Ok(()) => {}
-                        Err(err @ StoreError::Refused(_)) => self.refuse(position, &err),
+                        Err(err) if err.is_permanent_for_its_items() => self.refuse(position, &err),
                         Err(err) => return Err(err),
                     }
                 }
@@ -213,8 +219,9 @@ impl Run<'_> {
     }
 
     /// Plans the items at `positions` and commits their transactions in order. Returns `false`
-    /// when DynamoDB refused a commit: nothing of it was written, and its items are set aside
-    /// (one item) or marked to go alone (several).
+    /// when a commit failed for good for some of its items (DynamoDB refused it, or a condition
+    /// failed on an item that is not tally's or is corrupt): nothing of it was written, and its
+    /// items are set aside (one item) or marked to go alone (several).
     async fn commit_group<T: Table>(&mut self, table: &T, positions: &[usize], budget: &mut RetryBudget) -> Result<bool, StoreError> {
         let plan = plan(self.items, positions, &self.snapshot, self.max_actions, table.rules());
         let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
@@ -230,7 +237,7 @@ impl Run<'_> {
                     self.record_committed(transaction);
                     budget.reset();
                 }
-                Err(err @ StoreError::Refused(_)) => {
+                Err(err) if err.is_permanent_for_its_items() => {
                     match transaction.items[..] {
                         [position] => self.refuse(position, &err),
                         _ => self.solo.extend(transaction.items.iter().copied()),
@@ -251,7 +258,7 @@ impl Run<'_> {
 
     fn refuse(&mut self, position: usize, err: &StoreError) {
         let record = self.items[position].first_index();
-        tracing::error!(record, error = %err, "Item refused by DynamoDB for good; applying the rest of the batch.");
+        tracing::error!(record, error = %err, "Item refused for good; applying the rest of the batch.");
         self.pending.retain(|pending| *pending != position);
         self.solo.remove(&position);
         self.refused.push((position, err.to_string()));

@@ -18,7 +18,8 @@ pub enum RecordClass {
     AlreadyApplied,
     /// It changed nothing any aggregate counts.
     NoEffect,
-    /// DynamoDB refused its item for good (SPEC, "No poison").
+    /// Its item was refused for good (SPEC, "No poison"): DynamoDB cannot store it, or it needs
+    /// a ledger or an aggregate whose item is not tally's or is corrupt.
     Refused,
     /// An aggregate tally wrote, coming back on the stream.
     OwnAggregate,
@@ -116,14 +117,15 @@ pub struct BatchFailure {
     pub from: usize,
     /// Why items other than the refused ones were left unapplied; `None` when none were.
     pub cause: Option<Cause>,
-    /// Items DynamoDB refused for good.
+    /// Items refused for good: by DynamoDB, or as needing an item that is not tally's or is
+    /// corrupt.
     pub refused: Vec<Refused>,
 }
 
 impl BatchFailure {
     /// Whether delivering the batch again may apply more of it. Refused items fail the same way
     /// every time, and so does a store failure retrying cannot fix (a missing table, denied
-    /// permissions, a corrupt item): only a batch the deadline cut short is worth retrying.
+    /// permissions): only a batch the deadline cut short is worth retrying.
     pub fn is_retryable(&self) -> bool {
         matches!(self.cause, Some(Cause::Deadline { .. }))
     }
@@ -197,8 +199,9 @@ impl fmt::Display for Cause {
     }
 }
 
-/// A source item whose reads or writes DynamoDB refused for good. Its records stay unapplied:
-/// they are reported as failures, and a redelivery fails the same way (SPEC, "No poison").
+/// A source item refused for good: DynamoDB refused its reads or writes, or one of its ledgers
+/// or aggregates is an item that is not tally's or is corrupt. Its records stay unapplied: they
+/// are reported as failures, and a redelivery fails the same way (SPEC, "No poison").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     /// Batch position of the item's first record.

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::{AggregateKey, AggregateValues, FieldId, Number, Rules};
+use serde_json::json;
 
 use super::*;
 use crate::plan::{AggregateWrite, StoredAggregate};
 use crate::store::codec;
 use crate::store::memory::{Call, Fault, MemoryTable};
+use crate::store::SdkItem;
 use build::{assignment, changes, enrollment, expected, held, instructor, key, ledger, submission, Rec};
 
 /// Stream records as Lambda delivers them, and what the aggregates should hold after them.
@@ -499,4 +501,150 @@ async fn after_ttl_deletes_a_ledger_the_next_records_are_measured_from_their_old
     let again = engine.process(&changes(&second), ample()).await;
     assert_eq!(classes(&again), [(RecordClass::AlreadyApplied, 2)].into());
     assert_eq!(engine.table().items(), stored);
+}
+
+/// An item as another writer puts it, from DynamoDB JSON.
+fn item(image: serde_json::Value) -> SdkItem {
+    serde_json::from_value::<serde_dynamo::Item>(image).expect("test items are DynamoDB JSON").into()
+}
+
+/// The batch positions of the items refused, and the causes given.
+fn refusals(outcome: &BatchOutcome) -> (Vec<usize>, Vec<String>) {
+    let refused = outcome.failure.as_ref().map(|failure| failure.refused.as_slice()).unwrap_or_default();
+    (refused.iter().map(|refused| refused.index).collect(), refused.iter().map(|refused| refused.cause.clone()).collect())
+}
+
+/// A rules file whose aggregate key template gives an application item's key: tally must
+/// neither overwrite the application's item nor let it hold back the rest of the batch.
+#[tokio::test(start_paused = true)]
+async fn an_application_item_at_an_aggregate_key_is_left_as_it_is_and_only_the_records_that_need_it_are_refused() {
+    // One of another type, one with no type at all; neither carries a version.
+    let note = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "title": {"S": "Office hours"}}));
+    let untyped = item(json!({"pk": {"S": "course#c2"}, "sk": {"S": "stats"}, "title": {"S": "Reading list"}}));
+    let batch = [
+        Rec::insert(1, enrollment("c1", "s1")),
+        Rec::insert(2, enrollment("c3", "s2")),
+        Rec::insert(3, enrollment("c2", "s3")),
+        Rec::insert(4, submission("c3", "a1", "s2", Some("70"))),
+    ];
+    let engine = Engine::new(memory_table());
+    engine.table().put_item(codec::aggregate_key(&course("c1")), note.clone());
+    engine.table().put_item(codec::aggregate_key(&course("c2")), untyped.clone());
+
+    let first = engine.process(&changes(&batch), ample()).await;
+    let again = engine.process(&changes(&batch), ample()).await;
+
+    for (delivery, outcome) in [("first", &first), ("redelivery", &again)] {
+        let failure = outcome.failure.as_ref().expect("the refused records are reported");
+        assert!(failure.cause.is_none(), "{delivery}: every other item applied: {failure}");
+        assert!(!failure.is_retryable(), "{delivery}");
+        assert_eq!(outcome.failed_from(), Some(0), "{delivery}");
+        let (positions, causes) = refusals(outcome);
+        assert_eq!(positions, vec![0, 2], "{delivery}");
+        for (cause, course_id) in causes.iter().zip(["c1", "c2"]) {
+            assert!(cause.contains(&format!("pk=`course#{course_id}` sk=`stats` is not tally's `stats`")), "{delivery}: {cause}");
+            assert!(!cause.contains("note") && !cause.contains("Office") && !cause.contains("Reading"), "{delivery}: {cause}");
+        }
+        assert_eq!(outcome.count_of(RecordClass::Refused), 2, "{delivery}");
+    }
+    assert_eq!(first.count_of(RecordClass::Applied), 2);
+    assert_eq!(again.count_of(RecordClass::AlreadyApplied), 2);
+    let items = engine.table().items();
+    assert_eq!(items.get(&codec::aggregate_key(&course("c1"))), Some(&note), "the application's item, untouched");
+    assert_eq!(items.get(&codec::aggregate_key(&course("c2"))), Some(&untyped), "the application's item, untouched");
+    assert_eq!(held(engine.table()), expected(&[batch[1].clone(), batch[3].clone()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_application_item_with_a_string_under_a_fields_name_is_refused_not_corrupt() {
+    let note = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}));
+    let batch = [Rec::insert(1, enrollment("c2", "s1")), Rec::insert(2, enrollment("c1", "s2")), Rec::insert(3, enrollment("c2", "s3"))];
+    let engine = Engine::new(memory_table());
+    engine.table().put_item(codec::aggregate_key(&course("c1")), note.clone());
+
+    let outcome = engine.process(&changes(&batch), ample()).await;
+
+    let failure = outcome.failure.as_ref().expect("the refused record is reported");
+    assert!(failure.cause.is_none(), "not the whole batch: {failure}");
+    let (positions, causes) = refusals(&outcome);
+    assert_eq!(positions, vec![1]);
+    assert!(causes[0].contains("is not tally's `stats`") && !causes[0].contains("many"), "{}", causes[0]);
+    assert_eq!(outcome.count_of(RecordClass::Applied), 2);
+    assert_eq!(engine.table().items().get(&codec::aggregate_key(&course("c1"))), Some(&note));
+    assert_eq!(held(engine.table()), expected(&[batch[0].clone(), batch[2].clone()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_application_item_written_between_read_and_commit_is_not_overwritten() {
+    // One commit for the whole batch, at 20 ms, after the read at 10 ms; at 15 ms the
+    // application writes its own item at course c2's aggregate key.
+    let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, enrollment("c2", "s2")), Rec::insert(3, enrollment("c3", "s3"))];
+    let engine = Engine::new(memory_table().with_latency(LATENCY));
+    let note = item(json!({"pk": {"S": "course#c2"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "title": {"S": "Syllabus"}}));
+    let application = async {
+        tokio::time::sleep(LATENCY * 3 / 2).await;
+        engine.table().put_item(codec::aggregate_key(&course("c2")), note.clone());
+    };
+    let changes = changes(&batch);
+
+    let (outcome, ()) = tokio::join!(engine.process(&changes, ample()), application);
+
+    let failure = outcome.failure.as_ref().expect("the refused record is reported");
+    assert!(failure.cause.is_none(), "{failure}");
+    assert_eq!(refusals(&outcome).0, vec![1]);
+    assert_eq!(outcome.count_of(RecordClass::Applied), 2);
+    assert_eq!(outcome.retries, 0, "narrowed, not waited out");
+    assert_eq!(engine.table().items().get(&codec::aggregate_key(&course("c2"))), Some(&note));
+    assert_eq!(held(engine.table()), expected(&[batch[0].clone(), batch[2].clone()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_aggregate_sets_aside_only_the_records_that_need_it() {
+    // tally's own type, but a field that is not a number.
+    let corrupt = item(
+        json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "stats"}, "version": {"N": "5"}, "enrollmentCount": {"S": "x"}}),
+    );
+    let batch = [
+        Rec::insert(1, enrollment("c2", "s1")),
+        Rec::insert(2, enrollment("c1", "s2")),
+        Rec::insert(3, instructor("c1", "i1")),
+        Rec::insert(4, enrollment("c3", "s3")),
+    ];
+    let engine = Engine::new(memory_table());
+    engine.table().put_item(codec::aggregate_key(&course("c1")), corrupt.clone());
+
+    let outcome = engine.process(&changes(&batch), ample()).await;
+
+    let failure = outcome.failure.as_ref().expect("the corrupt item's records are reported");
+    assert!(failure.cause.is_none(), "every other item applied: {failure}");
+    assert!(!failure.is_retryable());
+    let (positions, causes) = refusals(&outcome);
+    assert_eq!(positions, vec![1, 2]);
+    assert!(causes.iter().all(|cause| cause == "item pk=`course#c1` sk=`stats` is corrupt: `enrollmentCount`: not a number"), "{causes:?}");
+    assert_eq!((outcome.count_of(RecordClass::Applied), outcome.count_of(RecordClass::Refused)), (2, 2));
+    let items = engine.table().items();
+    assert_eq!(items.get(&codec::aggregate_key(&course("c1"))), Some(&corrupt));
+    for course_id in ["c2", "c3"] {
+        let stored = items.get(&codec::aggregate_key(&course(course_id))).expect("the other courses' records applied");
+        let stored = engine.table().codec().read_aggregate(&course(course_id), stored).expect("tally's aggregate");
+        assert_eq!(stored.values.get(field("enrollmentCount")), Number::one(), "{course_id}");
+    }
+    assert!(ledger(engine.table(), &key(&enrollment("c1", "s2"))).is_none(), "nothing of the refused items written");
+}
+
+/// Aggregates written before tally versioned its items carry its type but no `version`: they
+/// are still tally's, and updated.
+#[tokio::test(start_paused = true)]
+async fn an_old_aggregate_of_tallys_type_without_a_version_is_still_updated() {
+    let old = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "stats"}, "enrollmentCount": {"N": "2"}}));
+    let engine = Engine::new(memory_table());
+    engine.table().put_item(codec::aggregate_key(&course("c1")), old);
+
+    let outcome = engine.process(&changes(&[Rec::insert(1, enrollment("c1", "s3"))]), ample()).await;
+
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    assert_eq!(count(engine.table(), &course("c1"), field("enrollmentCount")), Number::from(3));
+    let stored = &engine.table().items()[&codec::aggregate_key(&course("c1"))];
+    let stored = engine.table().codec().read_aggregate(&course("c1"), stored).expect("still tally's");
+    assert_ne!(stored.version, 0, "versioned from now on");
 }

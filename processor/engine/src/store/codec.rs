@@ -51,24 +51,32 @@ pub(crate) struct ConditionalPut {
     pub expect: Expect,
 }
 
+/// What a put requires of the item it replaces.
+///
+/// # Rules cannot hurt the table
+/// tally creates an item only where none exists, and replaces only an item that carries tally's
+/// own type for it in the rules' type attribute: an aggregate's name, or a bookkeeping kind's
+/// ([`Bookkeeping::entity_type`]). A rules file whose key template gives an application item's
+/// key then fails that item's condition instead of overwriting it. Only bookkeeping under the
+/// bookkeeping prefix, which no source item may use, is written whatever is there.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Expect {
-    /// Whatever is there: bookkeeping rewritten whole.
+    /// Whatever is there: bookkeeping under the bookkeeping prefix, rewritten whole.
     Anything,
     /// The item does not exist.
     Absent,
-    /// The item exists and `attribute` equals `value`.
-    Equals { attribute: &'static str, value: AttributeValue },
-    /// The item exists without `attribute` (written before tally versioned it, or by hand).
-    Missing { attribute: &'static str },
+    /// The item exists and is tally's: its type attribute is `entity_type`, and its `version` is
+    /// `version`, or it has none (`None`: written before tally versioned its items).
+    Owned { entity_type: &'static str, version: Option<u64> },
 }
 
-/// The condition for an item read at `version` (`None`: absent; 0: present without a version).
-fn expect_version(version: Option<u64>) -> Expect {
+/// The condition for an item of type `entity_type` read at `version` (`None`: absent; 0: present
+/// without a version).
+fn expect_owned(entity_type: &'static str, version: Option<u64>) -> Expect {
     match version {
         None => Expect::Absent,
-        Some(0) => Expect::Missing { attribute: VERSION },
-        Some(version) => Expect::Equals { attribute: VERSION, value: n(version) },
+        Some(0) => Expect::Owned { entity_type, version: None },
+        Some(version) => Expect::Owned { entity_type, version: Some(version) },
     }
 }
 
@@ -132,12 +140,14 @@ impl Codec {
     }
 
     /// The state of a ledger or an aggregate as a failed condition returned it (`None`: absent).
+    /// An item there that is not tally's is [`StoreError::NotOwned`]: the condition failed
+    /// because tally does not replace it, and no re-plan can change that.
     pub fn current(&self, key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
         if let Some(source) = self.source_of_ledger(key) {
-            let ledger = item.map(|item| self.decode_ledger(key, item)).transpose()?;
+            let ledger = item.map(|item| self.read_ledger(key, item)).transpose()?;
             Ok(Current::Ledger { source, ledger })
         } else if let Some(aggregate) = self.rules.parse_key(&key.pk, &key.sk) {
-            let stored = item.map(|item| self.decode_aggregate(&aggregate, item)).transpose()?;
+            let stored = item.map(|item| self.read_aggregate(&aggregate, item)).transpose()?;
             Ok(Current::Aggregate { key: aggregate, stored })
         } else {
             Err(StoreError::Corrupt {
@@ -166,7 +176,7 @@ impl Codec {
             item.insert(ASSUMED_FROM.to_owned(), s(assumed.from.as_str()));
             item.insert(ASSUMED_BASELINE.to_owned(), self.encode_deltas(&assumed.baseline));
         }
-        ConditionalPut { key, item, expect: expect_version(write.expected_version) }
+        ConditionalPut { key, item, expect: expect_owned(LEDGER.entity_type, write.expected_version) }
     }
 
     /// A contribution as a list of `{pk, sk, fields}`: the aggregate's keys under the table's key
@@ -192,6 +202,32 @@ impl Codec {
         )
     }
 
+    /// A ledger found where the engine keeps one: [`StoreError::NotOwned`] unless the item carries
+    /// the ledger's type, so that the engine never plans from, nor replaces, an item not its own.
+    pub fn read_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+        self.check_owned(key, item, LEDGER.entity_type)?;
+        self.decode_ledger(key, item)
+    }
+
+    /// An aggregate found at its key, as [`Codec::read_ledger`] reads a ledger: only tally's own.
+    pub fn read_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
+        let entity_type = self.rules.aggregate(key.kind).name();
+        self.check_owned(&aggregate_key(key), item, entity_type)?;
+        self.decode_aggregate(key, item)
+    }
+
+    /// Whether `item`, found at `key`, carries `entity_type` in the rules' type attribute, as
+    /// every item tally writes does.
+    fn check_owned(&self, key: &ItemKey, item: &SdkItem, entity_type: &'static str) -> Result<(), StoreError> {
+        let type_attribute = self.rules.table().type_attribute();
+        if text(item, type_attribute) == Some(entity_type) {
+            Ok(())
+        } else {
+            Err(StoreError::NotOwned { key: key.clone(), entity_type, type_attribute })
+        }
+    }
+
+    /// Decodes a ledger whatever its type: for scans, which tell items apart by their keys.
     pub fn decode_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
         self.decode_ledger_reading(key, item, true)
     }
@@ -271,10 +307,11 @@ impl Codec {
                 item.insert(average.name().to_owned(), n(value));
             }
         }
-        ConditionalPut { key, item, expect: expect_version(write.expected_version) }
+        ConditionalPut { key, item, expect: expect_owned(aggregate.name(), write.expected_version) }
     }
 
-    /// Reads an aggregate item back: every field of its kind (missing ones as zero) and its version.
+    /// Reads an aggregate item back, whatever its type: every field of its kind (missing ones as
+    /// zero) and its version.
     pub fn decode_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
         let corrupt = |problem: String| StoreError::Corrupt { key: aggregate_key(key), problem };
         let mut values = AggregateValues::zero(self.rules, key.kind);
@@ -364,14 +401,42 @@ mod tests {
         let put = codec.encode_aggregate(&write, Utc::now());
         assert_eq!(put.item.get("gradeAverage"), Some(&AttributeValue::N("3.3333".into())));
         assert_eq!(put.item.get("entityType"), Some(&AttributeValue::S("assignment_stats".into())));
-        assert_eq!(put.expect, Expect::Equals { attribute: VERSION, value: AttributeValue::N("4".into()) });
+        assert_eq!(put.expect, Expect::Owned { entity_type: "assignment_stats", version: Some(4) });
         assert_eq!(codec.decode_aggregate(&key, &put.item).unwrap(), write.stored);
     }
 
     #[test]
-    fn an_item_without_a_version_is_expected_without_one() {
-        assert_eq!(expect_version(Some(0)), Expect::Missing { attribute: VERSION });
-        assert_eq!(expect_version(None), Expect::Absent);
+    fn an_item_without_a_version_is_expected_without_one_but_with_tallys_type() {
+        assert_eq!(expect_owned("stats", Some(0)), Expect::Owned { entity_type: "stats", version: None });
+        assert_eq!(expect_owned("stats", None), Expect::Absent);
+    }
+
+    #[test]
+    fn only_an_item_of_tallys_own_type_is_read_as_tallys() {
+        let (codec, rules) = (codec(), Rules::university());
+        let key = rules.parse_key("course#c1", "stats").unwrap();
+        let note: SdkItem = [
+            ("pk".to_owned(), s("course#c1")),
+            ("sk".to_owned(), s("stats")),
+            ("entityType".to_owned(), s("note")),
+            ("title".to_owned(), s("private")),
+        ]
+        .into();
+        let err = codec.read_aggregate(&key, &note).unwrap_err();
+        assert!(matches!(err, StoreError::NotOwned { entity_type: "stats", .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "item pk=`course#c1` sk=`stats` is not tally's `stats`: its `entityType` is not `stats`, and tally neither reads nor \
+             replaces an item it does not own"
+        );
+        let mut untyped = note.clone();
+        untyped.remove("entityType");
+        assert!(matches!(codec.read_aggregate(&key, &untyped), Err(StoreError::NotOwned { .. })));
+        let ledger = ItemKey { pk: "tally#ledger#course#c1".into(), sk: "student#s1".into() };
+        assert!(matches!(codec.read_ledger(&ledger, &note), Err(StoreError::NotOwned { entity_type: "tally_ledger", .. })));
+        let mut own = note;
+        own.insert("entityType".into(), s("stats"));
+        assert_eq!(codec.read_aggregate(&key, &own).unwrap().version, 0, "tally's, from before versions");
     }
 
     #[test]

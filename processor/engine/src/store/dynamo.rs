@@ -112,9 +112,12 @@ impl DynamoTable {
         Ok(found)
     }
 
-    /// Writes every put or none: each only if its item is still as expected.
+    /// Writes every put or none: each only if its item is still as expected. An item is created
+    /// only where none exists, and replaced only if it carries the type tally gives it
+    /// ([`Expect`]); conditions cost no capacity.
     pub(crate) async fn commit_puts(&self, puts: &[ConditionalPut]) -> Result<(), StoreError> {
-        let pk = self.codec.rules().table().pk();
+        let table = self.codec.rules().table();
+        let (pk, type_attribute) = (table.pk(), table.type_attribute());
         let items = puts
             .iter()
             .map(|put| {
@@ -125,14 +128,18 @@ impl DynamoTable {
                 let builder = match &put.expect {
                     Expect::Anything => builder,
                     Expect::Absent => builder.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", pk),
-                    Expect::Missing { attribute } => builder
-                        .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
-                        .expression_attribute_names("#pk", pk)
-                        .expression_attribute_names("#attr", *attribute),
-                    Expect::Equals { attribute, value } => builder
-                        .condition_expression("#attr = :expected")
-                        .expression_attribute_names("#attr", *attribute)
-                        .expression_attribute_values(":expected", value.clone()),
+                    Expect::Owned { entity_type, version } => {
+                        let owned = builder
+                            .expression_attribute_names("#type", type_attribute)
+                            .expression_attribute_values(":type", AttributeValue::S((*entity_type).to_owned()))
+                            .expression_attribute_names("#version", codec::VERSION);
+                        match version {
+                            Some(version) => owned
+                                .condition_expression("#type = :type AND #version = :version")
+                                .expression_attribute_values(":version", AttributeValue::N(version.to_string())),
+                            None => owned.condition_expression("#type = :type AND attribute_not_exists(#version)"),
+                        }
+                    }
                 };
                 builder
                     .build()
@@ -217,12 +224,12 @@ impl Table for DynamoTable {
         let mut found = Found::default();
         for (source, key) in sources.iter().zip(&ledger_keys) {
             if let Some(item) = items.remove(key) {
-                found.ledgers.insert(source.clone(), self.codec.decode_ledger(key, &item)?);
+                found.ledgers.insert(source.clone(), self.codec.read_ledger(key, &item)?);
             }
         }
         for (aggregate, key) in aggregates.iter().zip(&aggregate_keys) {
             if let Some(item) = items.remove(key) {
-                found.aggregates.insert(aggregate.clone(), self.codec.decode_aggregate(aggregate, &item)?);
+                found.aggregates.insert(aggregate.clone(), self.codec.read_aggregate(aggregate, &item)?);
             }
         }
         Ok(found)

@@ -35,7 +35,21 @@ pub enum StoreError {
     /// Will fail again whatever the items: permissions, a missing table. Do not retry.
     #[error("DynamoDB rejected {}: {}", .0.operation, .0.message)]
     Permanent(Failure),
-    /// An item tally owns does not have the shape tally writes. Permanent.
+    /// An item where tally keeps a ledger or an aggregate is not tally's: it does not carry the
+    /// type tally gives that kind of item in the rules' type attribute (an application item at a
+    /// key one of the rules' templates also gives, say). tally neither decodes nor replaces it.
+    /// Permanent for the items that need it, but other items may go through: the engine narrows
+    /// such a failure down to them. Names the kind and the key, never what the item holds.
+    #[error(
+        "item pk=`{}` sk=`{}` is not tally's `{entity_type}`: its `{type_attribute}` is not `{entity_type}`, and tally neither \
+         reads nor replaces an item it does not own",
+        .key.pk,
+        .key.sk
+    )]
+    NotOwned { key: ItemKey, entity_type: &'static str, type_attribute: &'static str },
+    /// An item of tally's own type does not have the shape tally writes. Permanent for the items
+    /// that need it, but other items may go through: the engine narrows it down as it does
+    /// [`StoreError::Refused`].
     #[error("item pk=`{}` sk=`{}` is corrupt: {problem}", .key.pk, .key.sk)]
     Corrupt { key: ItemKey, problem: String },
 }
@@ -94,6 +108,13 @@ impl StoreError {
     /// Whether trying again (after re-planning, for [`StoreError::Changed`]) can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Changed(_) | StoreError::Transient(_))
+    }
+
+    /// Whether the failure is permanent for the items involved but says nothing of any other:
+    /// DynamoDB refused them, or one of their ledgers or aggregates is not tally's or is corrupt.
+    /// The engine sets aside the items that cause it and applies the rest of their batch.
+    pub fn is_permanent_for_its_items(&self) -> bool {
+        matches!(self, StoreError::Refused(_) | StoreError::NotOwned { .. } | StoreError::Corrupt { .. })
     }
 
     /// Whether the table does not exist.
@@ -165,7 +186,9 @@ where
 
 /// Classifies a failed `TransactWriteItems` whose actions wrote `keys`, in order. A cancelled
 /// transaction is classified by its per-action reasons: failed conditions come back as
-/// [`StoreError::Changed`] with each item's current state, decoded.
+/// [`StoreError::Changed`] with each item's current state, decoded; but a condition that failed
+/// on an item that is not tally's (the reason returns the item, `ALL_OLD`, without tally's type
+/// for it) is [`StoreError::NotOwned`], which no re-plan can pass.
 pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey], codec: &Codec) -> StoreError {
     const OPERATION: &str = "TransactWriteItems";
     let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
@@ -232,6 +255,7 @@ mod tests {
             StoreError::Refused(_) => "refused",
             StoreError::Permanent(_) => "permanent",
             StoreError::Changed(_) => "changed",
+            StoreError::NotOwned { .. } => "not owned",
             StoreError::Corrupt { .. } => "corrupt",
         }
     }
@@ -335,7 +359,30 @@ mod tests {
     }
 
     #[test]
-    fn a_condition_on_an_item_tally_does_not_own_is_corruption() {
+    fn a_condition_that_failed_on_an_item_tally_does_not_own_refuses_its_items() {
+        let keys = [codec::aggregate_key(&course("c0")), codec::aggregate_key(&course("c1"))];
+        let note: SdkItem = [
+            ("pk".to_owned(), AttributeValue::S("course#c1".into())),
+            ("sk".to_owned(), AttributeValue::S("stats".into())),
+            ("entityType".to_owned(), AttributeValue::S("note".into())),
+            ("title".to_owned(), AttributeValue::S("a private title".into())),
+        ]
+        .into();
+        let mut untyped = note.clone();
+        untyped.remove("entityType");
+        for item in [note, untyped] {
+            let reasons = vec![reason("None"), CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item)).build()];
+            let err = classify_commit(cancelled(reasons), &keys, &codec());
+            assert_eq!(verdict(&err), "not owned");
+            assert!(err.is_permanent_for_its_items() && !err.is_retryable());
+            let message = err.to_string();
+            assert!(message.contains("pk=`course#c1` sk=`stats`") && message.contains("is not tally's `stats`"), "{message}");
+            assert!(!message.contains("note") && !message.contains("private"), "no item values: {message}");
+        }
+    }
+
+    #[test]
+    fn a_failed_condition_on_a_key_that_is_neither_a_ledger_nor_an_aggregate_is_corruption() {
         let keys = [ItemKey { pk: "user#u1".into(), sk: "profile".into() }];
         assert_eq!(verdict(&classify_commit(cancelled(vec![reason("ConditionalCheckFailed")]), &keys, &codec())), "corrupt");
     }

@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use aggregates::{AggregateKey, Rules};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use crate::decode::ItemKey;
@@ -103,14 +104,19 @@ impl MemoryTable {
         self.state().items.remove(key)
     }
 
-    /// The aggregates held, decoded.
+    /// The aggregates held, decoded; an item at an aggregate's key that is not tally's is none.
     pub fn aggregates(&self) -> Result<HashMap<AggregateKey, aggregates::AggregateValues>, StoreError> {
         let state = self.state();
         let mut found = HashMap::new();
         for (key, item) in &state.items {
             if let Some(aggregate) = self.codec.rules().parse_key(&key.pk, &key.sk) {
-                let stored = self.codec.decode_aggregate(&aggregate, item)?;
-                found.insert(aggregate, stored.values);
+                match self.codec.read_aggregate(&aggregate, item) {
+                    Ok(stored) => {
+                        found.insert(aggregate, stored.values);
+                    }
+                    Err(StoreError::NotOwned { .. }) => {}
+                    Err(err) => return Err(err),
+                }
             }
         }
         Ok(found)
@@ -133,10 +139,11 @@ impl MemoryTable {
         if puts.iter().any(|put| state.refused.contains(&put.key)) {
             return Err(failure(Fault::Refuse, "TransactWriteItems"));
         }
+        let type_attribute = self.codec.rules().table().type_attribute();
         let mut changed = Vec::new();
         for put in puts {
             let current = state.items.get(&put.key);
-            if !holds(&put.expect, current) {
+            if !holds(&put.expect, current, type_attribute) {
                 changed.push(self.codec.current(&put.key, current)?);
             }
         }
@@ -152,14 +159,22 @@ impl MemoryTable {
 }
 
 /// Whether a condition holds for the item as it is (`None`: absent), as DynamoDB evaluates the
-/// expressions [`DynamoTable`](super::DynamoTable) builds from it.
-fn holds(expect: &Expect, current: Option<&SdkItem>) -> bool {
+/// expressions [`DynamoTable`](super::DynamoTable) builds from it; tally's items carry their type
+/// in `type_attribute`. A version compares as a number, as DynamoDB compares `N` values.
+fn holds(expect: &Expect, current: Option<&SdkItem>, type_attribute: &str) -> bool {
     match (expect, current) {
         (Expect::Anything, _) => true,
         (Expect::Absent, current) => current.is_none(),
-        (Expect::Missing { attribute }, Some(item)) => !item.contains_key(*attribute),
-        (Expect::Equals { attribute, value }, Some(item)) => item.get(*attribute) == Some(value),
-        (Expect::Missing { .. } | Expect::Equals { .. }, None) => false,
+        (Expect::Owned { entity_type, version }, Some(item)) => {
+            let owned = matches!(item.get(type_attribute), Some(AttributeValue::S(found)) if found == entity_type);
+            let at_version = match (version, item.get(codec::VERSION)) {
+                (None, stored) => stored.is_none(),
+                (Some(version), Some(AttributeValue::N(stored))) => stored.parse::<u64>() == Ok(*version),
+                (Some(_), _) => false,
+            };
+            owned && at_version
+        }
+        (Expect::Owned { .. }, None) => false,
     }
 }
 
@@ -197,7 +212,7 @@ impl Table for MemoryTable {
             let item = state.items.get(&key);
             units += capacity::consistent_read_units(item);
             if let Some(item) = item {
-                found.ledgers.insert(source.clone(), self.codec.decode_ledger(&key, item)?);
+                found.ledgers.insert(source.clone(), self.codec.read_ledger(&key, item)?);
             }
         }
         for aggregate in aggregates {
@@ -205,7 +220,7 @@ impl Table for MemoryTable {
             let item = state.items.get(&key);
             units += capacity::consistent_read_units(item);
             if let Some(item) = item {
-                found.aggregates.insert(aggregate.clone(), self.codec.decode_aggregate(aggregate, item)?);
+                found.aggregates.insert(aggregate.clone(), self.codec.read_aggregate(aggregate, item)?);
             }
         }
         state.usage.estimated_read_units += units;
@@ -230,5 +245,36 @@ impl Table for MemoryTable {
 
     fn usage(&self) -> Usage {
         self.state().usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(attributes: &[(&str, AttributeValue)]) -> SdkItem {
+        attributes.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
+    }
+
+    #[test]
+    fn only_an_item_of_tallys_own_type_passes_a_condition_on_its_version() {
+        let (stats, note) = (AttributeValue::S("stats".into()), AttributeValue::S("note".into()));
+        let three = AttributeValue::N("3".into());
+        let owned = |version| Expect::Owned { entity_type: "stats", version };
+        let holds = |expect: &Expect, current: Option<&SdkItem>| holds(expect, current, "entityType");
+        let tallys = item(&[("entityType", stats.clone()), ("version", three.clone())]);
+        let tallys_unversioned = item(&[("entityType", stats)]);
+        let applications = item(&[("entityType", note), ("version", three)]);
+        let untyped = item(&[("title", AttributeValue::S("Reading list".into()))]);
+
+        assert!(holds(&owned(Some(3)), Some(&tallys)));
+        assert!(!holds(&owned(Some(4)), Some(&tallys)));
+        assert!(!holds(&owned(Some(3)), Some(&applications)), "the application's own version 3");
+        assert!(holds(&owned(None), Some(&tallys_unversioned)));
+        assert!(!holds(&owned(None), Some(&untyped)), "exists without a version, but is not tally's");
+        assert!(!holds(&owned(None), Some(&tallys)));
+        assert!(!holds(&owned(Some(3)), None) && !holds(&owned(None), None));
+        assert!(holds(&Expect::Absent, None) && !holds(&Expect::Absent, Some(&untyped)));
+        assert!(holds(&Expect::Anything, Some(&untyped)));
     }
 }
