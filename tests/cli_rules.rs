@@ -187,6 +187,7 @@ fn the_university_file_checks() {
                 { "name": "studentID-index", "pk": "studentID", "sk": null },
                 { "name": "entityType-courseDate-index", "pk": "entityType", "sk": "courseDate" },
             ],
+            "reserved_prefixes": [],
         })
     );
     assert_eq!(summary["limits"], json!({ "source_pk_bytes": 1984, "source_sk_bytes": 960 }));
