@@ -17,7 +17,7 @@ TALLY_ORACLE_CASES ?= 200
 export TALLY_ORACLE_CASES
 ORACLE := aggregates_equal_a_recompute_whatever_the_delivery
 # Tests that print counts of what they injected; run apart with --nocapture.
-COUNTED := aggregates_stay_exact_through_sdk_level_faults killed_at_random_points
+COUNTED := aggregates_stay_exact_through_sdk_level_faults killed_at_random_points generated_rules_files_are_refused_or_keep_aggregates_exact
 # `make audit`: cargo-deny, pinned, in a project-local root (not on PATH).
 CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
@@ -28,7 +28,7 @@ ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
 	@echo "make test    - install what is needed and run every test (Rust, Lambda emulator, infra)"
-	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix"
+	@echo "make bench   - print DynamoDB requests and write units per record for the standard mix, and how long big rules files take to check"
 	@echo "make package - sam build of the Lambda function (arm64, offline) and its size"
 	@echo "make template [RULES=FILE] - write infra/template.yaml's filter, table and rules file from the rules"
 	@echo "make coldstart - time from cargo lambda watch's start to the first invocation served"
@@ -60,8 +60,8 @@ test: install test-rust test-lambda test-infra
 test-rust: install
 	cargo build --workspace --all-targets $(FEATURES)
 	$(WITH_DDB) $(WITH_SQS) cargo test --workspace --all-targets $(FEATURES) -- --skip $(ORACLE) $(foreach t,$(COUNTED),--skip $(t))
-	@# Suites that print what they exercised (faults by kind, kills survived), on a server of their own.
-	$(WITH_DDB) cargo test $(FEATURES) --test store_sdk_faults --test cli_crashes -- --nocapture
+	@# Suites that print what they exercised (faults by kind, kills survived, rules files generated), on a server of their own.
+	$(WITH_DDB) cargo test $(FEATURES) --test store_sdk_faults --test cli_crashes --test rules_generated -- --nocapture
 	@# The oracles (the university's, and the example rule sets') on a server of their own:
 	@# tables other tests leave behind slow DynamoDB Local down.
 	$(WITH_DDB) cargo test --workspace $(FEATURES) --test store_oracle --test store_examples -- --nocapture $(ORACLE)
@@ -84,6 +84,7 @@ demo: install
 
 bench: install
 	$(WITH_DDB) cargo bench --bench cost $(FEATURES)
+	cargo bench --bench rules_check $(FEATURES)
 
 # cargo-lambda (from .venv, whose python3 carries zig) cross-compiles for arm64; no Docker, no AWS.
 package: install $(DEPLOY_STAMP)

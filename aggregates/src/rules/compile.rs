@@ -5,11 +5,12 @@
 //! what is compiled, and the checks that depend on it are skipped, so one mistake gives one
 //! error rather than a cascade.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use toml::Spanned;
 
+use super::digest;
 use super::errors::{Position, Problem, RuleError, RulesErrors};
 use super::model::{
     AggregateDecl, AmountDecl, AttributeDecl, AttributeType, ContributionDecl, EntityDecl, LimitsDecl, MatchBy, RulesFile, TableDecl,
@@ -46,6 +47,9 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<Rules, RulesError
         index_keys: Vec::new(),
         field_digits: HashMap::new(),
         entity_places: Vec::new(),
+        field_ids: HashMap::new(),
+        aggregate_ids: HashMap::new(),
+        newlines: None,
     };
     let rules = compiler.rules(file, source_name);
     if compiler.errors.is_empty() {
@@ -66,6 +70,13 @@ struct Compiler<'t> {
     field_digits: HashMap<FieldId, FieldDigits>,
     /// Where each entity's name and key patterns are written, in the file's order.
     entity_places: Vec<Places>,
+    /// Each name in [`Compiler::fields`], with its index.
+    field_ids: HashMap<String, usize>,
+    /// Each aggregate's name, with its index (the first, were a name repeated), once the
+    /// aggregates are compiled.
+    aggregate_ids: HashMap<String, usize>,
+    /// Where each line of the text ends, for errors' positions; computed at the first error.
+    newlines: Option<Vec<usize>>,
 }
 
 /// An aggregate while entities are compiled against it.
@@ -78,10 +89,13 @@ struct AggregateInfo {
     counters: Vec<FieldId>,
     sums: Vec<FieldId>,
     averages: Vec<Average>,
+    /// What each name among its counters, sums and averages is ([`AggregateInfo::role`]).
+    roles: HashMap<String, FieldRole>,
     fed: bool,
 }
 
 /// What a field name is on one aggregate.
+#[derive(Clone, Copy)]
 enum FieldRole {
     Counter(FieldId),
     Sum(FieldId),
@@ -95,14 +109,16 @@ impl AggregateInfo {
         Some(pk.captures().iter().chain(sk.captures()).map(|capture| (capture.name.as_str(), capture.kind)))
     }
 
-    fn role(&self, fields: &[String], name: &str) -> Option<FieldRole> {
-        let named = |id: &&FieldId| fields[id.0] == name;
-        if let Some(id) = self.counters.iter().find(named) {
-            Some(FieldRole::Counter(*id))
-        } else if let Some(id) = self.sums.iter().find(named) {
-            Some(FieldRole::Sum(*id))
-        } else {
-            self.averages.iter().any(|average| average.name == name).then_some(FieldRole::Average)
+    /// What `name` is: a counter, else a sum, else an average, else none of its fields.
+    fn role(&self, name: &str) -> Option<FieldRole> {
+        self.roles.get(name).copied()
+    }
+
+    /// Records a field's role; a name known already keeps its first (counters come before sums,
+    /// sums before averages, as [`AggregateInfo::role`] looks).
+    fn add_role(&mut self, name: &str, role: FieldRole) {
+        if !self.roles.contains_key(name) {
+            self.roles.insert(name.to_owned(), role);
         }
     }
 }
@@ -187,14 +203,51 @@ struct FieldDigits {
 struct Scope {
     name: String,
     slots: Vec<Slot>,
+    /// The slots of each name, in order (a name is in two only in a file that does not load).
+    by_name: HashMap<String, Vec<usize>>,
     /// False if a pattern did not parse: its captures are unknown, so unknown names are not
     /// reported.
     complete: bool,
 }
 
+impl Scope {
+    fn push(&mut self, slot: Slot) {
+        self.by_name.entry(slot.name.clone()).or_default().push(self.slots.len());
+        self.slots.push(slot);
+    }
+
+    /// The first slot named `name` that `fits`.
+    fn find(&self, name: &str, fits: impl Fn(&Slot) -> bool) -> Option<usize> {
+        self.by_name.get(name)?.iter().copied().find(|&slot| fits(&self.slots[slot]))
+    }
+}
+
+/// An entity's groups, each found by its aggregate and key parameters' slots.
+#[derive(Default)]
+struct Groups {
+    list: Vec<Group>,
+    index: HashMap<(AggregateId, Vec<usize>), usize>,
+}
+
 impl Compiler<'_> {
     fn error(&mut self, span: Range<usize>, problem: Problem) {
-        self.errors.push(RuleError { position: Position::of(self.text, span.start), problem });
+        let position = self.position(span.start);
+        self.errors.push(RuleError { position, problem });
+    }
+
+    /// [`Position::of`] the text's byte `offset`, without counting the lines before it again for
+    /// every error.
+    fn position(&mut self, offset: usize) -> Position {
+        let text = self.text;
+        let newlines =
+            self.newlines.get_or_insert_with(|| text.bytes().enumerate().filter(|(_, byte)| *byte == b'\n').map(|(at, _)| at).collect());
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let line = newlines.partition_point(|&newline| newline < end);
+        let line_start = if line == 0 { 0 } else { newlines[line - 1] + 1 };
+        Position { line: line + 1, column: text[line_start..end].chars().count() + 1 }
     }
 
     fn rules(&mut self, file: RulesFile, source_name: &str) -> Rules {
@@ -211,6 +264,9 @@ impl Compiler<'_> {
         }
         let mut aggregates: Vec<AggregateInfo> =
             file.aggregates.0.into_iter().map(|(name, decl)| self.aggregate(&table, name, decl)).collect();
+        for (index, aggregate) in aggregates.iter().enumerate() {
+            self.aggregate_ids.entry(aggregate.name.clone()).or_insert(index);
+        }
         let entities: Vec<Entity> =
             file.entities.0.into_iter().map(|(name, decl)| self.entity(&table, &mut aggregates, name, decl)).collect();
         for aggregate in &aggregates {
@@ -237,18 +293,19 @@ impl Compiler<'_> {
         // tally's own items land in an index keyed on one of their attributes: a number or a list
         // there is a write DynamoDB refuses.
         let averages = aggregates.iter().flat_map(|aggregate| aggregate.averages.iter().map(|average| average.name.clone()));
-        let numeric: Vec<String> = self.fields.iter().cloned().chain(averages).collect();
+        let numeric: HashSet<String> = self.fields.iter().cloned().chain(averages).collect();
         for (index, key) in std::mem::take(&mut self.index_keys) {
             let name = key.get_ref().as_str();
             let string_of_tally = [attributes::UPDATED_AT, attributes::RULES_DIGEST, attributes::WRITTEN_BY, attributes::BACKFILL_RUN];
             let tally_writes = attributes::ALL.contains(&name) && !string_of_tally.contains(&name);
-            if numeric.iter().any(|field| field == name) || name == table.ttl || tally_writes {
+            if numeric.contains(name) || name == table.ttl || tally_writes {
                 self.error(key.span(), Problem::IndexOnTallyAttribute { index, attribute: name.to_owned() });
             }
         }
         let fields = std::mem::take(&mut self.fields);
-        let digest = digest(&table, &limits, &entities, &aggregates, &fields);
-        Rules { source_name: source_name.to_owned(), digest, table, limits, entities, aggregates, fields }
+        let mut rules = Rules { source_name: source_name.to_owned(), digest: String::new(), table, limits, entities, aggregates, fields };
+        rules.digest = digest::digest(&rules);
+        rules
     }
 
     fn non_empty(&mut self, text: &Text, what: &str) {
@@ -279,13 +336,14 @@ impl Compiler<'_> {
             }
         }
         let mut indexes: Vec<Index> = Vec::new();
+        let mut index_names: HashSet<String> = HashSet::new();
         for index in decl.indexes {
             self.non_empty(&index.name, "an index's `name`");
             self.non_empty(&index.pk, "an index's `pk`");
             if let Some(sk) = &index.sk {
                 self.non_empty(sk, "an index's `sk`");
             }
-            if indexes.iter().any(|known| known.name == *index.name.get_ref()) {
+            if !index_names.insert(index.name.get_ref().clone()) {
                 self.error(index.name.span(), Problem::RepeatedIndex(index.name.get_ref().clone()));
                 continue;
             }
@@ -293,9 +351,10 @@ impl Compiler<'_> {
             indexes.push(Index { name: index.name.into_inner(), pk: index.pk.into_inner(), sk: index.sk.map(Spanned::into_inner) });
         }
         let mut reserved_prefixes: Vec<String> = Vec::new();
+        let mut reserved: HashSet<String> = HashSet::new();
         for prefix in decl.reserved_prefixes {
             self.non_empty(&prefix, "a reserved prefix");
-            if reserved_prefixes.contains(prefix.get_ref()) {
+            if !reserved.insert(prefix.get_ref().clone()) {
                 self.error(prefix.span(), Problem::RepeatedReservedPrefix(prefix.get_ref().clone()));
                 continue;
             }
@@ -348,11 +407,10 @@ impl Compiler<'_> {
 
     /// Reports a capture name used twice across a pk and an sk pattern.
     fn repeated_captures(&mut self, owner: &str, sk_text: &Text, pk: Option<&Pattern>, sk: Option<&Pattern>) {
-        let names: Vec<&str> =
-            pk.into_iter().chain(sk).flat_map(|pattern| pattern.captures()).map(|capture| capture.name.as_str()).collect();
-        for (index, name) in names.iter().enumerate() {
-            if names[..index].contains(name) {
-                self.error(sk_text.span(), Problem::RepeatedCapture { owner: owner.to_owned(), capture: (*name).to_owned() });
+        let mut seen: HashSet<&str> = HashSet::new();
+        for name in pk.into_iter().chain(sk).flat_map(|pattern| pattern.captures()).map(|capture| capture.name.as_str()) {
+            if !seen.insert(name) {
+                self.error(sk_text.span(), Problem::RepeatedCapture { owner: owner.to_owned(), capture: name.to_owned() });
             }
         }
     }
@@ -372,13 +430,20 @@ impl Compiler<'_> {
             self.error(name.span(), Problem::NoFields(name.get_ref().clone()));
         }
         let places = Places { name: name.span(), pk: decl.pk.span(), sk: decl.sk.span() };
-        let mut declared: Vec<String> = Vec::new();
-        let counters = decl.counters.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
-        let sums = decl.sums.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
-        let mut info = AggregateInfo { name: name.get_ref().clone(), places, pk, sk, counters, sums, averages: Vec::new(), fed: false };
+        let mut declared: HashSet<String> = HashSet::new();
+        let counters: Vec<FieldId> =
+            decl.counters.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
+        let sums: Vec<FieldId> = decl.sums.iter().filter_map(|field| self.field(table, name.get_ref(), &mut declared, field)).collect();
+        let mut roles: HashMap<String, FieldRole> = HashMap::with_capacity(counters.len() + sums.len());
+        let fields = counters.iter().map(|&id| (id, FieldRole::Counter(id))).chain(sums.iter().map(|&id| (id, FieldRole::Sum(id))));
+        for (id, role) in fields {
+            roles.entry(self.fields[id.0].clone()).or_insert(role);
+        }
+        let mut info =
+            AggregateInfo { name: name.get_ref().clone(), places, pk, sk, counters, sums, averages: Vec::new(), roles, fed: false };
         for (average, decl) in decl.averages.0 {
             let named = self.field_name(table, name.get_ref(), &mut declared, &average);
-            let sum = match info.role(&self.fields, decl.sum.get_ref()) {
+            let sum = match info.role(decl.sum.get_ref()) {
                 Some(FieldRole::Sum(id)) => Some(id),
                 _ => {
                     let problem = Problem::NotASum {
@@ -390,7 +455,7 @@ impl Compiler<'_> {
                     None
                 }
             };
-            let count = match info.role(&self.fields, decl.count.get_ref()) {
+            let count = match info.role(decl.count.get_ref()) {
                 Some(FieldRole::Counter(id)) => Some(id),
                 _ => {
                     let problem = Problem::NotACounter {
@@ -407,6 +472,7 @@ impl Compiler<'_> {
                 self.error(decl.places.span(), Problem::Places { average: average.get_ref().clone(), places });
             }
             if let (true, Some(sum), Some(count)) = (named, sum, count) {
+                info.add_role(average.get_ref(), FieldRole::Average);
                 info.averages.push(Average { name: average.into_inner(), sum, count, places });
             }
         }
@@ -414,15 +480,16 @@ impl Compiler<'_> {
     }
 
     /// Checks one counter's or sum's name and interns it; `None` if it is unusable.
-    fn field(&mut self, table: &Table, aggregate: &str, declared: &mut Vec<String>, field: &Text) -> Option<FieldId> {
+    fn field(&mut self, table: &Table, aggregate: &str, declared: &mut HashSet<String>, field: &Text) -> Option<FieldId> {
         if !self.field_name(table, aggregate, declared, field) {
             return None;
         }
         let name = field.get_ref();
-        let index = match self.fields.iter().position(|known| known == name) {
-            Some(index) => index,
+        let index = match self.field_ids.get(name) {
+            Some(index) => *index,
             None => {
                 self.fields.push(name.clone());
+                self.field_ids.insert(name.clone(), self.fields.len() - 1);
                 self.fields.len() - 1
             }
         };
@@ -431,7 +498,7 @@ impl Compiler<'_> {
 
     /// Checks the name of a field of `aggregate` (counter, sum or average): not empty, not an
     /// attribute tally writes, not declared before (`declared`, which it joins).
-    fn field_name(&mut self, table: &Table, aggregate: &str, declared: &mut Vec<String>, field: &Text) -> bool {
+    fn field_name(&mut self, table: &Table, aggregate: &str, declared: &mut HashSet<String>, field: &Text) -> bool {
         let name = field.get_ref();
         if name.is_empty() {
             self.error(field.span(), Problem::Empty("a field name".to_owned()));
@@ -446,14 +513,14 @@ impl Compiler<'_> {
             self.error(field.span(), Problem::RepeatedField { aggregate: aggregate.to_owned(), field: name.clone() });
             return false;
         }
-        declared.push(name.clone());
+        declared.insert(name.clone());
         true
     }
 
     fn entity(&mut self, table: &Table, aggregates: &mut [AggregateInfo], name: Text, decl: EntityDecl) -> Entity {
         self.non_empty(&name, "an entity's name");
         self.entity_places.push(Places { name: name.span(), pk: decl.pk.span(), sk: decl.sk.span() });
-        if aggregates.iter().any(|aggregate| aggregate.name == *name.get_ref()) {
+        if self.aggregate_ids.contains_key(name.get_ref()) {
             self.error(name.span(), Problem::NameClash(name.get_ref().clone()));
         }
         let by_keys = match decl.matched_by {
@@ -468,22 +535,18 @@ impl Compiler<'_> {
         let pk = self.pattern(&decl.pk, Some(&table.bookkeeping_prefix));
         let sk = self.pattern(&decl.sk, None);
         self.repeated_captures(&format!("entity `{}`", name.get_ref()), &decl.sk, pk.as_ref(), sk.as_ref());
-        let mut scope = Scope { name: name.get_ref().clone(), slots: Vec::new(), complete: pk.is_some() && sk.is_some() };
+        let mut scope =
+            Scope { name: name.get_ref().clone(), slots: Vec::new(), by_name: HashMap::new(), complete: pk.is_some() && sk.is_some() };
         for capture in pk.iter().chain(&sk).flat_map(Pattern::captures) {
-            scope.slots.push(Slot {
-                name: capture.name.clone(),
-                kind: ValueKind::of_capture(capture.kind),
-                attribute: false,
-                digits: None,
-            });
+            scope.push(Slot { name: capture.name.clone(), kind: ValueKind::of_capture(capture.kind), attribute: false, digits: None });
         }
         let attributes =
             decl.attributes.0.into_iter().map(|(attribute, decl)| self.attribute(table, &mut scope, attribute, decl)).collect();
-        let mut groups = Vec::new();
+        let mut groups = Groups::default();
         for contribution in decl.contributions {
             self.contribution(&scope, aggregates, contribution, &mut groups);
         }
-        Entity { name: name.into_inner(), by_keys, pk: pk.unwrap_or_default(), sk: sk.unwrap_or_default(), attributes, groups }
+        Entity { name: name.into_inner(), by_keys, pk: pk.unwrap_or_default(), sk: sk.unwrap_or_default(), attributes, groups: groups.list }
     }
 
     fn attribute(&mut self, table: &Table, scope: &mut Scope, name: Text, decl: AttributeDecl) -> Attribute {
@@ -492,7 +555,7 @@ impl Compiler<'_> {
         if attribute == table.pk || attribute == table.sk || table.entity_type.as_deref() == Some(&attribute) {
             self.error(name.span(), Problem::KeyAttribute { entity: scope.name.clone(), attribute: attribute.clone() });
         }
-        if scope.slots.iter().any(|slot| !slot.attribute && slot.name == attribute) {
+        if scope.find(&attribute, |slot| !slot.attribute).is_some() {
             self.error(name.span(), Problem::CaptureAndAttribute { entity: scope.name.clone(), name: attribute.clone() });
         }
         let kind = *decl.kind.get_ref();
@@ -521,7 +584,7 @@ impl Compiler<'_> {
             }
             Digits { integer: digits.get_ref().integer, fraction: digits.get_ref().fraction }
         });
-        scope.slots.push(Slot { name: attribute.clone(), kind: ValueKind::of_attribute(kind), attribute: true, digits: max_digits });
+        scope.push(Slot { name: attribute.clone(), kind: ValueKind::of_attribute(kind), attribute: true, digits: max_digits });
         Attribute {
             name: attribute,
             kind,
@@ -534,7 +597,7 @@ impl Compiler<'_> {
     /// The slot `name` names in `scope` (only an attribute's, if `attributes_only`); reports it
     /// unknown unless the scope is incomplete.
     fn slot(&mut self, scope: &Scope, name: &Text, attributes_only: bool) -> Option<usize> {
-        let found = scope.slots.iter().position(|slot| slot.name == *name.get_ref() && (slot.attribute || !attributes_only));
+        let found = scope.find(name.get_ref(), |slot| slot.attribute || !attributes_only);
         if found.is_none() && scope.complete {
             let (entity, name_text) = (scope.name.clone(), name.get_ref().clone());
             let problem = if attributes_only {
@@ -548,8 +611,8 @@ impl Compiler<'_> {
     }
 
     /// Compiles one contribution into the entity's groups (one per aggregate item it adds to).
-    fn contribution(&mut self, scope: &Scope, aggregates: &mut [AggregateInfo], decl: ContributionDecl, groups: &mut Vec<Group>) {
-        let (targets, all_known) = self.targets(aggregates, &decl.to);
+    fn contribution(&mut self, scope: &Scope, aggregates: &mut [AggregateInfo], decl: ContributionDecl, groups: &mut Groups) {
+        let (targets, all_known) = self.targets(&decl.to);
         let bindings: Vec<Binding<'_>> =
             decl.key.0.iter().map(|(param, value)| Binding { param, value, slot: self.slot(scope, value, false) }).collect();
         if all_known {
@@ -565,9 +628,12 @@ impl Compiler<'_> {
             let adds = self.adds(&aggregates[aggregate.0], &amounts, &conditions);
             aggregates[aggregate.0].fed = true;
             let Some(params) = params else { continue };
-            match groups.iter_mut().find(|group| group.aggregate == aggregate && group.params == params) {
-                Some(group) => group.adds.extend(adds),
-                None => groups.push(Group { aggregate, params, adds }),
+            match groups.index.get(&(aggregate, params.clone())) {
+                Some(&group) => groups.list[group].adds.extend(adds),
+                None => {
+                    groups.index.insert((aggregate, params.clone()), groups.list.len());
+                    groups.list.push(Group { aggregate, params, adds });
+                }
             }
         }
     }
@@ -577,10 +643,10 @@ impl Compiler<'_> {
         if targets.iter().any(|(target, _)| aggregates[target.0].params().is_none()) {
             return;
         }
+        let params: HashSet<&str> =
+            targets.iter().filter_map(|(target, _)| aggregates[target.0].params()).flatten().map(|(name, _)| name).collect();
         for Binding { param, .. } in bindings {
-            let used = targets
-                .iter()
-                .any(|(target, _)| aggregates[target.0].params().is_some_and(|mut params| params.any(|(name, _)| name == param.get_ref())));
+            let used = params.contains(param.get_ref().as_str());
             if !used {
                 self.error(param.span(), Problem::UnusedParameter(param.get_ref().clone()));
             }
@@ -610,7 +676,7 @@ impl Compiler<'_> {
         for Amounted { field, decl, amount, digits } in amounts {
             let (field_name, aggregate) = (field.get_ref().clone(), info.name.clone());
             let add = |field, amount| Add { conditions: conditions.to_vec(), field, amount };
-            match (info.role(&self.fields, field.get_ref()), decl.get_ref()) {
+            match (info.role(field.get_ref()), decl.get_ref()) {
                 (None, _) => self.error(field.span(), Problem::UnknownField { aggregate, field: field_name }),
                 (Some(FieldRole::Average), _) => self.error(field.span(), Problem::AddToAverage { aggregate, field: field_name }),
                 (Some(FieldRole::Counter(id)), AmountDecl::Integer(1)) => adds.push(add(id, Amount::One)),
@@ -631,7 +697,7 @@ impl Compiler<'_> {
 
     /// The aggregates `to` names, each with where it is named; and whether `to` names at least
     /// one and knows them all.
-    fn targets(&mut self, aggregates: &[AggregateInfo], to: &Spanned<Targets>) -> (Vec<(AggregateId, Range<usize>)>, bool) {
+    fn targets(&mut self, to: &Spanned<Targets>) -> (Vec<(AggregateId, Range<usize>)>, bool) {
         let named: Vec<(&str, Range<usize>)> = match to.get_ref() {
             Targets::One(name) => vec![(name.as_str(), to.span())],
             Targets::Many(names) => names.iter().map(|name| (name.get_ref().as_str(), name.span())).collect(),
@@ -641,13 +707,14 @@ impl Compiler<'_> {
         }
         let mut all_known = !named.is_empty();
         let mut targets: Vec<(AggregateId, Range<usize>)> = Vec::new();
+        let mut known: HashSet<usize> = HashSet::new();
         for (name, span) in named {
-            match aggregates.iter().position(|aggregate| aggregate.name == name) {
+            match self.aggregate_ids.get(name).copied() {
                 None => {
                     self.error(span, Problem::UnknownAggregate(name.to_owned()));
                     all_known = false;
                 }
-                Some(index) if targets.iter().any(|(known, _)| known.0 == index) => {
+                Some(index) if !known.insert(index) => {
                     self.error(span, Problem::RepeatedTarget(name.to_owned()));
                 }
                 Some(index) => targets.push((AggregateId(index), span)),
@@ -717,9 +784,13 @@ impl Compiler<'_> {
     /// the aggregate's keys did not parse.
     fn params(&mut self, scope: &Scope, aggregate: &AggregateInfo, target: &Range<usize>, bindings: &[Binding<'_>]) -> Option<Vec<usize>> {
         let params: Vec<(String, CaptureType)> = aggregate.params()?.map(|(name, kind)| (name.to_owned(), kind)).collect();
+        let mut by_param: HashMap<&str, &Binding<'_>> = HashMap::with_capacity(bindings.len());
+        for binding in bindings {
+            by_param.entry(binding.param.get_ref().as_str()).or_insert(binding);
+        }
         let mut slots = Some(Vec::with_capacity(params.len()));
         for (param, kind) in params {
-            let Some(binding) = bindings.iter().find(|binding| *binding.param.get_ref() == param) else {
+            let Some(binding) = by_param.get(param.as_str()).copied() else {
                 self.error(target.clone(), Problem::UnboundParameter { aggregate: aggregate.name.clone(), parameter: param });
                 slots = None;
                 continue;
@@ -753,18 +824,26 @@ fn is_snake_case(text: &str) -> bool {
         && text.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
-/// The first 16 hex digits of a SHA-256 over the compiled rules' meaning: the same for files
-/// that differ only in comments, layout, name or indexes (which tally never reads), different
-/// when anything an item's assessment, an aggregate's shape or where tally keeps its items
-/// depends on changes. 64 bits tell rule sets apart; nothing relies on it being unforgeable.
-fn digest(table: &Table, limits: &Limits, entities: &[Entity], aggregates: &[Aggregate], fields: &[String]) -> String {
-    use sha2::{Digest as _, Sha256};
-    let Table { pk, sk, entity_type, bookkeeping_prefix, ttl, indexes: _, reserved_prefixes } = table;
-    let table = (pk, sk, entity_type, bookkeeping_prefix, ttl);
-    let mut meaning = format!("{table:?}\n{limits:?}\n{entities:?}\n{aggregates:?}\n{fields:?}");
-    if !reserved_prefixes.is_empty() {
-        meaning.push_str(&format!("\n{reserved_prefixes:?}"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_positions_are_those_position_of_gives() {
+        let text = "a = 1\nbé = 2\n\n[x]\r\nλ = \"é\"";
+        let mut compiler = Compiler {
+            text,
+            errors: Vec::new(),
+            fields: Vec::new(),
+            index_keys: Vec::new(),
+            field_digits: HashMap::new(),
+            entity_places: Vec::new(),
+            field_ids: HashMap::new(),
+            aggregate_ids: HashMap::new(),
+            newlines: None,
+        };
+        for offset in 0..text.len() + 3 {
+            assert_eq!(compiler.position(offset), Position::of(text, offset), "{offset}");
+        }
     }
-    let hash = Sha256::digest(meaning.as_bytes());
-    hash.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
 }

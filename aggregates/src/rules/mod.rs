@@ -61,6 +61,7 @@
 
 mod assessment;
 mod compile;
+mod digest;
 mod errors;
 mod eval;
 mod language;

@@ -45,22 +45,23 @@ pub(crate) struct Capture {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub(super) enum Segment {
     Literal(String),
     /// An index into [`Pattern::captures`].
     Capture(usize),
 }
 
 /// A parsed pattern. The default one is a placeholder for a pattern that did not parse (the
-/// rules then do not load).
+/// rules then do not load). Its fields are visible to the rules module for
+/// [`super::digest`], which names every one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Pattern {
-    segments: Vec<Segment>,
-    captures: Vec<Capture>,
+    pub(super) segments: Vec<Segment>,
+    pub(super) captures: Vec<Capture>,
     /// The pattern as rejection messages show it.
-    shape: String,
+    pub(super) shape: String,
     /// Bytes of literal text, for sizing rendered keys.
-    literal_bytes: usize,
+    pub(super) literal_bytes: usize,
 }
 
 /// Why a pattern does not parse.

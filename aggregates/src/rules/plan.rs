@@ -41,6 +41,18 @@ impl Rules {
         &self.digest
     }
 
+    /// Whether an item carrying `stored` as its rules digest (`rulesDigest`; `None` if it carries
+    /// none) was written under these rules. Every comparison of a stored digest goes through
+    /// here: a digest releases before the canonical encoding wrote for a rule set of this
+    /// repository counts as that rule set's (`digest::LEGACY`), and an item without one as the
+    /// university's (releases before digests knew no other rules).
+    pub fn wrote(&self, stored: Option<&str>) -> bool {
+        match stored {
+            None => self.is_university(),
+            Some(stored) => super::digest::current(stored) == self.digest,
+        }
+    }
+
     /// Whether these are the university rules compiled into tally, wherever they were loaded from.
     pub fn is_university(&self) -> bool {
         self.digest == Rules::university().digest

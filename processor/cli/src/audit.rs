@@ -97,9 +97,10 @@ impl Audit {
         self.recompute.rules()
     }
 
-    /// Counts an item written under other rules; whether it was.
+    /// Counts an item written under other rules; whether it was ([`Rules::wrote`]: a digest
+    /// from before the canonical encoding counts as its rule set's).
     fn note_digest(&mut self, digest: String) -> bool {
-        let foreign = digest != self.rules().digest();
+        let foreign = !self.rules().wrote(Some(&digest));
         if foreign {
             *self.other_rules.entry(digest).or_default() += 1;
         }
@@ -122,7 +123,7 @@ impl Audit {
     /// Adds a ledger another slice's scan found (read by key for this slice's items): kept like
     /// a scanned one, counted by the slice that scanned it.
     pub fn add_ledger_of_slice(&mut self, scanned: ScannedLedger) {
-        let foreign = scanned.rules_digest != self.rules().digest();
+        let foreign = !self.rules().wrote(Some(&scanned.rules_digest));
         self.keep_ledger(scanned, foreign);
     }
 
@@ -393,6 +394,43 @@ mod tests {
         assert!(aggregates.iter().any(|write| write.key == course()), "rewritten under these rules though it did not drift");
         assert_eq!(ledgers.len(), 1, "its contribution is right, but it was written under other rules");
         assert_eq!(ledgers[0].expected_version, Some(7));
+    }
+
+    /// A table written by a release before the canonical digest encoding carries the
+    /// university's digest as it was then: still the university rules'.
+    #[test]
+    fn items_carrying_the_legacy_university_digest_were_written_under_the_university_rules() {
+        let mut audit = Audit::new(rules(), Keep::Items);
+        let legacy = "9e265a763e0180ce";
+        assert_ne!(rules().digest(), legacy);
+        let stored = StoredAggregate { values: AggregateValues::zero(rules(), course().kind), version: 1 };
+        audit.add(TableItem::Aggregate { key: course(), stored, averages: vec![None], rules_digest: legacy.into() });
+        let scanned = ScannedLedger {
+            source: item("student#s1"),
+            ledger: ledger(3),
+            by_backfill: false,
+            backfill_run: None,
+            updated_at: None,
+            rules_digest: legacy.into(),
+        };
+        audit.add_ledger_of_slice(scanned.clone());
+        audit.add(TableItem::Ledger(scanned));
+        assert!(audit.other_rules.is_empty(), "{:?}", audit.other_rules);
+        assert!(!audit.stored[&course()].foreign);
+        assert!(audit.foreign_ledgers.is_empty());
+        // Under other rules it is the university's, and counted.
+        let learning = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules/learning.toml")).unwrap();
+        let learning: &'static Rules = Box::leak(Box::new(Rules::from_toml(&learning, "learning.toml").unwrap()));
+        let mut audit = Audit::new(learning, Keep::Aggregates);
+        audit.add(TableItem::Ledger(ScannedLedger {
+            source: item("student#s1"),
+            ledger: ledger(3),
+            by_backfill: false,
+            backfill_run: None,
+            updated_at: None,
+            rules_digest: legacy.into(),
+        }));
+        assert_eq!(audit.other_rules, BTreeMap::from([(legacy.to_owned(), 1)]));
     }
 
     #[test]

@@ -33,14 +33,8 @@ pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
 
 /// Every counter and sum name, once, in the aggregates' order.
 fn field_names(rules: &Rules) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for field in rules.aggregates().iter().flat_map(Aggregate::fields) {
-        let name = rules.field_name(field);
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
+    let mut seen = std::collections::HashSet::new();
+    rules.aggregates().iter().flat_map(Aggregate::fields).filter(|field| seen.insert(*field)).map(|field| rules.field_name(field)).collect()
 }
 
 /// The `--json` summary.

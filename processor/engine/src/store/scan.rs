@@ -57,7 +57,9 @@ pub struct ScannedLedger {
 }
 
 /// The digest of the rules an item of tally's was written under. Releases before tally wrote
-/// digests knew the university rules alone, so an item without one was written under those.
+/// digests knew the university rules alone, so an item without one was written under those
+/// (as [`Rules::wrote`] takes `None`). Compare it with [`Rules::wrote`], never with `==`: a
+/// digest written before the canonical encoding stands for its rule set's current one.
 fn written_under(item: &SdkItem) -> String {
     text(item, RULES_DIGEST).unwrap_or_else(|| Rules::university().digest()).to_owned()
 }
@@ -89,7 +91,7 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
                     // Written under rules with aggregates or fields these do not have (renamed,
                     // dropped): what it holds means nothing under these rules, and backfill
                     // rewrites it whole, so it must not stop the scan that lets backfill do so.
-                    Err(StoreError::Corrupt { .. }) if rules_digest != rules.digest() => codec.decode_foreign_ledger(&key, &item)?,
+                    Err(StoreError::Corrupt { .. }) if !rules.wrote(Some(&rules_digest)) => codec.decode_foreign_ledger(&key, &item)?,
                     Err(err) => return Err(err),
                 };
                 TableItem::Ledger(ScannedLedger {
