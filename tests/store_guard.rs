@@ -243,3 +243,22 @@ async fn an_old_aggregate_of_tallys_type_without_a_version_is_still_updated() {
     assert!(number(&stored, "version").is_some(), "versioned from now on: {stored:?}");
     drop_table(&table).await;
 }
+
+#[tokio::test]
+async fn a_scan_reads_application_items_in_tallys_key_space_as_the_applications() {
+    let table = fresh_table().await;
+    // Where an aggregate would be, holding a string under a field's name; and under the
+    // bookkeeping prefix, where a ledger would be.
+    write_item(&table, json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}))
+        .await;
+    write_item(&table, json!({"pk": {"S": "tally#ledger#course#c9"}, "sk": {"S": "student#s1"}, "entityType": {"S": "note"}})).await;
+    let recs = enrollments(&["c2", "c3"]);
+    let outcome = apply(&Engine::new(table.clone()), table.name(), &recs).await;
+    assert!(outcome.failure.is_none(), "{outcome:?}");
+
+    // verify and backfill scan the table: neither item stops the scan or reads as tally's.
+    let applied: Vec<Value> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
+    let drift = drift(&table, &applied).await;
+    assert!(drift.is_empty(), "{drift:?}");
+    drop_table(&table).await;
+}

@@ -9,7 +9,7 @@ use aggregates::{excerpt, KeyOwner, RuleAssessment, Rules, Violation};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::registry::BOOKKEEPING;
+use crate::registry::is_bookkeeping_type;
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`.
@@ -152,9 +152,7 @@ fn image(item: &Item) -> Option<&Item> {
 
 /// Whether a record's image is absent or one of tally's bookkeeping items, by its type.
 fn is_bookkeeping(rules: &Rules, image: &Item) -> bool {
-    image.is_empty()
-        || matches!(image.get(rules.table().type_attribute()),
-            Some(AttributeValue::S(kind)) if BOOKKEEPING.iter().any(|bookkeeping| bookkeeping.entity_type == kind))
+    image.is_empty() || matches!(image.get(rules.table().type_attribute()), Some(AttributeValue::S(kind)) if is_bookkeeping_type(kind))
 }
 
 fn is_unknown(assessment: &RuleAssessment<'_>) -> bool {

@@ -40,6 +40,12 @@ pub const BACKFILL_MARKER: Bookkeeping = Bookkeeping { entity_type: "tally_backf
 
 pub const BOOKKEEPING: [Bookkeeping; 4] = [LEDGER, CHECKPOINT, BACKFILL_PARTIAL, BACKFILL_MARKER];
 
+/// Whether `entity_type` is the type of one of tally's bookkeeping items: the application writes
+/// nothing under the bookkeeping prefix, and an item there without one of these types is its.
+pub fn is_bookkeeping_type(entity_type: &str) -> bool {
+    BOOKKEEPING.iter().any(|bookkeeping| bookkeeping.entity_type == entity_type)
+}
+
 /// Attributes tally adds to the items it writes, beyond the rules' names.
 pub use aggregates::keys::attributes;
 

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::decode::ItemKey;
 use crate::plan::{Ledger, StoredAggregate};
+use crate::registry::is_bookkeeping_type;
 use crate::store::codec::{text, Codec, Writer, BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
@@ -73,7 +74,13 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
         KeyOwner::Application => TableItem::Source { key: Some(key), image: item.into() },
         KeyOwner::Aggregate => match rules.parse_key(&key.pk, &key.sk) {
             Some(aggregate) => {
-                let stored = codec.decode_aggregate(&aggregate, &item)?;
+                let stored = match codec.read_aggregate(&aggregate, &item) {
+                    Ok(stored) => stored,
+                    // The application's item where an aggregate would be: the engine never
+                    // writes over it, and the rules read it as any image.
+                    Err(StoreError::NotOwned { .. }) => return Ok(TableItem::Source { key: Some(key), image: item.into() }),
+                    Err(err) => return Err(err),
+                };
                 let average = |name: &str| match item.get(name) {
                     Some(AttributeValue::N(text)) => Some(text.clone()),
                     _ => None,
@@ -83,6 +90,11 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
             }
             None => TableItem::Other,
         },
+        // Only tally writes under the bookkeeping prefix; an item there without one of its types
+        // is the application's, read as the stream reads its records (rejected, `reserved_key`).
+        KeyOwner::Bookkeeping if !text(&item, rules.table().type_attribute()).is_some_and(is_bookkeeping_type) => {
+            TableItem::Source { key: Some(key), image: item.into() }
+        }
         KeyOwner::Bookkeeping => match codec.source_of_ledger(&key) {
             Some(source) => {
                 let rules_digest = written_under(&item);
