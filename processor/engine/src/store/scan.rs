@@ -197,7 +197,12 @@ mod tests {
         let enrollment = item(&[("pk", s("course#c1")), ("sk", s("student#s1")), ("entityType", s("student"))]);
         assert!(matches!(read_item(enrollment).unwrap(), TableItem::Source { key: Some(_), .. }));
         assert!(matches!(read_item(item(&[("pk", AttributeValue::N("1".into()))])).unwrap(), TableItem::Source { key: None, .. }));
-        let course = item(&[("pk", s("course#c1")), ("sk", s("stats")), ("gradeAverage", AttributeValue::N("91.50".into()))]);
+        let course = item(&[
+            ("pk", s("course#c1")),
+            ("sk", s("stats")),
+            ("entityType", s("stats")),
+            ("gradeAverage", AttributeValue::N("91.50".into())),
+        ]);
         match read_item(course).unwrap() {
             TableItem::Aggregate { key, averages, .. } => {
                 let course = Rules::university().parse_key("course#c1", "stats").unwrap();
@@ -206,12 +211,21 @@ mod tests {
             other => panic!("expected an aggregate, got {other:?}"),
         }
         assert_eq!(read_item(item(&[("pk", s("stats#university")), ("sk", s("anything"))])).unwrap(), TableItem::Other);
-        assert_eq!(read_item(item(&[("pk", s("tally#backfill")), ("sk", s("in-progress"))])).unwrap(), TableItem::Other);
+        let marker = item(&[("pk", s("tally#backfill")), ("sk", s("in-progress")), ("entityType", s("tally_backfill_marker"))]);
+        assert_eq!(read_item(marker).unwrap(), TableItem::Other);
+    }
+
+    #[test]
+    fn an_application_item_in_tallys_key_space_is_the_applications() {
+        let note = item(&[("pk", s("course#c1")), ("sk", s("stats")), ("entityType", s("note")), ("enrollmentCount", s("many"))]);
+        assert!(matches!(read_item(note).unwrap(), TableItem::Source { key: Some(_), .. }));
+        let untyped = item(&[("pk", s("tally#ledger#course#c1")), ("sk", s("student#s1"))]);
+        assert!(matches!(read_item(untyped).unwrap(), TableItem::Source { key: Some(_), .. }));
     }
 
     #[test]
     fn a_corrupt_ledger_fails_the_scan() {
-        let ledger = item(&[("pk", s("tally#ledger#course#c1")), ("sk", s("student#s1"))]);
+        let ledger = item(&[("pk", s("tally#ledger#course#c1")), ("sk", s("student#s1")), ("entityType", s("tally_ledger"))]);
         assert!(matches!(read_item(ledger), Err(StoreError::Corrupt { .. })));
     }
 }
