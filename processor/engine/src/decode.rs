@@ -221,6 +221,39 @@ mod tests {
     }
 
     #[test]
+    fn an_application_image_under_the_bookkeeping_prefix_is_rejected_not_skipped() {
+        const TENANTS: &str = r#"
+            [table]
+            pk = "PK"
+            sk = "SK"
+            bookkeeping_prefix = "_tally#"
+            [aggregates.tenant_stats]
+            pk = "STATS#{tenant}"
+            sk = "USERS"
+            counters = ["users"]
+            [entities.user]
+            pk = "{tenant}#USER#{userId}"
+            sk = "PROFILE"
+            [[entities.user.contributions]]
+            to = "tenant_stats"
+            key = { tenant = "tenant" }
+            add = { users = 1 }
+        "#;
+        let rules: &'static Rules = Box::leak(Box::new(Rules::from_toml(TENANTS, "tenants.toml").expect("the rules load")));
+        let user = |tenant: &str| {
+            let keys = json!({"PK": {"S": format!("{tenant}#USER#u1")}, "SK": {"S": "PROFILE"}});
+            decode_record(0, &record(base(keys.clone(), keys)), "university", rules).expect("decodes")
+        };
+        let acme = user("acme");
+        assert_eq!((acme.origin, acme.rejections().count()), (Origin::Source, 0));
+        // Tenant `_tally` puts the item's key under the bookkeeping prefix: counted as rejected,
+        // where it was skipped as a ledger of tally's.
+        let squatter = user("_tally");
+        assert_eq!(squatter.origin, Origin::Source);
+        assert_eq!(squatter.rejections().map(Violation::reason).collect::<Vec<_>>(), vec!["reserved_key"]);
+    }
+
+    #[test]
     fn another_tables_record_is_skipped_whatever_its_keys_are_called() {
         // A real capture of another table, whose key is `id`.
         let mut value = base(json!({"id": {"N": "42"}}), json!({"id": {"N": "42"}, "entityType": {"S": "student"}}));
