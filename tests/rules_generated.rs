@@ -27,6 +27,9 @@ mod examples_support;
 #[path = "support/generated_rules.rs"]
 mod generated;
 
+#[path = "support/stream_records.rs"]
+mod stream_records;
+
 #[cfg(feature = "dynamodb-local")]
 mod support;
 
@@ -39,9 +42,9 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue as SdkValue;
 use examples_support::delivery::schedule;
 use examples_support::dice::Dice;
-use examples_support::workload::{Event, Key, Record};
+use examples_support::workload::Key;
 use generated::{FileSpec, History, Mode, SAFETY_REASONS};
-use serde_json::json;
+use stream_records::event_record;
 use tally_engine::decode::{decode_batch, ItemKey};
 use tally_engine::engine::{Engine, RecordClass};
 use tally_engine::registry::LEDGER;
@@ -202,43 +205,6 @@ impl Backend for Memory {
     async fn items(&self) -> HashMap<Key, SdkItem> {
         self.engine.table().table.items().into_iter().map(|(key, item)| ((key.pk, key.sk), item)).collect()
     }
-}
-
-/// A generated record as Lambda delivers it, keys under the rules' names.
-fn event_record(rules: &Rules, table: &str, record: &Record) -> EventRecord {
-    let (pk, sk) = (rules.table().pk(), rules.table().sk());
-    let image = |item: &serde_dynamo::Item| serde_json::to_value(item).expect("an image is JSON");
-    let mut dynamodb = json!({
-        "ApproximateCreationDateTime": 1763769600.0,
-        "Keys": { pk: { "S": record.key.0 }, sk: { "S": record.key.1 } },
-        "SequenceNumber": record.seq.to_string(),
-        "SizeBytes": 128,
-        "StreamViewType": "NEW_AND_OLD_IMAGES",
-    });
-    if let Some(old) = &record.old {
-        dynamodb["OldImage"] = image(old);
-    }
-    if let Some(new) = &record.new {
-        dynamodb["NewImage"] = image(new);
-    }
-    let event_name = match record.event {
-        Event::Insert => "INSERT",
-        Event::Modify => "MODIFY",
-        Event::Remove => "REMOVE",
-    };
-    let mut value = json!({
-        "eventID": format!("event-{}", record.seq),
-        "eventName": event_name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/2026-11-22T00:00:00.000"),
-        "dynamodb": dynamodb,
-    });
-    if record.ttl_deletion {
-        value["userIdentity"] = json!({ "type": "Service", "principalId": "dynamodb.amazonaws.com" });
-    }
-    serde_json::from_value(value).expect("a generated record is a stream record")
 }
 
 // --- One case ---------------------------------------------------------------------------------
