@@ -40,17 +40,7 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<Rules, RulesError
         let position = Position::of(text, err.span().map_or(0, |span| span.start));
         errors(vec![RuleError { position, problem: Problem::Toml(err.message().to_owned()) }])
     })?;
-    let mut compiler = Compiler {
-        text,
-        errors: Vec::new(),
-        fields: Vec::new(),
-        index_keys: Vec::new(),
-        field_digits: HashMap::new(),
-        entity_places: Vec::new(),
-        field_ids: HashMap::new(),
-        aggregate_ids: HashMap::new(),
-        newlines: None,
-    };
+    let mut compiler = Compiler::new(text);
     let rules = compiler.rules(file, source_name);
     if compiler.errors.is_empty() {
         Ok(rules)
@@ -227,6 +217,22 @@ impl Scope {
 struct Groups {
     list: Vec<Group>,
     index: HashMap<(AggregateId, Vec<usize>), usize>,
+}
+
+impl<'t> Compiler<'t> {
+    fn new(text: &'t str) -> Self {
+        Compiler {
+            text,
+            errors: Vec::new(),
+            fields: Vec::new(),
+            index_keys: Vec::new(),
+            field_digits: HashMap::new(),
+            entity_places: Vec::new(),
+            field_ids: HashMap::new(),
+            aggregate_ids: HashMap::new(),
+            newlines: None,
+        }
+    }
 }
 
 impl Compiler<'_> {
@@ -831,17 +837,7 @@ mod tests {
     #[test]
     fn error_positions_are_those_position_of_gives() {
         let text = "a = 1\nbé = 2\n\n[x]\r\nλ = \"é\"";
-        let mut compiler = Compiler {
-            text,
-            errors: Vec::new(),
-            fields: Vec::new(),
-            index_keys: Vec::new(),
-            field_digits: HashMap::new(),
-            entity_places: Vec::new(),
-            field_ids: HashMap::new(),
-            aggregate_ids: HashMap::new(),
-            newlines: None,
-        };
+        let mut compiler = Compiler::new(text);
         for offset in 0..text.len() + 3 {
             assert_eq!(compiler.position(offset), Position::of(text, offset), "{offset}");
         }
