@@ -162,26 +162,25 @@ impl Run<'_> {
 
     /// Reads whatever the pending items need that the snapshot lacks. A read that fails for good
     /// for some of its items (DynamoDB refuses a key, an item found is not tally's or is corrupt)
-    /// is narrowed down to the items whose own reads fail so; those are set aside.
+    /// is split in halves until the items whose own reads fail so stand alone; those are set
+    /// aside. One such item among N costs about 2·log2(N) reads, not N.
     async fn read_missing<T: Table>(&mut self, table: &T) -> Result<(), StoreError> {
-        let pending = self.pending.clone();
-        match self.read_for(table, &pending).await {
-            Err(err) if err.is_permanent_for_its_items() && pending.len() == 1 => {
-                self.refuse(pending[0], &err);
-                Ok(())
-            }
-            Err(err) if err.is_permanent_for_its_items() => {
-                for position in pending {
-                    match self.read_for(table, &[position]).await {
-                        Ok(()) => {}
-                        Err(err) if err.is_permanent_for_its_items() => self.refuse(position, &err),
-                        Err(err) => return Err(err),
+        let mut groups = vec![self.pending.clone()];
+        while let Some(group) = groups.pop() {
+            match self.read_for(table, &group).await {
+                Ok(()) => {}
+                Err(err) if err.is_permanent_for_its_items() => match group[..] {
+                    [position] => self.refuse(position, &err),
+                    _ => {
+                        let (first, second) = group.split_at(group.len() / 2);
+                        groups.push(second.to_vec());
+                        groups.push(first.to_vec());
                     }
-                }
-                Ok(())
+                },
+                Err(err) => return Err(err),
             }
-            other => other,
         }
+        Ok(())
     }
 
     /// Reads what the items at `positions` need. A ledger can name aggregates the records do

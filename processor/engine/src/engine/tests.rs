@@ -556,6 +556,23 @@ async fn an_application_item_at_an_aggregate_key_is_left_as_it_is_and_only_the_r
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_item_that_cannot_be_read_costs_a_bisection_not_a_read_per_item() {
+    let batch: Vec<Rec> = (0..64).map(|i| Rec::insert(i + 1, enrollment(&format!("c{i}"), &format!("s{i}")))).collect();
+    let engine = Engine::new(memory_table());
+    let note = item(json!({"pk": {"S": "course#c40"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}}));
+    engine.table().put_item(codec::aggregate_key(&course("c40")), note);
+
+    let outcome = engine.process(&changes(&batch), ample()).await;
+
+    assert_eq!(refusals(&outcome).0, vec![40]);
+    assert_eq!(outcome.count_of(RecordClass::Applied), 63);
+    // The batch's read, halves down to the one item (2 reads per level, 6 levels), and the
+    // commits (63 ledgers and 63 aggregates: two transactions, a third at most): 16, where a
+    // read per item took 68.
+    assert!(outcome.usage.requests <= 1 + 2 * 6 + 3, "{:?}", outcome.usage);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_application_item_with_a_string_under_a_fields_name_is_refused_not_corrupt() {
     let note = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}));
     let batch = [Rec::insert(1, enrollment("c2", "s1")), Rec::insert(2, enrollment("c1", "s2")), Rec::insert(3, enrollment("c2", "s3"))];
