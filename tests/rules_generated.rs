@@ -72,16 +72,6 @@ fn case_seeds(case: usize) -> (u64, u64, u64) {
     (dice.next_u64(), dice.next_u64(), dice.next_u64())
 }
 
-/// Whether the loader knows `[table] reserved_prefixes` (probed, so that the generator uses it
-/// only once it has landed).
-fn reserved_prefixes_supported() -> bool {
-    let probe = "[table]\npk = \"pk\"\nsk = \"sk\"\nbookkeeping_prefix = \"tally#\"\nreserved_prefixes = [\"STATS#\"]\n";
-    match Rules::from_toml(probe, "probe.toml") {
-        Ok(_) => true,
-        Err(errors) => !errors.to_string().contains("reserved_prefixes"),
-    }
-}
-
 /// What `rules check` made of a file.
 enum Verdict {
     Accepted(&'static Rules),
@@ -559,9 +549,9 @@ struct Case {
     expire: bool,
 }
 
-fn make_case(number: usize, reserved_supported: bool) -> Case {
+fn make_case(number: usize) -> Case {
     let (file_seed, history_seed, delivery_seed) = case_seeds(number);
-    let spec = generated::generate(file_seed, Mode::of_case(number), reserved_supported);
+    let spec = generated::generate(file_seed, Mode::of_case(number));
     let mut dice = Dice::new(delivery_seed ^ 1);
     Case { number, spec, ops: dice.between(20, 80), history_seed, delivery_seed, expire: dice.chance(50) }
 }
@@ -686,12 +676,11 @@ struct Tallies {
 fn generated_rules_files_are_refused_or_keep_aggregates_exact() {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let reserved_supported = reserved_prefixes_supported();
     let cases = cases();
     let mut tallies = Tallies::default();
     let mut cases_kept: BTreeMap<usize, Case> = BTreeMap::new();
     for number in 0..cases {
-        let case = make_case(number, reserved_supported);
+        let case = make_case(number);
         tallies.generated += 1;
         let mode = case.spec.mode.name();
         let by_mode = tallies.by_mode.entry(mode).or_default();
@@ -749,9 +738,6 @@ fn generated_rules_files_are_refused_or_keep_aggregates_exact() {
         exercised.aggregates_checked
     );
     println!("  rejected images by reason: {:?}", exercised.rejected);
-    if !reserved_supported {
-        println!("  NOTE: the loader does not know `reserved_prefixes` yet: no file declares them");
-    }
     for example in &tallies.format_examples {
         println!("  format refusal: {example}");
     }
@@ -899,14 +885,13 @@ fn generated_rules_files_on_dynamodb_local_too() {
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let sample: usize = env_number("TALLY_RULES_DDB_CASES").unwrap_or(6);
-    let reserved_supported = reserved_prefixes_supported();
     let (mut run, mut accepted_seen, mut totals) = (0, 0, Exercised::default());
     let mut failures: Vec<String> = Vec::new();
     for number in 0..cases().max(sample * 10) {
         if run == sample {
             break;
         }
-        let case = make_case(number, reserved_supported);
+        let case = make_case(number);
         let Verdict::Accepted(rules) = check_file(&case.spec) else { continue };
         accepted_seen += 1;
         if accepted_seen % 3 != 1 {

@@ -372,9 +372,8 @@ struct Gen<'d> {
     next_attribute: usize,
 }
 
-/// Generates the rules file of one case. `reserved_supported`: whether the loader knows
-/// `reserved_prefixes` (probed, so that the generator uses it once it lands).
-pub fn generate(seed: u64, mode: Mode, reserved_supported: bool) -> FileSpec {
+/// Generates the rules file of one case.
+pub fn generate(seed: u64, mode: Mode) -> FileSpec {
     let mut dice = Dice::new(seed);
     let (pk, sk) = *dice.pick(&[("pk", "sk"), ("PK", "SK")]);
     let entity_type = match dice.below(3) {
@@ -384,7 +383,7 @@ pub fn generate(seed: u64, mode: Mode, reserved_supported: bool) -> FileSpec {
     };
     let prefix = *dice.pick(&["tally#", "_tally#"]);
     let ttl = dice.chance(30).then_some("expiresAt");
-    let reserved = if reserved_supported && dice.chance(35) {
+    let reserved = if dice.chance(35) {
         if dice.chance(30) {
             vec!["STATS#", "FAN#"]
         } else {

@@ -131,16 +131,17 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
         }
     }
     let (old, new) = (rules.assess(image(&stream.old_image)), rules.assess(image(&stream.new_image)));
+    let images = [&stream.old_image, &stream.new_image];
     let origin = match rules.owner(&key.pk, &key.sk) {
-        KeyOwner::Aggregate => Origin::OwnAggregate,
+        // Only tally writes aggregate items, each carrying its aggregate's name: an image at an
+        // aggregate's key without it is the application's, and is assessed like any other.
+        KeyOwner::Aggregate if images.into_iter().all(|image| is_own_aggregate(rules, &key, image)) => Origin::OwnAggregate,
         // Only tally writes under the bookkeeping prefix: an image there that is not one of its
         // items is the application's, breaking that promise. It is assessed (and rejected,
         // `reserved_key`), never skipped unseen as tally's.
-        KeyOwner::Bookkeeping if [&stream.old_image, &stream.new_image].into_iter().all(|image| is_bookkeeping(rules, image)) => {
-            Origin::OwnBookkeeping
-        }
-        KeyOwner::Application | KeyOwner::Bookkeeping if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
-        KeyOwner::Application | KeyOwner::Bookkeeping => Origin::Source,
+        KeyOwner::Bookkeeping if images.into_iter().all(|image| is_bookkeeping(rules, image)) => Origin::OwnBookkeeping,
+        _ if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+        _ => Origin::Source,
     };
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
@@ -153,6 +154,13 @@ fn image(item: &Item) -> Option<&Item> {
 /// Whether a record's image is absent or one of tally's bookkeeping items, by its type.
 fn is_bookkeeping(rules: &Rules, image: &Item) -> bool {
     image.is_empty() || matches!(image.get(rules.table().type_attribute()), Some(AttributeValue::S(kind)) if is_bookkeeping_type(kind))
+}
+
+/// Whether a record's image is absent or the aggregate item tally keeps at `key`, by its type.
+fn is_own_aggregate(rules: &Rules, key: &ItemKey, image: &Item) -> bool {
+    let Some(aggregate) = rules.parse_key(&key.pk, &key.sk) else { return image.is_empty() };
+    image.is_empty()
+        || matches!(image.get(rules.table().type_attribute()), Some(AttributeValue::S(kind)) if kind == rules.aggregate(aggregate.kind).name())
 }
 
 fn is_unknown(assessment: &RuleAssessment<'_>) -> bool {
@@ -196,11 +204,15 @@ mod tests {
             Origin::OtherTable
         );
 
-        let stats = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}});
+        let stats_keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}});
+        let stats = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "stats"}});
         assert_eq!(
-            decode_record(0, &record(base(stats.clone(), stats)), "university", Rules::university()).unwrap().origin,
+            decode_record(0, &record(base(stats_keys.clone(), stats)), "university", Rules::university()).unwrap().origin,
             Origin::OwnAggregate
         );
+        // The application's item at an aggregate's key is assessed, never skipped as tally's.
+        let note = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}});
+        assert_eq!(decode_record(0, &record(base(stats_keys, note)), "university", Rules::university()).unwrap().origin, Origin::Unknown);
 
         let keys = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}});
         let ledger = json!({"pk": {"S": "tally#ledger#course#c1"}, "sk": {"S": "instructor#i1"}, "entityType": {"S": "tally_ledger"}});
@@ -251,6 +263,33 @@ mod tests {
         let squatter = user("_tally");
         assert_eq!(squatter.origin, Origin::Source);
         assert_eq!(squatter.rejections().map(Violation::reason).collect::<Vec<_>>(), vec!["reserved_key"]);
+    }
+
+    #[test]
+    fn an_entity_image_at_an_aggregate_key_under_a_reserved_prefix_is_rejected_not_skipped() {
+        const ORGS: &str = r#"
+            [table]
+            pk = "PK"
+            sk = "SK"
+            bookkeeping_prefix = "_tally#"
+            reserved_prefixes = ["STATS#"]
+            [aggregates.org_stats]
+            pk = "STATS#{org}"
+            sk = "TOTAL"
+            counters = ["users"]
+            [entities.user]
+            pk = "{org}"
+            sk = "{userId}"
+            [[entities.user.contributions]]
+            to = "org_stats"
+            key = { org = "org" }
+            add = { users = 1 }
+        "#;
+        let rules: &'static Rules = Box::leak(Box::new(Rules::from_toml(ORGS, "orgs.toml").expect("the rules load")));
+        let keys = json!({"PK": {"S": "STATS#acme"}, "SK": {"S": "TOTAL"}});
+        let change = decode_record(0, &record(base(keys.clone(), keys)), "university", rules).expect("decodes");
+        assert_eq!(change.origin, Origin::Source);
+        assert_eq!(change.rejections().map(Violation::reason).collect::<Vec<_>>(), vec!["reserved_key"]);
     }
 
     #[test]
