@@ -249,8 +249,11 @@ async fn a_scan_reads_application_items_in_tallys_key_space_as_the_applications(
     let table = fresh_table().await;
     // Where an aggregate would be, holding a string under a field's name; and under the
     // bookkeeping prefix, where a ledger would be.
-    write_item(&table, json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}))
-        .await;
+    write_item(
+        &table,
+        json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}),
+    )
+    .await;
     write_item(&table, json!({"pk": {"S": "tally#ledger#course#c9"}, "sk": {"S": "student#s1"}, "entityType": {"S": "note"}})).await;
     let recs = enrollments(&["c2", "c3"]);
     let outcome = apply(&Engine::new(table.clone()), table.name(), &recs).await;

@@ -8,6 +8,10 @@ pub const UPDATED_AT: &str = "updatedAt";
 pub const VERSION: &str = "version";
 /// [`crate::Rules::digest`] of the rules a ledger or an aggregate item was written under.
 pub const RULES_DIGEST: &str = "rulesDigest";
+/// How the types of tally's bookkeeping items begin (`tally_ledger`, ...). The rules checker
+/// refuses an entity or aggregate named so: it would be taken for one, its items under the
+/// bookkeeping prefix skipped and a ledger's condition on its type passing on them.
+pub const TALLY_TYPE_PREFIX: &str = "tally_";
 /// The attribute tally's own items carry their type in, in a table whose rules name no
 /// entity-type attribute (in one that does, they use that one).
 pub const TYPE_ATTRIBUTE: &str = "entityType";

@@ -317,9 +317,9 @@ fn a_capture_followed_by_a_literal_its_values_hold_is_refused() {
     assert_eq!(
         refusals(&text),
         vec![(
-            "17:6: pattern `MSG#{sentAt:datetime}-{messageId}`: `{sentAt}` is followed by `-`, which a date-time can hold: the \
-             capture ends at the literal's first occurrence, inside the value, so the pattern never matches; follow it with a \
-             character no date-time holds, such as `#`"
+            "17:6: pattern `MSG#{sentAt:datetime}-{messageId}`: `{sentAt}` is followed by `-`, which can occur inside a \
+             date-time: the capture ends at the literal's first occurrence, inside the value, so the pattern misses keys of its \
+             own shape; follow it with a character no date-time holds, such as `#`"
                 .to_owned(),
             Some("never_matches")
         )]
@@ -340,4 +340,27 @@ fn the_repository_rule_sets_are_safe() {
         let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect("the rules file");
         assert_eq!(refusals(&text), vec![], "{path}");
     }
+}
+
+#[test]
+fn a_name_tallys_bookkeeping_types_use_is_refused() {
+    let text = edited(&[("[entities.conversation]", "[entities.tally_ledger]")]);
+    assert_eq!(
+        refusals(&text),
+        vec![(
+            "11:11: `tally_ledger` starts with `tally_`, which names tally's own bookkeeping items (`tally_ledger`, ...); choose \
+             another name"
+                .to_owned(),
+            Some("bookkeeping_space")
+        )]
+    );
+}
+
+#[test]
+fn a_literal_a_value_cannot_hold_may_follow_a_date_capture() {
+    for sk in ["MSG#{sentAt:datetime}Z#{messageId}", "MSG#{sentAt:datetime}#{messageId}"] {
+        assert_eq!(refusals(&edited(&[("sk = \"MSG#{sentAt:datetime}\"", &format!("sk = \"{sk}\""))])), vec![], "{sk}");
+    }
+    let found = refusals(&edited(&[("sk = \"MSG#{sentAt:datetime}\"", "sk = \"MSG#{sentAt:datetime}:{messageId}\"")]));
+    assert_eq!(found.iter().map(|(_, reason)| *reason).collect::<Vec<_>>(), vec![Some("never_matches")]);
 }

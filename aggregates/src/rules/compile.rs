@@ -21,7 +21,9 @@ use super::plan::{
     Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
 };
 use super::safety::{self, Places};
-use crate::keys::{attributes, LEDGER_PK_INFIX, MAX_PARTITION_KEY_BYTES, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, TYPE_ATTRIBUTE};
+use crate::keys::{
+    attributes, LEDGER_PK_INFIX, MAX_PARTITION_KEY_BYTES, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, TALLY_TYPE_PREFIX, TYPE_ATTRIBUTE,
+};
 use crate::number::AVERAGE_SCALE;
 
 /// Most digits, integer and fraction together, a summed attribute may allow: a sum of 10^10
@@ -423,6 +425,9 @@ impl Compiler<'_> {
 
     fn aggregate(&mut self, table: &Table, name: Text, decl: AggregateDecl) -> AggregateInfo {
         self.non_empty(&name, "an aggregate's name");
+        if name.get_ref().starts_with(TALLY_TYPE_PREFIX) {
+            self.error(name.span(), Problem::TallyTypeName(name.get_ref().clone()));
+        }
         let pk = self.pattern(&decl.pk, Some(&table.bookkeeping_prefix));
         let sk = self.pattern(&decl.sk, None);
         self.repeated_captures(&format!("aggregate `{}`", name.get_ref()), &decl.sk, pk.as_ref(), sk.as_ref());
@@ -525,6 +530,9 @@ impl Compiler<'_> {
 
     fn entity(&mut self, table: &Table, aggregates: &mut [AggregateInfo], name: Text, decl: EntityDecl) -> Entity {
         self.non_empty(&name, "an entity's name");
+        if name.get_ref().starts_with(TALLY_TYPE_PREFIX) {
+            self.error(name.span(), Problem::TallyTypeName(name.get_ref().clone()));
+        }
         self.entity_places.push(Places { name: name.span(), pk: decl.pk.span(), sk: decl.sk.span() });
         if self.aggregate_ids.contains_key(name.get_ref()) {
             self.error(name.span(), Problem::NameClash(name.get_ref().clone()));

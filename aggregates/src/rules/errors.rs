@@ -164,6 +164,8 @@ pub enum Problem {
     NotANumber { name: String, found: &'static str },
     #[error("no entity contributes to aggregate `{0}`")]
     Unfed(String),
+    #[error("`{0}` starts with `tally_`, which names tally's own bookkeeping items (`tally_ledger`, ...); choose another name")]
+    TallyTypeName(String),
     #[error("`table.reserved_prefixes` names `{0}` twice")]
     RepeatedReservedPrefix(String),
     #[error(
@@ -196,9 +198,9 @@ pub enum Problem {
     )]
     FanOut { entity: String, items: usize, actions: usize, max: usize },
     #[error(
-        "pattern `{pattern}`: `{capture}` is followed by `{literal}`, which a {kind} can hold: the capture ends at the \
-         literal's first occurrence, inside the value, so the pattern never matches; follow it with a character no \
-         {kind} holds, such as `#`"
+        "pattern `{pattern}`: `{capture}` is followed by `{literal}`, which can occur inside a {kind}: the capture ends at \
+         the literal's first occurrence, inside the value, so the pattern misses keys of its own shape; follow it with a \
+         character no {kind} holds, such as `#`"
     )]
     CaptureSwallowsLiteral { pattern: String, capture: String, literal: String, kind: &'static str },
     #[error("pattern `{pattern}`: its shortest key is {bytes} bytes, over the {limit} a key may have here")]
@@ -218,7 +220,7 @@ impl Problem {
         Some(match self {
             Problem::OverlappingAggregates { .. } => "overlapping_aggregates",
             Problem::AggregateOnEntityKey { .. } => "aggregate_on_entity_key",
-            Problem::AggregateInBookkeeping { .. } | Problem::BookkeepingPrefix { .. } => "bookkeeping_space",
+            Problem::AggregateInBookkeeping { .. } | Problem::BookkeepingPrefix { .. } | Problem::TallyTypeName(_) => "bookkeeping_space",
             Problem::FieldDigitBudget { .. } | Problem::DigitBudget { .. } => "field_digit_budget",
             Problem::FanOut { .. } => "fan_out",
             Problem::CaptureSwallowsLiteral { .. } | Problem::PatternTooLong { .. } | Problem::EntityUnderReservedPrefix { .. } => {

@@ -36,8 +36,10 @@ impl Rules {
     /// An image whose entity-type attribute names an entity is that entity; one without (or
     /// naming none) is the first entity matched by keys whose patterns its keys fit, else
     /// unknown. Checks run in this order, the first failure being the reason: the own keys'
-    /// lengths, the pk pattern, the sk pattern, the attributes in the file's order, then the
-    /// aggregate keys' lengths (the first too long, in aggregate then key order).
+    /// lengths, the pk pattern, the sk pattern, a pk under a prefix only tally writes
+    /// (`reserved_key`), the attributes in the file's order, then the aggregate keys: too long,
+    /// or not reading back as the values they are built from (`ambiguous_key`), the first in
+    /// aggregate then key order.
     pub fn assess(&self, image: Option<&Item>) -> RuleAssessment<'_> {
         let Some(image) = image else { return RuleAssessment::Absent };
         let mut entity = None;

@@ -167,8 +167,7 @@ fn usable<'p>(
                     CaptureType::Date | CaptureType::DateTime => "YYYY-MM-DD".len(),
                 };
                 let Some(Part::Literal(next)) = parts.peek() else { continue };
-                let Some(first) = next.chars().next() else { continue };
-                if capture.kind != CaptureType::Id && capture_may_hold(capture.kind, first) {
+                if capture.kind != CaptureType::Id && may_start_inside(capture.kind, next) {
                     let kind = if capture.kind == CaptureType::Date { "date" } else { "date-time" };
                     let problem = Problem::CaptureSwallowsLiteral {
                         pattern: pattern.source(),
@@ -188,6 +187,15 @@ fn usable<'p>(
         return None;
     }
     Some(pattern)
+}
+
+/// Whether `literal`, following a capture of `kind`, can first occur inside the capture's value
+/// (the capture then ends there, early): when its first `j` characters can end a value and the
+/// rest is what the literal itself starts with, or the whole of it fits inside a value. `Z#`
+/// after a date-time cannot (no date-time holds `#`); `-` can.
+fn may_start_inside(kind: CaptureType, literal: &str) -> bool {
+    let chars: Vec<char> = literal.chars().collect();
+    (1..=chars.len()).any(|j| chars[..j].iter().all(|c| capture_may_hold(kind, *c)) && chars[j..] == chars[..chars.len() - j])
 }
 
 /// A pk and sk pattern with their languages.

@@ -137,8 +137,8 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
         // aggregate's key without it is the application's, and is assessed like any other.
         KeyOwner::Aggregate if images.into_iter().all(|image| is_own_aggregate(rules, &key, image)) => Origin::OwnAggregate,
         // Only tally writes under the bookkeeping prefix: an image there that is not one of its
-        // items is the application's, breaking that promise. It is assessed (and rejected,
-        // `reserved_key`), never skipped unseen as tally's.
+        // items is the application's, breaking that promise. It is assessed (an entity's image is
+        // rejected), never skipped unseen as tally's.
         KeyOwner::Bookkeeping if images.into_iter().all(|image| is_bookkeeping(rules, image)) => Origin::OwnBookkeeping,
         _ if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
         _ => Origin::Source,

@@ -141,6 +141,11 @@ mod tests {
     }
 
     #[test]
+    fn bookkeeping_types_carry_the_prefix_rules_may_not_use() {
+        assert!(BOOKKEEPING.iter().all(|kind| kind.entity_type.starts_with(aggregates::keys::TALLY_TYPE_PREFIX)));
+    }
+
+    #[test]
     fn own_entity_types_never_name_a_source_item() {
         let rules = Rules::university();
         let own = rules.aggregates().iter().map(Aggregate::name).chain(BOOKKEEPING.iter().map(|kind| kind.entity_type));

@@ -35,8 +35,9 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
             Ok(()) => return Ok(()),
             Err(StoreError::Changed(changed)) => changed,
             Err(err @ StoreError::NotOwned { .. }) => bail!(
-                "{err}; nothing in this chunk was written. The rules give an aggregate the key of an item that is not tally's: \
-                 change the rules' key templates"
+                "{err}; nothing in this chunk was written. An item that is not tally's stands where an aggregate of these \
+                 rules must be: an application item the rules do not describe, or one of an aggregate renamed in place \
+                 (docs/rules.md, \"Changing rules\"). Move or delete it, then run backfill again"
             ),
             Err(err) => return Err(err.into()),
         };

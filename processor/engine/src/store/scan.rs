@@ -91,7 +91,7 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
             None => TableItem::Other,
         },
         // Only tally writes under the bookkeeping prefix; an item there without one of its types
-        // is the application's, read as the stream reads its records (rejected, `reserved_key`).
+        // is the application's, read as the stream reads its records (an entity's is rejected).
         KeyOwner::Bookkeeping if !text(&item, rules.table().type_attribute()).is_some_and(is_bookkeeping_type) => {
             TableItem::Source { key: Some(key), image: item.into() }
         }
@@ -169,8 +169,12 @@ impl DynamoTable {
             let item = item.map_err(|err| classify("Scan", err))?;
             let Some(key) = self.codec().item_key(&item) else { continue };
             let Some(key) = rules.parse_key(&key.pk, &key.sk) else { continue };
-            let stored = self.codec().decode_aggregate(&key, &item)?;
-            found.push((key, stored));
+            match self.codec().read_aggregate(&key, &item) {
+                Ok(stored) => found.push((key, stored)),
+                // Another aggregate's type at this key: not this aggregate's item.
+                Err(StoreError::NotOwned { .. }) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(found)
     }
