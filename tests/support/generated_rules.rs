@@ -831,7 +831,18 @@ impl Values<'_> {
         if self.dice.chance(60) {
             return self.dice.pick(&["2024-03-01T10:00:00Z", "2024-03-01T23:30:00-02:00", "2024-03-02"]).to_string();
         }
-        self.dice.pick(&["2024-03-01T00:00:00", "2024-03-01T10:00:00.123+05:30", "2024-13-01T00:00:00Z", "soon"]).to_string()
+        // The last two fall on UTC days outside years 0 to 9999: keys render them `-0001-12-31`
+        // and `+10000-01-01`.
+        self.dice
+            .pick(&[
+                "2024-03-01T00:00:00",
+                "2024-03-01T10:00:00.123+05:30",
+                "2024-13-01T00:00:00Z",
+                "soon",
+                "0000-01-01T00:00+01:00",
+                "9999-12-31T23:30-01:00",
+            ])
+            .to_string()
     }
 
     fn text(&mut self) -> String {
