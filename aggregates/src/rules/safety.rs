@@ -77,59 +77,89 @@ pub(crate) fn check(
             return;
         }
     }
+    let aggregates = Templates { of: aggregates, places: aggregate_places, keys: &aggregate_keys };
+    in_bookkeeping(table, &aggregates, report);
+    overlapping(table, &aggregates, report);
+    on_entity_keys(table, &aggregates, (entities, &entity_keys), report);
+}
+
+/// The aggregates with where they are written and their keys' languages (`None`: left out).
+struct Templates<'a> {
+    of: &'a [Aggregate],
+    places: &'a [Places],
+    keys: &'a [Option<Keys<'a>>],
+}
+
+impl Templates<'_> {
+    fn usable(&self) -> impl Iterator<Item = (usize, &Keys<'_>)> + '_ {
+        self.keys.iter().enumerate().filter_map(|(index, keys)| Some((index, keys.as_ref()?)))
+    }
+}
+
+/// Aggregate pks that can start with the bookkeeping prefix.
+fn in_bookkeeping(table: &Table, aggregates: &Templates<'_>, report: &mut dyn FnMut(Range<usize>, Problem)) {
     let bookkeeping = Language::starting_with(&table.bookkeeping_prefix);
-    for (index, keys) in aggregate_keys.iter().enumerate() {
-        let Some(keys) = keys else { continue };
+    for (index, keys) in aggregates.usable() {
         // A pk whose literal start is the prefix is reported already ([`Problem::BookkeepingPrefix`]).
         if keys.pk.prefix().starts_with(table.bookkeeping_prefix.as_str()) {
             continue;
         }
         if let Some(key) = keys.pk_language.meet(&bookkeeping) {
-            let aggregate = &aggregates[index];
+            let aggregate = &aggregates.of[index];
             let problem = Problem::AggregateInBookkeeping {
                 aggregate: aggregate.name.clone(),
                 pattern: aggregate.pk.source(),
                 prefix: table.bookkeeping_prefix.clone(),
                 key,
             };
-            report(aggregate_places[index].pk.clone(), problem);
+            report(aggregates.places[index].pk.clone(), problem);
         }
     }
-    for (second, keys) in aggregate_keys.iter().enumerate() {
-        let Some(keys) = keys else { continue };
-        for (first, earlier) in aggregate_keys[..second].iter().enumerate() {
-            let Some(earlier) = earlier else { continue };
+}
+
+/// Pairs of aggregates that can produce one key, reported at the later one.
+fn overlapping(table: &Table, aggregates: &Templates<'_>, report: &mut dyn FnMut(Range<usize>, Problem)) {
+    for (second, keys) in aggregates.usable() {
+        for (first, earlier) in aggregates.usable().take_while(|(first, _)| *first < second) {
             if let Some((pk, sk)) = earlier.meet(keys) {
                 let problem = Problem::OverlappingAggregates {
-                    first: aggregates[first].name.clone(),
-                    second: aggregates[second].name.clone(),
+                    first: aggregates.of[first].name.clone(),
+                    second: aggregates.of[second].name.clone(),
                     pk_name: table.pk.clone(),
                     pk,
                     sk_name: table.sk.clone(),
                     sk,
                 };
-                report(aggregate_places[second].pk.clone(), problem);
+                report(aggregates.places[second].pk.clone(), problem);
             }
         }
     }
-    for (index, keys) in aggregate_keys.iter().enumerate() {
-        let Some(keys) = keys else { continue };
+}
+
+/// Aggregates that can produce a key an entity's item can have.
+fn on_entity_keys(
+    table: &Table,
+    aggregates: &Templates<'_>,
+    (entities, entity_keys): (&[Entity], &[Option<Keys<'_>>]),
+    report: &mut dyn FnMut(Range<usize>, Problem),
+) {
+    for (index, keys) in aggregates.usable() {
         // The application writes nothing under a reserved prefix (enforced per image).
         if table.reserved_prefix_of(keys.pk.prefix()).is_some() {
             continue;
         }
-        for (entity, entity_keys) in entities.iter().zip(&entity_keys) {
+        for (entity, entity_keys) in entities.iter().zip(entity_keys) {
             let Some(entity_keys) = entity_keys else { continue };
             if let Some((pk, sk)) = keys.meet_entity(entity_keys) {
                 let problem = Problem::AggregateOnEntityKey {
-                    aggregate: aggregates[index].name.clone(),
+                    aggregate: aggregates.of[index].name.clone(),
                     entity: entity.name.clone(),
                     pk_name: table.pk.clone(),
                     pk,
                     sk_name: table.sk.clone(),
                     sk,
                 };
-                report(aggregate_places[index].pk.clone(), problem);
+                report(aggregates.places[index].pk.clone(), problem);
             }
         }
     }
