@@ -26,7 +26,7 @@ INFRA = Path(__file__).resolve().parents[1]
 TEMPLATE = INFRA / "template.yaml"
 REGION = "us-east-1"
 
-# From SPEC.md and the engine: the processor's own items, and every source item type.
+# From docs/university.md and the engine: the processor's own items, and every source item type.
 OWN_ENTITY_TYPES = {
     "stats",
     "assignment_stats",

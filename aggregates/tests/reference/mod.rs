@@ -1,5 +1,5 @@
 //! The hand-written university rules: an independent implementation of SPEC
-//! (`../shared/SPEC.md`), kept as the differential oracle for `aggregates/rules/university.toml`
+//! (`docs/university.md`), kept as the differential oracle for `aggregates/rules/university.toml`
 //! (`rules_match_code.rs` checks that the compiled file assesses every image as this code does).
 //!
 //! It was the library's implementation before rules became data: [`source`] parses and validates
