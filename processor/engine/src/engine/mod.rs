@@ -14,9 +14,9 @@
 //! ([`StoreError::NotOwned`]: an application item at a key the rules also give an aggregate) or
 //! cannot decode ([`StoreError::Corrupt`]). Such a failure
 //! ([`StoreError::is_permanent_for_its_items`]) of a read or a commit of several items is
-//! narrowed down: each item is then read or committed alone, the ones that fail so are set aside
-//! as [`Refused`], every other item is applied, and the batch reports from the first unapplied
-//! record.
+//! narrowed down: a read is split in halves until the items that fail so stand alone, a commit's
+//! items are committed one at a time; those are set aside as [`Refused`], every other item is
+//! applied, and the batch reports from the first unapplied record.
 
 mod outcome;
 #[cfg(test)]
