@@ -60,10 +60,45 @@ pub fn utc_day(text: &str) -> Option<NaiveDate> {
             return Some(at.with_timezone(&Utc).date_naive());
         }
     }
+    // Without an offset, or with `Z` after the minutes (which RFC 3339 parsing refuses without
+    // seconds, and `%z` does not take): the time is UTC's.
+    let utc = text.strip_suffix('Z').unwrap_or(text);
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
+        if let Ok(at) = NaiveDateTime::parse_from_str(utc, format) {
             return Some(at.date());
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> Option<String> {
+        utc_day(text).map(|day| day.to_string())
+    }
+
+    #[test]
+    fn every_extended_form_gives_its_utc_day() {
+        for (text, expected) in [
+            ("2026-03-01", "2026-03-01"),
+            ("2026-03-01T10:00", "2026-03-01"),
+            ("2026-03-01T10:00Z", "2026-03-01"),
+            ("2026-03-01T23:30-01:00", "2026-03-02"),
+            ("2026-03-01T00:30+0100", "2026-02-28"),
+            ("2026-03-01T10:00:05Z", "2026-03-01"),
+            ("2026-03-01T10:00:05.250", "2026-03-01"),
+            ("2026-03-01T00:10:00.5+01:00", "2026-02-28"),
+        ] {
+            assert_eq!(day(text).as_deref(), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_not_dates() {
+        for text in ["2026-3-01", "2026-03-01T1:00Z", "2026-03-01T10:00z", "2026-03-01T10Z", "2026-03-01T10:00:5Z", "2026-02-30", ""] {
+            assert_eq!(day(text), None, "{text}");
+        }
+    }
 }
