@@ -13,8 +13,8 @@ use aggregates::Rules;
 use support::images::*;
 use support::{apply, drop_table, fresh_table, records, Rec};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::Engine;
-use tally_engine::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
+use tally_engine::Engine;
+use tally_engine::plan::{group, needed_keys, plan, MAX_TRANSACTION_ACTIONS, Snapshot};
 
 /// 100 records of a university day: enrollments, submissions (half graded), regrades, orders and
 /// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.
@@ -58,7 +58,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async {
         let table = fresh_table().await;
-        let engine = Engine::new(table.clone());
+        let engine = Engine::new(support::university(), table.clone());
         println!("standard mix, 100 records a batch, sequential, DynamoDB Local");
         println!("RCU/WCU: estimated from item sizes by DynamoDB's rules (strongly consistent reads, transactional writes);");
         println!("DynamoDB Local's ConsumedCapacity is not faithful. ms: wall clock on DynamoDB Local, for orientation only.");
@@ -107,7 +107,7 @@ fn main() {
         );
 
         println!("\nhot item: 4 concurrent engines, 25 orders each on one day (one daily_stats item)");
-        let engines: Vec<Engine<_>> = (0..4).map(|_| Engine::new(table.clone())).collect();
+        let engines: Vec<Engine<_>> = (0..4).map(|_| Engine::new(support::university(), table.clone())).collect();
         let batches: Vec<Vec<Rec>> = (0..4u64)
             .map(|shard| {
                 (0..25u64)

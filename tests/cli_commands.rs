@@ -15,7 +15,7 @@ use tally_engine::store::{connect, DynamoTable};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
 async fn table(name: &str) -> DynamoTable {
-    DynamoTable::new(connect(None, None).await, name, Rules::university())
+    DynamoTable::new(connect(None, None).await, name, support::university())
 }
 
 #[tokio::test]
@@ -131,8 +131,8 @@ async fn seed_backfill_verify_and_repairing_a_corrupted_aggregate() {
     let table = table(&name).await;
     let course = aggregate(&table, "course#c001", "stats").await.expect("c001 has stats");
     let enrolled = number(&Some(course), "enrollmentCount").unwrap();
-    table
-        .client()
+    tally_engine::store::connect(None, None)
+        .await
         .update_item()
         .table_name(&name)
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("course#c001".into()))
@@ -165,10 +165,9 @@ async fn an_unfinished_backfill_fails_verify_and_stops_the_commands_that_process
     consume(&name);
     json(tally(&name).args(["seed", "--ops", "20", "--seed", "4"]));
     // What a backfill killed between its aggregate and its ledger writes leaves behind.
-    let table = table(&name).await;
     let marked = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    table
-        .client()
+    tally_engine::store::connect(None, None)
+        .await
         .put_item()
         .table_name(&name)
         .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("tally#backfill".into()))
@@ -256,8 +255,7 @@ async fn backfill_counts_once_what_the_stream_still_holds_for_items_it_did_not_c
     json(tally(&name).arg("init"));
     json(tally(&name).args(["seed", "--ops", "200", "--seed", "31"]));
     consume(&name);
-    let table = table(&name).await;
-    let items = scan(table.client(), &name).await;
+    let items = scan(&support::client().await, &name).await;
     let of_type = |entity_type: &str| {
         items
             .iter()
@@ -270,13 +268,13 @@ async fn backfill_counts_once_what_the_stream_still_holds_for_items_it_did_not_c
     for (pk, sk) in [&enrollment, &order] {
         let AttributeValue::S(pk) = pk else { unreachable!() };
         let ledger_pk = AttributeValue::S(format!("tally#ledger#{pk}"));
-        table.client().delete_item().table_name(&name).key("pk", ledger_pk).key("sk", sk.clone()).send().await.unwrap();
+        support::client().await.delete_item().table_name(&name).key("pk", ledger_pk).key("sk", sk.clone()).send().await.unwrap();
     }
     // With the processor paused, the enrollment expires and the order loses its entityType; both
     // records wait on the stream while backfill counts neither item.
-    table.client().delete_item().table_name(&name).key("pk", enrollment.0.clone()).key("sk", enrollment.1.clone()).send().await.unwrap();
-    table
-        .client()
+    support::client().await.delete_item().table_name(&name).key("pk", enrollment.0.clone()).key("sk", enrollment.1.clone()).send().await.unwrap();
+    tally_engine::store::connect(None, None)
+        .await
         .update_item()
         .table_name(&name)
         .key("pk", order.0.clone())

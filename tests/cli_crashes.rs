@@ -37,8 +37,9 @@ use serde_json::{json, Value};
 use support::cli::{failure_log, json, run, tally, unique_table};
 use support::images::{assignment, course, enrollment, instructor, n, order, submission, transaction, user};
 use support::Rec;
-use tally_engine::decode::ItemKey;
-use tally_engine::store::{connect, Codec, DynamoTable, SdkItem};
+use tally_engine::items::ItemKey;
+use tally_engine::registry;
+use tally_engine::store::{connect, DynamoTable, SdkItem};
 
 const KILLS_VAR: &str = "TALLY_CRASH_KILLS";
 const OPS_VAR: &str = "TALLY_CRASH_OPS";
@@ -334,7 +335,6 @@ struct Markers(Vec<(usize, ItemKey, String)>);
 impl Markers {
     fn of(files: &[Vec<Rec>]) -> Markers {
         const COUNTED: [&str; 5] = ["student", "instructor", "assignment", "order", "transaction"];
-        let codec = Codec::new(Rules::university());
         let marker = |recs: &Vec<Rec>| {
             recs.iter().rev().find_map(|rec| {
                 let image = rec.new.as_ref().or(rec.old.as_ref())?;
@@ -342,7 +342,7 @@ impl Markers {
                     return None;
                 }
                 let item = ItemKey { pk: image["pk"]["S"].as_str()?.to_owned(), sk: image["sk"]["S"].as_str()?.to_owned() };
-                Some((codec.ledger_key(&item), rec.sequence_number()))
+                Some((registry::ledger_key(Rules::university().table(), &item), rec.sequence_number()))
             })
         };
         Markers(files.iter().enumerate().filter_map(|(index, recs)| marker(recs).map(|(key, sequence)| (index, key, sequence))).collect())
@@ -423,7 +423,7 @@ async fn replay_killed_at_random_points_resumes_exactly() {
         command.arg("replay").arg(&events);
         command
     };
-    let table = DynamoTable::new(connect(None, None).await, name.clone(), Rules::university());
+    let table = DynamoTable::new(connect(None, None).await, name.clone(), support::university());
     let markers = Markers::of(&workload.files);
     let crashes = crash_repeatedly("replay", replay, settings.kills, &mut rng, &scratch, true, Some((&markers, &table))).await;
     // Every file again, from the first: those applied before a kill are no-ops by their ledgers.
@@ -431,9 +431,9 @@ async fn replay_killed_at_random_points_resumes_exactly() {
     assert_eq!(last["failure"], Value::Null, "{last}");
     assert_eq!(last["records"], records, "{last}");
 
-    let drift = support::drift(&table, &workload.finals).await;
+    let drift = support::drift(&table, Rules::university(), &workload.finals).await;
     assert!(drift.is_empty(), "drift after {} kills of replay:\n{drift:#?}", crashes.kills);
-    put_items(table.client(), &name, &workload.finals).await;
+    put_items(&support::client().await, &name, &workload.finals).await;
     let verified = verify_no_drift(&name);
     eprintln!(
         "replay crashes: seed {}, {records} records in {} files, {} final items: {} kills survived (files applied at each: \

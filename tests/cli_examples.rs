@@ -9,6 +9,7 @@ mod cli;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::KeyType;
 use serde_json::Value;
@@ -154,7 +155,7 @@ async fn run(example: &Example) {
     for record in &records {
         last.insert(record["dynamodb"]["Keys"].to_string(), record["dynamodb"].get("NewImage").cloned());
     }
-    let dynamo = DynamoTable::new(client.clone(), table.clone(), rules);
+    let dynamo = DynamoTable::new(client.clone(), table.clone(), Arc::clone(&rules));
     for image in last.into_values().flatten() {
         dynamo.put_source(serde_json::from_value(image).expect("an image")).await.expect("writing a source item");
     }

@@ -135,7 +135,7 @@ async fn source_table_replays_a_capture_into_a_table_of_another_name() {
 
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURES).join("expected/university.json")).unwrap()).unwrap();
-    let table = DynamoTable::new(connect(None, None).await, &name, Rules::university());
+    let table = DynamoTable::new(connect(None, None).await, &name, support::university());
     for want in expected["aggregates"].as_array().unwrap() {
         let (pk, sk) = (want["pk"].as_str().unwrap(), want["sk"].as_str().unwrap());
         let have = aggregate(&table, pk, sk).await;

@@ -8,12 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::Rules;
 use serde_json::json;
 use support::cli::{consume, failure_log, json, run, tally, unique_table};
 use support::faults::{Fault, FaultyTable};
 use tally_cli::consumer::{ConsumeOptions, ConsumeSummary, Consumer};
-use tally_engine::engine::Engine;
+use tally_engine::Engine;
 use tally_engine::store::checkpoints::Checkpoints;
 use tally_engine::store::{connect, sdk_config, DynamoTable};
 use tally_engine::stream::{Position, StreamReader};
@@ -26,7 +25,7 @@ fn verify_exact(table: &str) {
 async fn reader(table: &str) -> StreamReader {
     let client = connect(None, None).await;
     let arn =
-        DynamoTable::new(client.clone(), table, Rules::university()).latest_stream_arn().await.unwrap().expect("the table has a stream");
+        DynamoTable::new(client.clone(), table, support::university()).latest_stream_arn().await.unwrap().expect("the table has a stream");
     StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
 }
 
@@ -82,11 +81,11 @@ async fn handler_failures_are_retried_from_the_failure_point() {
         .chain([None])
         .chain(outlasting_the_deadline())
         .collect();
-    let table = DynamoTable::new(client, &name, Rules::university());
+    let table = DynamoTable::new(client, &name, support::university());
     let checkpoints = Checkpoints::new(table.clone(), reader.arn());
-    let engine = Engine::new(FaultyTable::new(table, script));
+    let engine = Engine::new(support::university(), FaultyTable::new(table, script));
     let options = ConsumeOptions { batch_timeout: SHORT_BATCH, ..options(&name, 10) };
-    let summary = Consumer::new(&engine, reader, checkpoints, &name, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    let summary = Consumer::new(&engine, reader, checkpoints, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
     assert!(summary.retries >= 3, "{summary:?}");
     assert_eq!(summary.records_to_failure_log, 0);
     verify_exact(&name);
@@ -99,13 +98,13 @@ async fn consume_giving_up_the_first_batches(name: &str, seed: &str) -> ConsumeS
     json(tally(name).args(["seed", "--ops", "120", "--seed", seed]));
     let client = connect(None, None).await;
     let reader = reader(name).await;
-    let table = DynamoTable::new(client, name, Rules::university());
+    let table = DynamoTable::new(client, name, support::university());
     let checkpoints = Checkpoints::new(table.clone(), reader.arn());
     let script: Vec<Option<Fault>> = (0..3).flat_map(|_| outlasting_the_deadline()).collect();
-    let engine = Engine::new(FaultyTable::new(table, script));
+    let engine = Engine::new(support::university(), FaultyTable::new(table, script));
     let _ = std::fs::remove_file(failure_log(name));
     let options = ConsumeOptions { batch_timeout: SHORT_BATCH, ..options(name, 0) };
-    let summary = Consumer::new(&engine, reader, checkpoints, name, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
+    let summary = Consumer::new(&engine, reader, checkpoints, options, Arc::new(AtomicBool::new(false))).run().await.unwrap();
     assert!(summary.records_to_failure_log > 0, "{summary:?}");
     summary
 }
@@ -115,11 +114,11 @@ async fn a_permanent_failure_stops_consume_at_once_and_a_later_run_resumes() {
     let name = unique_table();
     json(tally(&name).arg("init"));
     json(tally(&name).args(["seed", "--ops", "120", "--seed", "5"]));
-    let table = DynamoTable::new(connect(None, None).await, &name, Rules::university());
+    let table = DynamoTable::new(connect(None, None).await, &name, support::university());
     let _ = std::fs::remove_file(failure_log(&name));
-    let engine = Engine::new(FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]));
+    let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]));
     let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
-    let stopped = Consumer::new(&engine, reader(&name).await, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false)))
+    let stopped = Consumer::new(&engine, reader(&name).await, checkpoints, options(&name, 10), Arc::new(AtomicBool::new(false)))
         .run()
         .await
         .expect_err("a permanent failure stops the consumer");
@@ -130,8 +129,8 @@ async fn a_permanent_failure_stops_consume_at_once_and_a_later_run_resumes() {
 
     // Once the cause is gone, the next run resumes from the last checkpoint and counts nothing twice.
     let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
-    let healed = Engine::new(table);
-    let summary = Consumer::new(&healed, reader(&name).await, checkpoints, &name, options(&name, 10), Arc::new(AtomicBool::new(false)))
+    let healed = Engine::new(support::university(), table);
+    let summary = Consumer::new(&healed, reader(&name).await, checkpoints, options(&name, 10), Arc::new(AtomicBool::new(false)))
         .run()
         .await
         .unwrap();
@@ -221,7 +220,7 @@ async fn a_consumer_killed_mid_stream_resumes_exactly() {
         .unwrap();
     // Kill it (SIGKILL: no clean stop) once it has checkpointed some progress.
     let client = connect(None, None).await;
-    let table = DynamoTable::new(client, &name, Rules::university());
+    let table = DynamoTable::new(client, &name, support::university());
     let arn = table.latest_stream_arn().await.unwrap().expect("the table has a stream");
     let checkpoints = Checkpoints::new(table, &arn);
     for _ in 0..100 {

@@ -37,7 +37,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{json, Value};
 use tally_cli::replay;
 use tally_engine::decode::{decode_batch, Change, Origin};
-use tally_engine::engine::RecordClass;
+use tally_engine::outcome::RecordClass;
 
 const TABLE: &str = "university";
 const ARN: &str = "arn:aws:dynamodb:eu-west-1:123456789012:table/university/stream/2026-09-01T00:00:00.000";

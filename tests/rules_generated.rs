@@ -34,6 +34,7 @@ mod stream_records;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aggregates::rules::{RuleAssessment, Rules, RulesErrors};
@@ -45,11 +46,13 @@ use examples_support::dice::Dice;
 use examples_support::workload::Key;
 use generated::{FileSpec, History, Mode, SAFETY_REASONS};
 use stream_records::event_record;
-use tally_engine::decode::{decode_batch, ItemKey};
-use tally_engine::engine::{Engine, RecordClass};
+use tally_engine::decode::decode_batch;
+use tally_engine::items::ItemKey;
+use tally_engine::outcome::RecordClass;
+use tally_engine::Engine;
 use tally_engine::registry::LEDGER;
 use tally_engine::store::error::Failure;
-use tally_engine::store::{Commit, Found, MemoryTable, SdkItem, StoreError, Table, Usage};
+use tally_engine::store::{Commit, Found, MemoryTable, SdkItem, Store, StoreError, Usage};
 
 const DEFAULT_CASES: usize = 400;
 const DEFAULT_SEED: u64 = 0x7A11_7E57_2026;
@@ -101,7 +104,7 @@ struct Limited {
 
 impl Limited {
     fn new(rules: &'static Rules) -> Self {
-        Limited { table: MemoryTable::new(rules), ledger_prefix: LEDGER.pk_prefix(rules.table()) }
+        Limited { table: MemoryTable::new("generated", Arc::new(rules.clone())), ledger_prefix: LEDGER.pk_prefix(rules.table()) }
     }
 }
 
@@ -113,9 +116,9 @@ fn refused(operation: &'static str, message: String) -> StoreError {
     StoreError::Refused(Failure::new(operation, format!("ValidationException: {message}")))
 }
 
-impl Table for Limited {
-    fn rules(&self) -> &'static Rules {
-        self.table.rules()
+impl Store for Limited {
+    fn table_name(&self) -> &str {
+        self.table.table_name()
     }
 
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
@@ -150,7 +153,7 @@ impl Table for Limited {
 
 /// The table a case runs on: the application's writes, the engine, and the table's items.
 trait Backend {
-    type T: Table;
+    type T: Store;
     fn engine(&self) -> &Engine<Self::T>;
     fn name(&self) -> &str;
     async fn put(&self, key: &Key, item: SdkItem);
@@ -176,15 +179,15 @@ impl Backend for Memory {
     }
 
     async fn put(&self, key: &Key, item: SdkItem) {
-        self.engine.table().table.put_item(ItemKey { pk: key.0.clone(), sk: key.1.clone() }, item);
+        self.engine.store().table.put_item(ItemKey { pk: key.0.clone(), sk: key.1.clone() }, item);
     }
 
     async fn delete(&self, key: &Key) {
-        self.engine.table().table.delete_item(&ItemKey { pk: key.0.clone(), sk: key.1.clone() });
+        self.engine.store().table.delete_item(&ItemKey { pk: key.0.clone(), sk: key.1.clone() });
     }
 
     async fn expire_ledgers(&self) -> usize {
-        let table = self.engine.table();
+        let table = self.engine.store();
         let ledgers: Vec<ItemKey> = table.table.items().into_keys().filter(|key| key.pk.starts_with(&table.ledger_prefix)).collect();
         for key in &ledgers {
             table.table.delete_item(key);
@@ -193,7 +196,7 @@ impl Backend for Memory {
     }
 
     async fn items(&self) -> HashMap<Key, SdkItem> {
-        self.engine.table().table.items().into_iter().map(|(key, item)| ((key.pk, key.sk), item)).collect()
+        self.engine.store().table.items().into_iter().map(|(key, item)| ((key.pk, key.sk), item)).collect()
     }
 }
 
@@ -559,7 +562,7 @@ fn make_case(number: usize) -> Case {
 fn run_in_memory(runtime: &tokio::runtime::Runtime, case: &Case, spec: &FileSpec, ops: usize) -> Option<(Exercised, Vec<Broken>)> {
     let Verdict::Accepted(rules) = check_file(spec) else { return None };
     let history = generated::history(spec, rules, case.history_seed, ops);
-    let backend = Memory { engine: Engine::new(Limited::new(rules)) };
+    let backend = Memory { engine: Engine::new(Arc::new(rules.clone()), Limited::new(rules)) };
     Some(runtime.block_on(run_case(&backend, rules, &history, case.delivery_seed, case.expire)))
 }
 
@@ -813,11 +816,11 @@ mod on_dynamodb_local {
 
     impl Dynamo {
         fn table(&self) -> &DynamoTable {
-            self.engine.table()
+            self.engine.store()
         }
 
         fn key(&self, key: &Key) -> HashMap<String, SdkValue> {
-            let rules = self.table().rules().table();
+            let rules = self.engine.rules().table();
             HashMap::from([(rules.pk().to_owned(), SdkValue::S(key.0.clone())), (rules.sk().to_owned(), SdkValue::S(key.1.clone()))])
         }
     }
@@ -835,17 +838,17 @@ mod on_dynamodb_local {
 
         async fn put(&self, _key: &Key, item: SdkItem) {
             let table = self.table();
-            table.client().put_item().table_name(table.name()).set_item(Some(item)).send().await.expect("the application's put");
+            support::client().await.put_item().table_name(table.name()).set_item(Some(item)).send().await.expect("the application's put");
         }
 
         async fn delete(&self, key: &Key) {
             let table = self.table();
-            let delete = table.client().delete_item().table_name(table.name()).set_key(Some(self.key(key)));
+            let delete = support::client().await.delete_item().table_name(table.name()).set_key(Some(self.key(key)));
             delete.send().await.expect("the application's delete");
         }
 
         async fn expire_ledgers(&self) -> usize {
-            let prefix = LEDGER.pk_prefix(self.table().rules().table());
+            let prefix = LEDGER.pk_prefix(self.engine.rules().table());
             let ledgers: Vec<Key> = self.items().await.into_keys().filter(|key| key.0.starts_with(&prefix)).collect();
             for key in &ledgers {
                 self.delete(key).await;
@@ -855,12 +858,12 @@ mod on_dynamodb_local {
 
         async fn items(&self) -> HashMap<Key, SdkItem> {
             let table = self.table();
-            let rules = table.rules().table();
+            let rules = self.engine.rules().table();
             let text = |item: &SdkItem, name: &str| match item.get(name) {
                 Some(SdkValue::S(text)) => text.clone(),
                 other => panic!("a table item's `{name}` is {other:?}"),
             };
-            super::support::scan(table.client(), table.name())
+            super::support::scan(&support::client().await, table.name())
                 .await
                 .into_iter()
                 .map(|item| ((text(&item, rules.pk()), text(&item, rules.sk())), item))
@@ -870,9 +873,10 @@ mod on_dynamodb_local {
 
     pub(super) async fn fresh(rules: &'static Rules) -> Dynamo {
         let name = format!("generated-{}", uuid::Uuid::new_v4().simple());
-        let table = DynamoTable::new(connect(None, None).await, name, rules);
+        let rules = Arc::new(rules.clone());
+        let table = DynamoTable::new(connect(None, None).await, name, Arc::clone(&rules));
         schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
-        Dynamo { engine: Engine::new(table) }
+        Dynamo { engine: Engine::new(rules, table) }
     }
 }
 
@@ -902,8 +906,8 @@ fn generated_rules_files_on_dynamodb_local_too() {
         let (exercised, problems) = runtime.block_on(async {
             let backend = on_dynamodb_local::fresh(rules).await;
             let result = run_case(&backend, rules, &history, case.delivery_seed, case.expire).await;
-            let table = backend.engine.table();
-            table.client().delete_table().table_name(table.name()).send().await.expect("deleting the test table");
+            let table = backend.engine.store();
+            support::client().await.delete_table().table_name(table.name()).send().await.expect("deleting the test table");
             result
         });
         totals.add(&exercised);

@@ -18,6 +18,8 @@ mod stream_records;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use aggregates::Rules;
 use aws_lambda_events::event::dynamodb::EventRecord;
 use examples_support::delivery::schedule;
@@ -28,9 +30,10 @@ use proptest::test_runner::{Config, TestRunner};
 use stream_records::event_record;
 use tally_cli::audit::{Audit, Keep};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::{Engine, RecordClass};
+use tally_engine::outcome::RecordClass;
+use tally_engine::Engine;
 use tally_engine::registry::LEDGER;
-use tally_engine::store::{connect, schema, DynamoTable, Table};
+use tally_engine::store::{connect, schema, DynamoTable};
 
 /// Cases per rule set; `TALLY_ORACLE_CASES` (the university oracle's) scales them for a soak.
 fn cases() -> u32 {
@@ -40,23 +43,23 @@ fn cases() -> u32 {
 
 async fn fresh_table(rules: &'static Rules, name: &str) -> DynamoTable {
     let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let table = DynamoTable::new(connect(None, None).await, name, rules);
+    let table = DynamoTable::new(connect(None, None).await, name, Arc::new(rules.clone()));
     schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
     table
 }
 
 /// Deletes every ledger, as TTL does 48 h after each one's last write.
-async fn expire_ledgers(table: &DynamoTable) -> usize {
-    let rules = table.rules().table();
+async fn expire_ledgers(table: &DynamoTable, rules: &Rules) -> usize {
+    let rules = rules.table();
     let prefix = LEDGER.pk_prefix(rules);
     let items: Vec<_> =
-        table.client().scan().table_name(table.name()).into_paginator().items().send().try_collect().await.expect("scanning");
+        tally_engine::store::connect(None, None).await.scan().table_name(table.name()).into_paginator().items().send().try_collect().await.expect("scanning");
     let mut expired = 0;
     for item in items {
         let key = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned().unwrap_or_default();
         if key(rules.pk()).starts_with(&prefix) {
             let (pk, sk) = (key(rules.pk()), key(rules.sk()));
-            let delete = table.client().delete_item().table_name(table.name());
+            let delete = tally_engine::store::connect(None, None).await.delete_item().table_name(table.name());
             let delete = delete.key(rules.pk(), aws_sdk_dynamodb::types::AttributeValue::S(pk));
             delete.key(rules.sk(), aws_sdk_dynamodb::types::AttributeValue::S(sk)).send().await.expect("deleting a ledger");
             expired += 1;
@@ -78,12 +81,12 @@ struct Exercised {
 
 async fn run(rules: &'static Rules, name: &str, workload: &Workload, delivery_seed: u64, expire: bool) -> Result<Exercised, TestCaseError> {
     let table = fresh_table(rules, name).await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(Arc::new(rules.clone()), table.clone());
     let mut dice = Dice::new(delivery_seed);
     let mut exercised = Exercised::default();
     for (epoch, records) in workload.epochs().into_iter().enumerate() {
         if epoch == 1 && expire {
-            exercised.expired_ledgers += expire_ledgers(&table).await;
+            exercised.expired_ledgers += expire_ledgers(&table, rules).await;
         }
         let schedule = schedule(records, &mut dice);
         exercised.deliveries += schedule.deliveries.len();
@@ -113,7 +116,7 @@ async fn run(rules: &'static Rules, name: &str, workload: &Workload, delivery_se
     prop_assert!(drift.is_empty(), "{} record(s), {} deliveries: {:#?}", workload.records.len(), exercised.deliveries, drift);
     prop_assert!(audit.other_rules.is_empty(), "{:?}", audit.other_rules);
     exercised.aggregates = audit.stored.len();
-    table.client().delete_table().table_name(table.name()).send().await.expect("deleting the test table");
+    tally_engine::store::connect(None, None).await.delete_table().table_name(table.name()).send().await.expect("deleting the test table");
     Ok(exercised)
 }
 

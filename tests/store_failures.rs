@@ -12,7 +12,7 @@ use support::faults::{Fault, FaultyTable};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, event, fresh_table, number, records, Rec};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::Engine;
+use tally_engine::Engine;
 use tally_lambda::handler;
 
 fn context(timeout: Duration) -> Context {
@@ -31,9 +31,9 @@ fn enrollments() -> Vec<Rec> {
 async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
     let table = fresh_table().await;
     let faulty = FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]);
-    let engine = Engine::new(faulty);
+    let engine = Engine::new(support::university(), faulty);
     let recs = enrollments();
-    let response = handler::handle(&engine, table.name(), LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(30))))
+    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(30))))
         .await
         .unwrap();
 
@@ -46,35 +46,35 @@ async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount"), Some(failed_from.to_string()));
 
     // Lambda redelivers from the failure point; the table takes writes again.
-    engine.table().heal();
+    engine.store().heal();
     let outcome = apply(&engine, table.name(), &recs[failed_from..]).await;
     assert_eq!(outcome.failed_from(), None);
     let finals: Vec<_> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
-    assert!(drift(&table, &finals).await.is_empty());
+    assert!(drift(&table, Rules::university(), &finals).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn a_write_applied_with_its_response_lost_is_not_applied_twice() {
     let table = fresh_table().await;
-    let engine = Engine::new(FaultyTable::new(table.clone(), [Some(Fault::LoseResponse), Some(Fault::FailBefore)]));
+    let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), [Some(Fault::LoseResponse), Some(Fault::FailBefore)]));
     let recs = enrollments();
     let outcome = apply(&engine, table.name(), &recs).await;
     assert_eq!(outcome.failed_from(), None, "{outcome:?}");
     assert!(outcome.retries >= 2, "{outcome:?}");
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount").as_deref(), Some("150"));
     let finals: Vec<_> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
-    assert!(drift(&table, &finals).await.is_empty());
+    assert!(drift(&table, Rules::university(), &finals).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
     let table = fresh_table().await;
-    let engine = Engine::new(FaultyTable::new(table.clone(), std::iter::repeat_n(Some(Fault::FailBefore), 1000)));
+    let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), std::iter::repeat_n(Some(Fault::FailBefore), 1000)));
     let recs = [Rec::insert(1, enrollment("c1", "s1", "2026-03-01")), Rec::insert(2, order("u1", "2026-03-01", "o1", "5"))];
     let started = std::time::Instant::now();
-    let response = handler::handle(&engine, table.name(), LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(3))))
+    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(3))))
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(3), "gave up before Lambda's deadline");
@@ -97,17 +97,14 @@ async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
 #[tokio::test]
 async fn an_unidentifiable_record_fails_the_batch_before_any_write() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let mut payload = serde_json::to_value(event(
         &[Rec::insert(1, enrollment("c1", "s1", "2026-03-01")), Rec::insert(2, enrollment("c1", "s2", "2026-03-01"))],
         table.name(),
     ))
     .unwrap();
     payload["Records"][1]["dynamodb"]["Keys"] = serde_json::json!({"pk": {"S": "course#c1"}});
-    let err = handler::handle(
-        &engine,
-        table.name(),
-        LambdaEvent::new(serde_json::from_value(payload).unwrap(), context(Duration::from_secs(30))),
+    let err = handler::handle(&engine, LambdaEvent::new(serde_json::from_value(payload).unwrap(), context(Duration::from_secs(30))),
     )
     .await
     .unwrap_err();
@@ -119,7 +116,7 @@ async fn an_unidentifiable_record_fails_the_batch_before_any_write() {
 #[tokio::test]
 async fn concurrent_writers_on_the_hot_daily_item_all_land() {
     let table = fresh_table().await;
-    let engines: Vec<Engine<_>> = (0..4).map(|_| Engine::new(table.clone())).collect();
+    let engines: Vec<Engine<_>> = (0..4).map(|_| Engine::new(support::university(), table.clone())).collect();
     let batches: Vec<Vec<Rec>> = (0..4u64)
         .map(|shard| {
             (0..20u64).map(|i| Rec::insert(shard * 1000 + i, order(&format!("u{shard}"), "2026-03-01", &format!("o{i}"), "1.25"))).collect()

@@ -11,8 +11,8 @@ use aws_lambda_events::event::dynamodb::Event;
 use serde_json::Value;
 use support::{aggregate, drop_table, fresh_table, number, scan};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::Engine;
-use tally_engine::engine::RecordClass;
+use tally_engine::Engine;
+use tally_engine::outcome::RecordClass;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -24,7 +24,7 @@ fn load(name: &str) -> Event {
 #[tokio::test]
 async fn fixtures_give_the_expected_aggregates_once() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     let files = ["01-term-opens.json", "02-grading-and-expiry.json"];
     for round in 0..2 {
@@ -65,7 +65,7 @@ async fn fixtures_give_the_expected_aggregates_once() {
         assert_eq!(number(&have, "gradeAverage").is_some(), want.get("gradeAverage").is_some(), "{pk} {sk} gradeAverage");
     }
     let aggregates =
-        scan(table.client(), table.name()).await.into_iter().filter(|item| !item["pk"].as_s().unwrap().starts_with("tally#")).count();
+        scan(&support::client().await, table.name()).await.into_iter().filter(|item| !item["pk"].as_s().unwrap().starts_with("tally#")).count();
     assert_eq!(aggregates, expected.len(), "no aggregate beyond the expected ones");
     drop_table(&table).await;
 }

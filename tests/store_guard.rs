@@ -12,10 +12,11 @@ use aggregates::{AggregateKey, AggregateValues, Number, Rules};
 use serde_json::{json, Value};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
-use tally_engine::decode::ItemKey;
-use tally_engine::engine::{BatchOutcome, Engine, RecordClass};
-use tally_engine::plan::{AggregateWrite, StoredAggregate};
-use tally_engine::store::{Commit, DynamoTable, Found, SdkItem, StoreError, Table, Usage};
+use tally_engine::items::ItemKey;
+use tally_engine::outcome::{BatchOutcome, RecordClass};
+use tally_engine::Engine;
+use tally_engine::items::{AggregateWrite, StoredAggregate};
+use tally_engine::store::{Commit, DynamoTable, Found, SdkItem, Store, StoreError, Usage};
 
 const AT: &str = "2026-03-01T10:00:00Z";
 
@@ -47,7 +48,7 @@ fn refusals(outcome: &BatchOutcome) -> (Vec<usize>, Vec<String>) {
 /// whose `stats` key holds an application item) are refused and reported, naming the key and
 /// not the item's values, and every other record applies (the second time, as already applied).
 async fn deliver_and_expect_refused(table: &DynamoTable, recs: &[Rec], refused: &[usize], values: &[&str]) {
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     for delivery in ["first", "redelivery"] {
         let outcome = apply(&engine, table.name(), recs).await;
         let failure = outcome.failure.as_ref().unwrap_or_else(|| panic!("{delivery}: the refused records are reported"));
@@ -73,7 +74,7 @@ async fn deliver_and_expect_refused(table: &DynamoTable, recs: &[Rec], refused: 
 async fn assert_the_rest_equals_a_recompute(table: &DynamoTable, recs: &[Rec], refused: &[usize]) {
     let applied: Vec<Value> =
         recs.iter().enumerate().filter(|(position, _)| !refused.contains(position)).filter_map(|(_, rec)| rec.new.clone()).collect();
-    let drift = drift(table, &applied).await;
+    let drift = drift(table, Rules::university(), &applied).await;
     assert!(drift.is_empty(), "{drift:?}");
 }
 
@@ -132,7 +133,7 @@ struct ApplicationWritesBeforeCommit {
     items: Mutex<Vec<serde_dynamo::Item>>,
 }
 
-impl Table for ApplicationWritesBeforeCommit {
+impl Store for ApplicationWritesBeforeCommit {
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         self.inner.read(sources, aggregates).await
     }
@@ -149,8 +150,8 @@ impl Table for ApplicationWritesBeforeCommit {
         self.inner.usage()
     }
 
-    fn rules(&self) -> &'static Rules {
-        self.inner.rules()
+    fn table_name(&self) -> &str {
+        self.inner.table_name()
     }
 }
 
@@ -160,13 +161,13 @@ async fn an_application_item_written_between_read_and_commit_is_not_overwritten(
     // Course c2 has tally's aggregate, which the application replaces with an item of its own
     // without a type or a version: the case an "exists without a version" condition let through.
     let earlier = [Rec::insert(1, enrollment("c2", "s0", AT))];
-    assert_eq!(apply(&Engine::new(table.clone()), table.name(), &earlier).await.failed_from(), None);
+    assert_eq!(apply(&Engine::new(support::university(), table.clone()), table.name(), &earlier).await.failed_from(), None);
     let untyped = json!({"pk": {"S": "course#c2"}, "sk": {"S": "stats"}, "title": {"S": "Reading list"}});
     // Course c3 has no aggregate: the application creates an item at its key.
     let note = json!({"pk": {"S": "course#c3"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "title": {"S": "Office hours"}});
     let items: Vec<serde_dynamo::Item> =
         [untyped, note].into_iter().map(|image| serde_json::from_value(image).expect("test images are DynamoDB JSON")).collect();
-    let engine = Engine::new(ApplicationWritesBeforeCommit { inner: table.clone(), items: Mutex::new(items.clone()) });
+    let engine = Engine::new(support::university(), ApplicationWritesBeforeCommit { inner: table.clone(), items: Mutex::new(items.clone()) });
     let recs: Vec<Rec> = ["c1", "c2", "c3", "c4"]
         .iter()
         .enumerate()
@@ -235,7 +236,7 @@ async fn an_old_aggregate_of_tallys_type_without_a_version_is_still_updated() {
     let old = json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "stats"}, "enrollmentCount": {"N": "2"}});
     write_item(&table, old).await;
 
-    let outcome = apply(&Engine::new(table.clone()), table.name(), &enrollments(&["c1"])).await;
+    let outcome = apply(&Engine::new(support::university(), table.clone()), table.name(), &enrollments(&["c1"])).await;
 
     assert_eq!(outcome.failed_from(), None, "{outcome:?}");
     let stored = aggregate(&table, "course#c1", "stats").await;
@@ -256,12 +257,12 @@ async fn a_scan_reads_application_items_in_tallys_key_space_as_the_applications(
     .await;
     write_item(&table, json!({"pk": {"S": "tally#ledger#course#c9"}, "sk": {"S": "student#s1"}, "entityType": {"S": "note"}})).await;
     let recs = enrollments(&["c2", "c3"]);
-    let outcome = apply(&Engine::new(table.clone()), table.name(), &recs).await;
+    let outcome = apply(&Engine::new(support::university(), table.clone()), table.name(), &recs).await;
     assert!(outcome.failure.is_none(), "{outcome:?}");
 
     // verify and backfill scan the table: neither item stops the scan or reads as tally's.
     let applied: Vec<Value> = recs.iter().filter_map(|rec| rec.new.clone()).collect();
-    let drift = drift(&table, &applied).await;
+    let drift = drift(&table, Rules::university(), &applied).await;
     assert!(drift.is_empty(), "{drift:?}");
     drop_table(&table).await;
 }

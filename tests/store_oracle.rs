@@ -29,14 +29,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aggregates::Rules;
 use aws_sdk_dynamodb::types::AttributeValue;
 use proptest::prelude::*;
 use serde_json::Value;
 use support::faults::{Fault, FaultyTable};
 use support::history::{op, records_after, Dice};
 use support::{apply, drift, drop_table, fresh_table, scan, Rec};
-use tally_engine::engine::Engine;
-use tally_engine::engine::RecordClass;
+use tally_engine::Engine;
+use tally_engine::outcome::RecordClass;
 use tally_engine::store::DynamoTable;
 
 const MAX_LANES: usize = 3;
@@ -158,9 +159,9 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             // A crash between two commits (function error): Lambda bisects and delivers each half in turn.
             0 if batch.len() > 1 => {
                 count(&EXERCISED.crashes_between_commits, 1);
-                engine.table().reset(crash_after(dice.roll(3)));
+                engine.store().reset(crash_after(dice.roll(3)));
                 apply(engine, table, batch).await;
-                engine.table().reset([]);
+                engine.store().reset([]);
                 let half = batch.len() / 2;
                 for part in [&batch[..half], &batch[half..]] {
                     let outcome = apply(engine, table, part).await;
@@ -171,17 +172,17 @@ async fn deliver_lane(engine: &Engine<FaultyTable>, table: &str, recs: &[Rec], d
             // A commit rejected after others landed: retry from the reported failure point.
             1 => {
                 count(&EXERCISED.failure_point_retries, 1);
-                engine.table().reset(crash_after(dice.roll(3)));
+                engine.store().reset(crash_after(dice.roll(3)));
                 let outcome = apply(engine, table, batch).await;
-                engine.table().reset([]);
+                engine.store().reset([]);
                 position += outcome.failed_from().unwrap_or(batch.len());
             }
             // A response lost after the write landed, or a connection reset before it.
             2 => {
                 count(&EXERCISED.lost_responses, 1);
-                engine.table().reset([Some(Fault::LoseResponse), Some(Fault::FailBefore), None, Some(Fault::LoseResponse)]);
+                engine.store().reset([Some(Fault::LoseResponse), Some(Fault::FailBefore), None, Some(Fault::LoseResponse)]);
                 let outcome = apply(engine, table, batch).await;
-                engine.table().reset([]);
+                engine.store().reset([]);
                 assert_eq!(outcome.failed_from(), None, "{outcome:?}");
                 position = end;
             }
@@ -242,14 +243,14 @@ async fn deliver(table: &DynamoTable, shards: &[Vec<Rec>], dice: &[u8], epoch: u
             lanes[lane_of(image["pk"]["S"].as_str().unwrap(), case.lanes)].push(rec.clone());
         }
         for (lane, recs) in lanes.into_iter().enumerate() {
-            let engine = Engine::new(FaultyTable::new(table.clone(), [])).with_transaction_limit(case.transaction_limit);
+            let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), [])).with_transaction_limit(case.transaction_limit);
             work.push(Box::pin(async move {
                 let mut dice = Dice { faces: dice, next: epoch * 11 + number * 7 + lane * 3 };
                 deliver_lane(&engine, name, &recs, &mut dice, case.max_batch, shard).await;
                 shard.lanes_running.set(shard.lanes_running.get() - 1);
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>);
         }
-        let engine = Engine::new(table.clone());
+        let engine = Engine::new(support::university(), table.clone());
         work.push(Box::pin(async move { redrive(&engine, name, shard).await }));
     }
     futures::future::join_all(work).await;
@@ -261,7 +262,7 @@ async fn ledgers(table: &DynamoTable) -> Vec<(String, String, String)> {
         Some(AttributeValue::S(value) | AttributeValue::N(value)) => value.clone(),
         _ => String::new(),
     };
-    scan(table.client(), table.name())
+    scan(&support::client().await, table.name())
         .await
         .iter()
         .filter(|item| text(item, "pk").starts_with("tally#ledger#"))
@@ -275,8 +276,8 @@ async fn expire(table: &DynamoTable, ledgers: Vec<(String, String, String)>, dic
     let mut deleted = 0;
     for (pk, sk, version) in ledgers {
         tokio::time::sleep(Duration::from_millis(dice.roll(15) as u64)).await;
-        let result = table
-            .client()
+        let result = support::client()
+            .await
             .delete_item()
             .table_name(table.name())
             .key("pk", AttributeValue::S(pk))
@@ -331,7 +332,7 @@ proptest! {
             let ((), expired) = tokio::join!(deliver(&table, &shards, &dice, 1, &case), expire(&table, expiring, &mut expiry_dice));
             count(&EXERCISED.ledgers_expired, expired as u64);
             let finals: Vec<Value> = state.into_values().collect();
-            let drift = drift(&table, &finals).await;
+            let drift = drift(&table, Rules::university(), &finals).await;
             drop_table(&table).await;
             drift
         });

@@ -13,16 +13,18 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, records, Rec};
-use tally_engine::decode::{decode_batch, ItemKey};
-use tally_engine::engine::{Engine, RecordClass};
-use tally_engine::plan::{AggregateWrite, Ledger, LedgerWrite};
-use tally_engine::store::{Commit, DynamoTable, Found, StoreError, Table, Usage, Writer};
+use tally_engine::decode::decode_batch;
+use tally_engine::items::ItemKey;
+use tally_engine::outcome::RecordClass;
+use tally_engine::Engine;
+use tally_engine::items::{AggregateWrite, Ledger, LedgerWrite};
+use tally_engine::store::{Commit, DynamoTable, Found, Store, StoreError, Usage, Writer};
 use tokio::sync::Notify;
 
 #[tokio::test]
 async fn a_record_of_another_table_is_skipped_whatever_its_keys_are_called() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     let mut batch =
         records(&[Rec::insert(1, enrolled.clone()), Rec::insert(3, enrollment("c1", "s2", "2026-03-01T10:00:00Z"))], table.name());
@@ -58,7 +60,7 @@ fn id_of_bytes(bytes: usize) -> String {
 #[tokio::test]
 async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_nothing() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let day = "2026-03-01";
     let at = "2026-03-01T10:00:00Z";
     // At each limit: stored, counted, beside ordinary items that share its aggregates.
@@ -113,7 +115,7 @@ async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_not
     assert_eq!(number(&day_stats, "orderTotal").as_deref(), Some("100000000000000000000.01"));
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "enrollmentCount").as_deref(), Some("2"));
     let finals: Vec<Value> = ordinary.into_iter().chain(past_limits).chain(at_limits).collect();
-    let drift = drift(&table, &finals).await;
+    let drift = drift(&table, Rules::university(), &finals).await;
     assert!(drift.is_empty(), "{drift:?}");
     drop_table(&table).await;
 }
@@ -129,7 +131,7 @@ struct Poisoned {
 
 const POISON: &str = "poison";
 
-impl Table for Poisoned {
+impl Store for Poisoned {
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         let mut sources = sources.to_vec();
         if self.reads && (sources.iter().any(|key| key.pk.contains(POISON)) || aggregates.iter().any(|key| key.pk.contains(POISON))) {
@@ -159,14 +161,14 @@ impl Table for Poisoned {
         self.inner.usage()
     }
 
-    fn rules(&self) -> &'static Rules {
-        self.inner.rules()
+    fn table_name(&self) -> &str {
+        self.inner.table_name()
     }
 }
 
 async fn one_poisoned_item_holds_back_nothing_else(reads: bool) {
     let table = fresh_table().await;
-    let engine = Engine::new(Poisoned { inner: table.clone(), reads });
+    let engine = Engine::new(support::university(), Poisoned { inner: table.clone(), reads });
     let at = "2026-03-01T10:00:00Z";
     let mut images: Vec<Value> = (0..6).map(|i| enrollment("c1", &format!("s{i}"), at)).collect();
     images.insert(3, enrollment(POISON, "s9", at));
@@ -188,7 +190,7 @@ async fn one_poisoned_item_holds_back_nothing_else(reads: bool) {
     assert!(failure.contains("record 3 (eventID `event-4`): DynamoDB refused"), "{failure}");
     assert_eq!(outcome.failure.as_ref().map(|failure| failure.refused[0].key.pk.as_str()), Some("course#poison"));
     let fine: Vec<Value> = images.iter().filter(|image| image["pk"]["S"] != "course#poison").cloned().collect();
-    assert!(drift(&table, &fine).await.is_empty(), "every other item applied");
+    assert!(drift(&table, Rules::university(), &fine).await.is_empty(), "every other item applied");
 
     // Lambda redelivers from the failure point: the others are already applied, the poison fails alike.
     let again = apply(&engine, table.name(), &recs[3..]).await;
@@ -198,7 +200,7 @@ async fn one_poisoned_item_holds_back_nothing_else(reads: bool) {
         (Some(&7), Some(&1)),
         "{again:?}"
     );
-    assert!(drift(&table, &fine).await.is_empty());
+    assert!(drift(&table, Rules::university(), &fine).await.is_empty());
     drop_table(&table).await;
 }
 
@@ -221,7 +223,7 @@ struct Paused {
     resume: Notify,
 }
 
-impl Table for Paused {
+impl Store for Paused {
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         self.inner.read(sources, aggregates).await
     }
@@ -238,15 +240,15 @@ impl Table for Paused {
         self.inner.usage()
     }
 
-    fn rules(&self) -> &'static Rules {
-        self.inner.rules()
+    fn table_name(&self) -> &str {
+        self.inner.table_name()
     }
 }
 
 async fn delete_ledger(table: &DynamoTable, item: &ItemKey) {
-    let key = table.codec().ledger_key(item);
-    table
-        .client()
+    let key = tally_engine::registry::ledger_key(Rules::university().table(), item);
+    support::client()
+        .await
         .delete_item()
         .table_name(table.name())
         .key("pk", AttributeValue::S(key.pk))
@@ -263,18 +265,18 @@ async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_re
     // moves it from 1 March to 2 March. B reads the ledger, TTL deletes it (late, as it may), A
     // applies record 2 without a ledger and creates a new one, then B commits.
     let table = fresh_table().await;
-    let live = Engine::new(table.clone());
-    let redrive = Engine::new(Paused { inner: table.clone(), held: AtomicBool::new(false), reached: Notify::new(), resume: Notify::new() });
+    let live = Engine::new(support::university(), table.clone());
+    let redrive = Engine::new(support::university(), Paused { inner: table.clone(), held: AtomicBool::new(false), reached: Notify::new(), resume: Notify::new() });
     let first = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     let moved = enrollment("c1", "s1", "2026-03-02T10:00:00Z");
     assert_eq!(apply(&live, table.name(), &[Rec::insert(1, first.clone())]).await.failed_from(), None);
     let record = [Rec::modify(2, first, moved.clone())];
     let item = ItemKey { pk: "course#c1".into(), sk: "student#s1".into() };
     let (b, ()) = tokio::join!(apply(&redrive, table.name(), &record), async {
-        redrive.table().reached.notified().await;
+        redrive.store().reached.notified().await;
         delete_ledger(&table, &item).await;
         assert_eq!(apply(&live, table.name(), &record).await.failed_from(), None);
-        redrive.table().resume.notify_one();
+        redrive.store().resume.notify_one();
     });
     assert_eq!(b.failed_from(), None, "{b:?}");
     let day = |day: &'static str| {
@@ -282,7 +284,7 @@ async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_re
         async move { number(&aggregate(&table, "stats#university", &format!("day#{day}")).await, "enrollments") }
     };
     assert_eq!((day("2026-03-01").await.as_deref(), day("2026-03-02").await.as_deref()), (Some("0"), Some("1")));
-    assert!(drift(&table, &[moved]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[moved]).await.is_empty());
     drop_table(&table).await;
 }
 
@@ -293,13 +295,13 @@ async fn read_ledger(table: &DynamoTable, item: &ItemKey) -> Option<Ledger> {
 /// Commits one ledger reset as backfill does.
 async fn backfill(table: &DynamoTable, write: &LedgerWrite) -> anyhow::Result<()> {
     let commit = Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer: Writer::Backfill { run: None } };
-    tally_cli::backfill::commit(table, commit).await
+    tally_cli::backfill::commit(table, Rules::university(), commit).await
 }
 
 #[tokio::test]
 async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     apply(&engine, table.name(), &[Rec::insert(1, enrolled.clone())]).await;
     let item = ItemKey { pk: "course#c1".into(), sk: "student#s1".into() };

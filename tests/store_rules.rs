@@ -3,16 +3,18 @@
 
 mod support;
 
+use aggregates::Rules;
+
 use serde_json::json;
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
-use tally_engine::engine::Engine;
-use tally_engine::engine::RecordClass;
+use tally_engine::Engine;
+use tally_engine::outcome::RecordClass;
 
 #[tokio::test]
 async fn enrollments_count_on_course_student_and_day() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let a = enrollment("c1", "s1", "2026-03-01T23:30:00-01:00");
     let b = enrollment("c1", "s2", "2026-03-02T08:00:00Z");
     let outcome = apply(&engine, table.name(), &[Rec::insert(1, a.clone()), Rec::insert(2, b.clone())]).await;
@@ -24,14 +26,14 @@ async fn enrollments_count_on_course_student_and_day() {
     assert_eq!(number(&aggregate(&table, "user#s1", "academic_stats").await, "enrollmentCount").as_deref(), Some("1"));
     // 23:30 at -01:00 is the next UTC day.
     assert_eq!(number(&aggregate(&table, "stats#university", "day#2026-03-02").await, "enrollments").as_deref(), Some("2"));
-    assert!(drift(&table, &[a, b]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[a, b]).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn submissions_grades_and_average_follow_every_change() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let ungraded = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", None);
     let graded = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("90")));
     let regraded = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("85.5")));
@@ -67,14 +69,14 @@ async fn submissions_grades_and_average_follow_every_change() {
     let a2 = aggregate(&table, "course#c1", "stats#assignment#a2").await;
     assert_eq!(number(&a2, "gradedCount").as_deref(), Some("0"));
     assert_eq!(number(&a2, "gradeAverage"), None);
-    assert!(drift(&table, &[other]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[other]).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn orders_and_transactions_sum_exact_decimals() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let recs = [
         Rec::insert(1, order("u1", "2026-03-01", "o1", "19.99")),
         Rec::insert(2, order("u1", "2026-03-01", "o2", "0.01")),
@@ -94,7 +96,7 @@ async fn orders_and_transactions_sum_exact_decimals() {
 #[tokio::test]
 async fn ttl_deletions_retract_and_are_counted() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     apply(&engine, table.name(), &[Rec::insert(1, enrolled.clone()), Rec::insert(2, session("x"))]).await;
     let outcome = apply(&engine, table.name(), &[Rec::ttl_remove(3, enrolled), Rec::ttl_remove(4, session("x"))]).await;
@@ -103,14 +105,14 @@ async fn ttl_deletions_retract_and_are_counted() {
     // DynamoDB Local sends TTL deletions with an eventName the SDK does not know: the images decide.
     let second = enrollment("c1", "s2", "2026-03-01T10:00:00Z");
     apply(&engine, table.name(), &[Rec::insert(5, second.clone()), Rec::remove(6, second).named("UNKNOWN_TO_SDK_VERSION")]).await;
-    assert!(drift(&table, &[]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[]).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn invalid_images_contribute_nothing_on_either_side() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let valid = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("80")));
     let letter = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(json!({"S": "A+"})));
     let negative = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("-3")));
@@ -125,17 +127,17 @@ async fn invalid_images_contribute_nothing_on_either_side() {
     assert_eq!(outcome.rejected.get("negative_grade"), Some(&1));
     assert_eq!(outcome.failed_from(), None);
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "submissionCount").as_deref(), Some("0"));
-    assert!(drift(&table, &[negative]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[negative]).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn own_writes_other_tables_and_unknown_entities_change_nothing() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let enrolled = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     apply(&engine, table.name(), &[Rec::insert(1, enrolled.clone())]).await;
-    let before = support::scan(table.client(), table.name()).await;
+    let before = support::scan(&support::client().await, table.name()).await;
 
     // Feed every item tally wrote back as INSERT, MODIFY and REMOVE records, as the stream does.
     let own: Vec<serde_json::Value> =
@@ -157,20 +159,20 @@ async fn own_writes_other_tables_and_unknown_entities_change_nothing() {
     assert_eq!(outcome.by_class.get(&RecordClass::Unknown), Some(&2));
     assert_eq!(outcome.usage.requests, 0, "skipped records must cost nothing");
 
-    let mut after = support::scan(table.client(), table.name()).await;
+    let mut after = support::scan(&support::client().await, table.name()).await;
     let mut before = before;
     let key = |item: &tally_engine::store::SdkItem| format!("{:?}{:?}", item.get("pk"), item.get("sk"));
     before.sort_by_key(key);
     after.sort_by_key(key);
     assert_eq!(before, after);
-    assert!(drift(&table, &[enrolled]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[enrolled]).await.is_empty());
     drop_table(&table).await;
 }
 
 #[tokio::test]
 async fn redelivery_whole_or_stale_is_a_no_op() {
     let table = fresh_table().await;
-    let engine = Engine::new(table.clone());
+    let engine = Engine::new(support::university(), table.clone());
     let v1 = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("50")));
     let v2 = submission("c1", "a1", "s1", "2026-03-01T10:00:00Z", Some(n("70")));
     let first = [Rec::insert(1, v1.clone()), Rec::insert(2, enrollment("c1", "s1", "2026-03-01"))];
@@ -184,6 +186,6 @@ async fn redelivery_whole_or_stale_is_a_no_op() {
     let stale = apply(&engine, table.name(), &[Rec::insert(1, v1)]).await;
     assert_eq!(stale.by_class.get(&RecordClass::AlreadyApplied), Some(&1));
     assert_eq!(number(&aggregate(&table, "course#c1", "stats").await, "gradeSum").as_deref(), Some("70"));
-    assert!(drift(&table, &[v2, enrollment("c1", "s1", "2026-03-01")]).await.is_empty());
+    assert!(drift(&table, Rules::university(), &[v2, enrollment("c1", "s1", "2026-03-01")]).await.is_empty());
     drop_table(&table).await;
 }

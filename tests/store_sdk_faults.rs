@@ -34,8 +34,9 @@ use support::history::{op, records, SHARDS};
 use support::proxy::{FaultPlan, FaultProxy};
 use support::{drift, drop_table, fresh_table, Rec};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::RecordClass;
-use tally_engine::engine::{BatchOutcome, Engine};
+use tally_engine::outcome::RecordClass;
+use tally_engine::outcome::BatchOutcome;
+use tally_engine::Engine;
 use tally_engine::store::DynamoTable;
 
 /// A fifth of data-plane requests meet a fault.
@@ -216,10 +217,10 @@ async fn aggregates_stay_exact_through_sdk_level_faults() {
         let transaction_limit = [100, 3, 8][case as usize % 3];
         let max_batch = 2 + (seed + case) as usize % 10;
         let direct = fresh_table().await;
-        let proxied = DynamoTable::new(client.clone(), direct.name(), Rules::university());
+        let proxied = DynamoTable::new(client.clone(), direct.name(), support::university());
         let before = proxy.counts();
         let runs = shards.iter().enumerate().map(|(shard, recs)| {
-            let engines = [(); 2].map(|_| Engine::new(proxied.clone()).with_transaction_limit(transaction_limit));
+            let engines = [(); 2].map(|_| Engine::new(support::university(), proxied.clone()).with_transaction_limit(transaction_limit));
             let deliveries = &deliveries;
             let name = direct.name().to_owned();
             async move {
@@ -230,7 +231,7 @@ async fn aggregates_stay_exact_through_sdk_level_faults() {
         futures::future::join_all(runs).await;
         assert_eq!(shards.len(), SHARDS);
         // Straight to DynamoDB Local: the check itself must not meet faults.
-        let drift = drift(&direct, &finals).await;
+        let drift = drift(&direct, Rules::university(), &finals).await;
         drop_table(&direct).await;
         eprintln!(
             "case {case}: {} records over {SHARDS} shards, transactions of at most {transaction_limit} puts, batches of at most \

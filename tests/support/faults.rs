@@ -3,10 +3,10 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use aggregates::{AggregateKey, Rules};
-use tally_engine::decode::ItemKey;
+use aggregates::AggregateKey;
+use tally_engine::items::ItemKey;
 use tally_engine::store::error::Failure;
-use tally_engine::store::{Commit, DynamoTable, Found, StoreError, Table, Usage};
+use tally_engine::store::{Commit, DynamoTable, Found, Store, StoreError, Usage};
 
 /// What the next commit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl FaultyTable {
     }
 }
 
-impl Table for FaultyTable {
+impl Store for FaultyTable {
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         self.inner.read(sources, aggregates).await
     }
@@ -69,7 +69,7 @@ impl Table for FaultyTable {
         self.inner.usage()
     }
 
-    fn rules(&self) -> &'static Rules {
-        self.inner.rules()
+    fn table_name(&self) -> &str {
+        self.inner.table_name()
     }
 }

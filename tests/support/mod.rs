@@ -7,6 +7,7 @@ pub mod history;
 pub mod images;
 pub mod proxy;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::Rules;
@@ -15,21 +16,33 @@ use aws_sdk_dynamodb::Client as DynamoDbClient;
 use serde_json::{json, Value};
 use tally_cli::audit::{Audit, Drift, Keep};
 use tally_engine::decode::decode_batch;
-use tally_engine::engine::{BatchOutcome, Engine};
-use tally_engine::store::{schema, DynamoTable, SdkItem, Table};
+use tally_engine::outcome::BatchOutcome;
+use tally_engine::Engine;
+use tally_engine::store::{schema, DynamoTable, SdkItem, Store};
 
 pub const STREAM_ARN_TEMPLATE: &str = "arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/2026-11-22T00:00:00.000";
 
-/// A uniquely named table with SPEC's schema, per test (DynamoDB Local keeps it in memory).
+/// The university rules, shared as an engine and a store take them.
+pub fn university() -> Arc<Rules> {
+    Arc::new(Rules::university().clone())
+}
+
+/// A client of DynamoDB Local, for what the application does to the table in a test.
+pub async fn client() -> DynamoDbClient {
+    tally_engine::store::connect(None, None).await
+}
+
+/// A uniquely named table with the university's schema, per test (DynamoDB Local keeps it in
+/// memory).
 pub async fn fresh_table() -> DynamoTable {
     let name = format!("university-{}", uuid::Uuid::new_v4().simple());
-    let table = DynamoTable::connect(name, None, None, Rules::university()).await;
+    let table = DynamoTable::connect(name, None, None, university()).await;
     schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
     table
 }
 
 pub async fn drop_table(table: &DynamoTable) {
-    table.client().delete_table().table_name(table.name()).send().await.expect("deleting the test table");
+    client().await.delete_table().table_name(table.name()).send().await.expect("deleting the test table");
 }
 
 /// One stream record as Lambda delivers it.
@@ -119,8 +132,8 @@ pub fn records(recs: &[Rec], table: &str) -> Vec<EventRecord> {
 }
 
 /// Runs one batch through the engine, as the handler does, with a generous deadline.
-pub async fn apply<T: Table>(engine: &Engine<T>, table_name: &str, recs: &[Rec]) -> BatchOutcome {
-    let changes = decode_batch(&records(recs, table_name), table_name, engine.table().rules()).expect("test records decode");
+pub async fn apply<T: Store>(engine: &Engine<T>, table_name: &str, recs: &[Rec]) -> BatchOutcome {
+    let changes = decode_batch(&records(recs, table_name), table_name, engine.rules()).expect("test records decode");
     engine.process(&changes, tokio::time::Instant::now() + Duration::from_secs(60)).await
 }
 
@@ -132,8 +145,8 @@ pub async fn scan(client: &DynamoDbClient, table: &str) -> Vec<SdkItem> {
 
 /// The oracle: aggregates in the table against a recompute from `source_items` (the items'
 /// final images; the table itself holds only aggregates and ledgers in stream-only tests).
-pub async fn drift(table: &DynamoTable, source_items: &[Value]) -> Vec<Drift> {
-    let mut audit = Audit::new(table.rules(), Keep::Aggregates);
+pub async fn drift(table: &DynamoTable, rules: &Rules, source_items: &[Value]) -> Vec<Drift> {
+    let mut audit = Audit::new(rules, Keep::Aggregates);
     table.scan_segment(0, 1, |page| page.into_iter().for_each(|item| audit.add(item))).await.expect("stored items decode");
     for image in source_items {
         let item: serde_dynamo::Item = serde_json::from_value(image.clone()).expect("test images are DynamoDB JSON");
@@ -145,8 +158,8 @@ pub async fn drift(table: &DynamoTable, source_items: &[Value]) -> Vec<Drift> {
 /// One aggregate item as stored, by key.
 pub async fn aggregate(table: &DynamoTable, pk: &str, sk: &str) -> Option<SdkItem> {
     use aws_sdk_dynamodb::types::AttributeValue;
-    table
-        .client()
+    client()
+        .await
         .get_item()
         .table_name(table.name())
         .key("pk", AttributeValue::S(pk.into()))

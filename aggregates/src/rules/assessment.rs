@@ -1,7 +1,7 @@
 //! What [`super::Rules::assess`] makes of an image: the entity it is, why it is invalid, or
 //! what it adds to which aggregate items.
 
-use super::plan::Entity;
+use super::compiled::Entity;
 use crate::deltas::Deltas;
 
 /// DynamoDB's own words for a number with too many digits.

@@ -17,7 +17,7 @@ use super::model::{
     Targets, Text, WhenDecl,
 };
 use super::pattern::{CaptureType, Pattern};
-use super::plan::{
+use super::compiled::{
     Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
 };
 use super::safety::{self, Places};

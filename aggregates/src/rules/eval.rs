@@ -11,7 +11,7 @@ use serde_dynamo::{AttributeValue, Item};
 use super::assessment::{NumberProblem, RuleAssessment, Violation};
 use super::model::AttributeType;
 use super::pattern::{Capture, CaptureType, KeyPart, Pattern, DAY_FORMAT};
-use super::plan::{Add, Aggregate, AggregateId, Amount, Attribute, Condition, Entity, Group, Rules};
+use super::compiled::{Add, Aggregate, AggregateId, Amount, Attribute, Condition, Entity, Group, Rules};
 use crate::dates::{calendar_date, utc_day};
 use crate::deltas::Deltas;
 use crate::keys::{AggregateKey, KeyOwner, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};

@@ -67,7 +67,7 @@ mod eval;
 mod language;
 mod model;
 mod pattern;
-mod plan;
+mod compiled;
 mod safety;
 
 use std::sync::OnceLock;
@@ -75,7 +75,7 @@ use std::sync::OnceLock;
 pub use assessment::{NumberProblem, RuleAssessment, Violation};
 pub use errors::{Position, Problem, RuleError, RulesErrors};
 pub use pattern::PatternError;
-pub use plan::{Aggregate, AggregateId, Average, Entity, FieldId, Index, Limits, Rules, Table};
+pub use compiled::{Aggregate, AggregateId, Average, Entity, FieldId, Index, Limits, Rules, Table};
 
 /// SPEC's university table, as rules: the default.
 pub const UNIVERSITY: &str = include_str!("../../rules/university.toml");

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aggregates::{AggregateKey, AggregateValues, Deltas, Recompute, RuleAssessment, Rules};
 use serde::Serialize;
 
-use tally_engine::decode::ItemKey;
-use tally_engine::plan::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use tally_engine::items::ItemKey;
+use tally_engine::items::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::scan::{ScannedLedger, TableItem};
 
@@ -16,7 +16,7 @@ use tally_engine::store::scan::{ScannedLedger, TableItem};
 pub struct Drift {
     pub pk: String,
     pub sk: String,
-    pub field: &'static str,
+    pub field: String,
     /// `None`: the item or attribute is absent.
     pub stored: Option<String>,
     pub expected: Option<String>,
@@ -53,11 +53,11 @@ pub enum Keep {
 /// Everything a scan learns: the recompute from source items, the stored aggregates, and what
 /// backfill needs to reset the ledgers.
 #[derive(Debug)]
-pub struct Audit {
+pub struct Audit<'r> {
     pub keep: Keep,
     /// Every item scanned, tally's own included.
     pub scanned: u64,
-    pub recompute: Recompute<'static>,
+    pub recompute: Recompute<'r>,
     pub stored: BTreeMap<AggregateKey, Scanned>,
     /// Contribution of each application item that needs a ledger ([`needs_ledger`]: an entity
     /// with contributions, or an invalid image), as scanned; with [`Keep::Items`] only.
@@ -76,9 +76,9 @@ pub struct Audit {
     pub other_rules: BTreeMap<String, u64>,
 }
 
-impl Audit {
+impl<'r> Audit<'r> {
     /// An empty audit of a table whose items follow `rules`.
-    pub fn new(rules: &'static Rules, keep: Keep) -> Self {
+    pub fn new(rules: &'r Rules, keep: Keep) -> Self {
         Audit {
             keep,
             scanned: 0,
@@ -93,7 +93,7 @@ impl Audit {
         }
     }
 
-    pub fn rules(&self) -> &'static Rules {
+    pub fn rules(&self) -> &'r Rules {
         self.recompute.rules()
     }
 
@@ -162,7 +162,7 @@ impl Audit {
     }
 
     /// Folds another slice's audit in (slices of one table are disjoint).
-    pub fn combine(&mut self, other: Audit) {
+    pub fn combine(&mut self, other: Audit<'r>) {
         self.scanned += other.scanned;
         self.recompute.combine(&other.recompute);
         self.stored.extend(other.stored);
@@ -190,7 +190,9 @@ impl Audit {
                 Some(scanned) => (scanned.stored.values.clone(), scanned.averages.clone()),
                 None => (AggregateValues::zero(rules, key.kind), Vec::new()),
             };
-            let mut push = |field, stored, expected| drift.push(Drift { pk: key.pk.clone(), sk: key.sk.clone(), field, stored, expected });
+            let mut push = |field: &str, stored, expected| {
+                drift.push(Drift { pk: key.pk.clone(), sk: key.sk.clone(), field: field.to_owned(), stored, expected })
+            };
             for field in rules.aggregate(key.kind).fields() {
                 let (stored, wanted) = (have.get(field), want.get(field));
                 if stored != wanted {

@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 
 use crate::backfill::marker;
 use crate::consumer::{ConsumeOptions, Consumer};
-use crate::Common;
-use tally_engine::engine::Engine;
+use crate::Context;
+use tally_engine::Engine;
 use tally_engine::store::checkpoints::Checkpoints;
 use tally_engine::stream::{Position, StreamError, StreamReader};
 
@@ -52,17 +52,17 @@ pub struct Opts {
     pub stream_arn: Option<String>,
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let table = common.open().await?;
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
+    let table = ctx.open().await?;
     let arn = match opts.stream_arn {
         Some(arn) => arn,
-        None => table.latest_stream_arn().await?.ok_or_else(|| StreamError::NoStream(common.table.clone()))?,
+        None => table.latest_stream_arn().await?.ok_or_else(|| StreamError::NoStream(ctx.table.clone()))?,
     };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let reader = StreamReader::new(common.streams_client().await, &arn, region);
+    let reader = StreamReader::new(ctx.streams_client().await, &arn, region);
     let checkpoints = Checkpoints::new(table.clone(), &arn);
-    let engine = Engine::new(table);
-    marker::ensure_finished(engine.table()).await?;
+    let engine = Engine::new(Arc::clone(&ctx.rules), table);
+    marker::ensure_finished(engine.store()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));
     let options = ConsumeOptions {
@@ -78,8 +78,8 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         poll_interval: Duration::from_secs(1),
         failure_log: opts.failure_log.clone(),
     };
-    let summary = Consumer::new(&engine, reader, checkpoints, &common.table, options, stop).run().await?;
-    if common.json {
+    let summary = Consumer::new(&engine, reader, checkpoints, options, stop).run().await?;
+    if ctx.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("consumed {} records in {} batches from {arn}", summary.totals.records, summary.batches);

@@ -19,11 +19,11 @@ use anyhow::{bail, Context as _};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde::Serialize;
 
-use tally_engine::decode::decode_batch;
-use tally_engine::engine::{Cause, Engine, Totals};
+use tally_engine::outcome::{Cause, Totals};
+use tally_engine::Engine;
 use tally_engine::retry::RetryBudget;
 use tally_engine::store::checkpoints::{Checkpoint, Checkpoints};
-use tally_engine::store::Table;
+use tally_engine::store::Store;
 use tally_engine::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
 
 #[derive(Debug, Clone)]
@@ -60,7 +60,6 @@ pub struct Consumer<'a, T> {
     reader: StreamReader,
     checkpoints: Checkpoints,
     positions: HashMap<String, Checkpoint>,
-    table_name: String,
     options: ConsumeOptions,
     stop: Arc<AtomicBool>,
     summary: ConsumeSummary,
@@ -78,12 +77,11 @@ enum Drained {
     Stopped,
 }
 
-impl<'a, T: Table> Consumer<'a, T> {
+impl<'a, T: Store> Consumer<'a, T> {
     pub fn new(
         engine: &'a Engine<T>,
         reader: StreamReader,
         checkpoints: Checkpoints,
-        table_name: impl Into<String>,
         options: ConsumeOptions,
         stop: Arc<AtomicBool>,
     ) -> Self {
@@ -92,7 +90,6 @@ impl<'a, T: Table> Consumer<'a, T> {
             reader,
             checkpoints,
             positions: HashMap::new(),
-            table_name: table_name.into(),
             options,
             stop,
             summary: ConsumeSummary::default(),
@@ -204,7 +201,7 @@ impl<'a, T: Table> Consumer<'a, T> {
             self.deliver(shard, batch).await?;
             let last = batch.last().and_then(|record| record.change.sequence_number.clone());
             self.positions.entry(shard.to_owned()).or_default().sequence = last;
-            if !batch.iter().all(|record| is_bookkeeping(self.engine.table().rules(), record)) {
+            if !batch.iter().all(|record| is_bookkeeping(self.engine.rules(), record)) {
                 self.save(shard, false).await?;
             }
         }
@@ -220,7 +217,7 @@ impl<'a, T: Table> Consumer<'a, T> {
         let mut budget = RetryBudget::unbounded();
         while let Some((start, end)) = queue.pop_front() {
             let records = &batch[start..end];
-            let changes = match decode_batch(records, &self.table_name, self.engine.table().rules()) {
+            let changes = match self.engine.decode(records) {
                 Ok(changes) => changes,
                 Err(err) if records.len() == 1 => {
                     tracing::error!(shard, error = %err, "Record cannot be identified; its position goes to the failure log.");

@@ -5,23 +5,23 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::Common;
+use crate::Context;
 use tally_engine::store::schema::{create_table, enable_point_in_time_recovery, Created, Recovery};
 
 #[derive(Debug, Args)]
 pub struct Opts {}
 
-pub async fn cmd(common: &Common, _opts: Opts) -> anyhow::Result<ExitCode> {
-    let table = common.connect().await;
+pub async fn cmd(ctx: &Context, _opts: Opts) -> anyhow::Result<ExitCode> {
+    let table = ctx.connect().await;
     // Keys, indexes, stream and TTL come with the table; encryption at rest is always on
     // (AWS owned key unless infra/ sets a KMS key); PITR is a separate call.
-    let created = create_table(&table).await.with_context(|| format!("creating table `{}`", common.table))?;
+    let created = create_table(&table).await.with_context(|| format!("creating table `{}`", ctx.table))?;
     if created == Created::Existing {
         // An existing table is left as it is: it must be the one these rules describe.
-        common.check_keys(&table).await?;
+        ctx.check_keys(&table).await?;
     }
     let recovery =
-        enable_point_in_time_recovery(&table).await.with_context(|| format!("turning on point-in-time recovery of `{}`", common.table))?;
+        enable_point_in_time_recovery(&table).await.with_context(|| format!("turning on point-in-time recovery of `{}`", ctx.table))?;
     let state = match created {
         Created::New => "created",
         Created::Existing => "exists",
@@ -30,10 +30,10 @@ pub async fn cmd(common: &Common, _opts: Opts) -> anyhow::Result<ExitCode> {
         Recovery::Enabled => "enabled",
         Recovery::Unsupported => "unsupported",
     };
-    if common.json {
-        println!("{}", serde_json::json!({ "table": common.table, "state": state, "point_in_time_recovery": recovery }));
+    if ctx.json {
+        println!("{}", serde_json::json!({ "table": ctx.table, "state": state, "point_in_time_recovery": recovery }));
     } else {
-        println!("table `{}` {state} and ACTIVE; point-in-time recovery {recovery}", common.table);
+        println!("table `{}` {state} and ACTIVE; point-in-time recovery {recovery}", ctx.table);
         if recovery == "unsupported" {
             println!("(this endpoint does not implement point-in-time recovery: DynamoDB Local does not)");
         }

@@ -26,8 +26,11 @@ pub mod verify;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
 use aggregates::Rules;
 use tally_engine::store::DynamoTable;
+use tally_engine::Engine;
 
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
 #[derive(Debug, Parser)]
@@ -59,13 +62,20 @@ pub struct Common {
     /// rules built into tally.
     #[arg(long, global = true, env = "TALLY_RULES", value_name = "FILE", value_parser = clap::builder::ValueParser::os_string())]
     rules: Option<std::ffi::OsString>,
-    /// The rules every command but `tally rules` runs under, loaded by [`run`] before it runs.
-    #[arg(skip)]
-    pub loaded_rules: Option<&'static Rules>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Table(TableCommand),
+    /// Check a rules file, explain what it makes of an item image, or derive the stream filter
+    /// from it; writes nothing and needs no table.
+    Rules(rules::Opts),
+}
+
+/// The commands that work on a table, under the rules loaded before they run.
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
     /// Create the table the rules describe (keys, GSIs, TTL, stream NEW_AND_OLD_IMAGES); idempotent.
     Init(init::Opts),
     /// Apply Lambda DynamoDB event files through the engine, exactly as the Lambda does; a
@@ -85,9 +95,22 @@ pub enum Command {
     /// Show the aggregates: per aggregate of the rules, its top items (or every day), with their
     /// fields and averages.
     Report(report::Opts),
-    /// Check a rules file, explain what it makes of an item image, or derive the stream filter
-    /// from it; writes nothing and needs no table.
-    Rules(rules::Opts),
+}
+
+impl TableCommand {
+    /// Runs the command in `ctx`.
+    async fn run(self, ctx: &Context) -> anyhow::Result<std::process::ExitCode> {
+        match self {
+            TableCommand::Init(opts) => init::cmd(ctx, opts).await,
+            TableCommand::Replay(opts) => replay::cmd(ctx, opts).await,
+            TableCommand::Verify(opts) => verify::cmd(ctx, opts).await,
+            TableCommand::Backfill(opts) => backfill::cmd(ctx, opts).await,
+            TableCommand::Seed(opts) => seed::cmd(ctx, opts).await,
+            TableCommand::Consume(opts) => consume::cmd(ctx, opts).await,
+            TableCommand::Redrive(opts) => redrive::cmd(ctx, opts).await,
+            TableCommand::Report(opts) => report::cmd(ctx, opts).await,
+        }
+    }
 }
 
 impl Common {
@@ -95,19 +118,51 @@ impl Common {
     pub fn rules_file(&self) -> Option<&std::path::Path> {
         self.rules.as_deref().filter(|path| !path.is_empty()).map(std::path::Path::new)
     }
+}
 
-    /// The rules the command runs under: `--rules` as [`run`] loaded it, else the university's.
-    pub fn rules(&self) -> &'static Rules {
-        self.loaded_rules.unwrap_or_else(Rules::university)
+/// What every command but `tally rules` runs with: the flags resolved once, the rules loaded.
+/// Commands take their table and rules from here, never from the flags again.
+#[derive(Debug)]
+pub struct Context {
+    /// The rules the table's items follow.
+    pub rules: Arc<Rules>,
+    /// The table's name.
+    pub table: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    /// Print one machine-readable JSON summary on stdout instead of text.
+    pub json: bool,
+}
+
+impl Context {
+    /// The context of `common`'s flags, under `rules`.
+    pub fn new(common: &Common, rules: Arc<Rules>) -> Self {
+        Context {
+            rules,
+            table: common.table.clone(),
+            endpoint: common.endpoint.clone(),
+            region: common.region.clone(),
+            json: common.json,
+        }
     }
 
-    /// The table, through a client configured from these flags and the environment, its items
-    /// read and written by [`Common::rules`].
+    /// The rules the command runs under.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The table, through a client configured from the flags and the environment, tally's items
+    /// in it encoded by the context's rules.
     pub async fn connect(&self) -> DynamoTable {
-        DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref(), self.rules()).await
+        DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref(), Arc::clone(&self.rules)).await
     }
 
-    /// The table, as [`Common::connect`] gives it, once it is known to be keyed as the rules
+    /// An engine over the table, as [`Context::connect`] gives it.
+    pub async fn engine(&self) -> Engine<DynamoTable> {
+        Engine::new(Arc::clone(&self.rules), self.connect().await)
+    }
+
+    /// The table, as [`Context::connect`] gives it, once it is known to be keyed as the rules
     /// say: rules for another table would miss every key tally reads and writes.
     pub async fn open(&self) -> anyhow::Result<DynamoTable> {
         let table = self.connect().await;
@@ -145,30 +200,24 @@ impl Common {
 /// Runs a command; the exit code follows `verify`'s convention: 0 ok, 1 drift, 2 error.
 /// Rules that do not load stop every command but `tally rules` (which reports on them) with 2,
 /// each problem printed as `tally rules check` prints it.
-pub async fn run(mut cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    if !matches!(cli.command, Command::Rules(_)) {
-        match rules::load_or_report(&rules::Origin::choose(None, &cli.common), &cli.common)? {
-            Ok(loaded) => cli.common.loaded_rules = Some(loaded),
-            Err(code) => return Ok(code),
-        }
-    }
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Init(opts) => init::cmd(&cli.common, opts).await,
-        Command::Replay(opts) => replay::cmd(&cli.common, opts).await,
-        Command::Verify(opts) => verify::cmd(&cli.common, opts).await,
-        Command::Backfill(opts) => backfill::cmd(&cli.common, opts).await,
-        Command::Seed(opts) => seed::cmd(&cli.common, opts).await,
-        Command::Consume(opts) => consume::cmd(&cli.common, opts).await,
-        Command::Redrive(opts) => redrive::cmd(&cli.common, opts).await,
-        Command::Report(opts) => report::cmd(&cli.common, opts).await,
+        // `tally rules` reports on the rules it is given, loading them itself.
         Command::Rules(opts) => rules::cmd(&cli.common, opts),
+        Command::Table(command) => {
+            let rules = match rules::load_or_report(&rules::Origin::choose(None, &cli.common), cli.common.json)? {
+                Ok(rules) => rules,
+                Err(code) => return Ok(code),
+            };
+            command.run(&Context::new(&cli.common, rules)).await
+        }
     }
 }
 
 /// What to do about a batch left partly unapplied, where running `rerun` again is how the
 /// records would be delivered again.
-pub(crate) fn rerun_advice(failure: &tally_engine::engine::BatchFailure, rerun: &str) -> String {
-    use tally_engine::engine::Cause;
+pub(crate) fn rerun_advice(failure: &tally_engine::outcome::BatchFailure, rerun: &str) -> String {
+    use tally_engine::outcome::Cause;
     match &failure.cause {
         Some(Cause::Deadline { .. }) => format!("{rerun} again to resume"),
         Some(Cause::Store(_)) => format!("running {rerun} again cannot help until that is fixed"),

@@ -5,6 +5,7 @@
 //! or redriven twice, safe. Messages come from files, or straight from the SQS failure queue
 //! (`--queue-url`), where each is deleted only once its range has been applied.
 
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,11 +18,12 @@ use serde_json::Value;
 use crate::backfill::marker;
 use crate::consumer::{BatchInfo, FailureMessage};
 use crate::failure_queue::{FailureQueue, Received};
-use crate::Common;
+use crate::Context;
 use tally_engine::decode::{decode_batch, table_of_stream};
-use tally_engine::engine::{BatchOutcome, Engine, RecordClass};
+use tally_engine::outcome::{BatchOutcome, RecordClass};
+use tally_engine::Engine;
 use tally_engine::sequence::SequenceNumber;
-use tally_engine::store::{DynamoTable, Table};
+use tally_engine::store::DynamoTable;
 use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
 
 #[derive(Debug, Args)]
@@ -112,12 +114,12 @@ struct Report {
     deleted: bool,
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     // Before any message is received: a refused run must leave the queue as it was.
-    let engine = Engine::new(common.open().await?);
-    marker::ensure_finished(engine.table()).await?;
+    let engine = Engine::new(Arc::clone(&ctx.rules), ctx.open().await?);
+    marker::ensure_finished(engine.store()).await?;
     let queue = match &opts.queue_url {
-        Some(url) => Some(open_queue(common, url).await),
+        Some(url) => Some(open_queue(ctx, url).await),
         None => None,
     };
     let (mut ranges, mut reports) = match &queue {
@@ -125,19 +127,19 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         None => (file_ranges(&opts.files)?, Vec::new()),
     };
     sort_oldest_first(&mut ranges);
-    let streams = common.streams_client().await;
+    let streams = ctx.streams_client().await;
     let timeout = Duration::from_secs(opts.timeout);
     for range in ranges {
         reports.push(apply(&engine, &streams, range, queue.as_ref(), timeout).await);
     }
     let failed = reports.iter().filter(|report| report.error.is_some()).count();
-    print_reports(&reports, failed, queue.as_ref(), common.json);
+    print_reports(&reports, failed, queue.as_ref(), ctx.json);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 /// The failure queue at `url`; its endpoint follows the SDK's variables, not `--endpoint`.
-async fn open_queue(common: &Common, url: &str) -> FailureQueue {
-    let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, common.region.as_deref()).await);
+async fn open_queue(ctx: &Context, url: &str) -> FailureQueue {
+    let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, ctx.region.as_deref()).await);
     FailureQueue::new(client, url.to_owned())
 }
 
@@ -195,7 +197,7 @@ async fn apply(
     let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
     let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
     let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
-    let mut report = match redrive(engine, &reader, info, engine.table().name(), timeout).await {
+    let mut report = match redrive(engine, &reader, info, engine.store().name(), timeout).await {
         Ok(outcome) => Report {
             range: label,
             source: range.source,
@@ -300,7 +302,7 @@ async fn redrive(
             info.end_sequence_number
         );
     }
-    let changes = decode_batch(&records, table, engine.table().rules())?;
+    let changes = decode_batch(&records, table, engine.rules())?;
     let outcome = engine.process(&changes, tokio::time::Instant::now() + timeout).await;
     if let Some(failure) = &outcome.failure {
         let advice = crate::rerun_advice(failure, "redrive");

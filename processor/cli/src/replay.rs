@@ -1,5 +1,6 @@
 //! `tally replay`: apply Lambda DynamoDB event files through the engine, exactly as the Lambda would.
 
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,10 +13,11 @@ use serde::Serialize;
 use serde_dynamo::AttributeValue;
 
 use crate::backfill::marker;
-use crate::Common;
+use crate::Context;
 use tally_engine::decode::{decode_batch, table_of_stream, Change, Origin};
-use tally_engine::engine::{Engine, Totals};
-use tally_engine::store::codec::LEDGER_RETENTION;
+use tally_engine::outcome::Totals;
+use tally_engine::Engine;
+use tally_engine::registry::LEDGER_RETENTION;
 use tally_engine::stream::STREAM_RETENTION;
 
 #[derive(Debug, Args)]
@@ -50,9 +52,9 @@ pub struct FileError {
 
 /// One file, parsed and decoded, ready to apply.
 #[derive(Debug)]
-pub struct Batch {
+pub struct Batch<'r> {
     pub path: PathBuf,
-    pub changes: Vec<Change>,
+    pub changes: Vec<Change<'r>>,
     /// When DynamoDB wrote each record (`dynamodb.ApproximateCreationDateTime`), by position.
     pub written_at: Vec<DateTime<Utc>>,
     /// The table each record of another table ([`Origin::OtherTable`]) is of, by position in
@@ -60,7 +62,7 @@ pub struct Batch {
     pub other_tables: Vec<(usize, String)>,
 }
 
-impl Batch {
+impl Batch<'_> {
     /// The first record of the table written more than `retention` before `now`, as a refusal
     /// naming it. Another table's records are skipped whatever their age, so it is not judged.
     pub fn first_stale(&self, now: DateTime<Utc>, retention: chrono::Duration) -> Option<FileError> {
@@ -119,7 +121,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
 
 /// Parses and validates one file completely, its records decoded by `rules`, those of `table`
 /// (by their `eventSourceARN`) as the table's own; nothing is written until every file passes.
-pub fn load(path: &Path, table: &str, rules: &'static Rules) -> Result<Batch, FileError> {
+pub fn load<'r>(path: &Path, table: &str, rules: &'r Rules) -> Result<Batch<'r>, FileError> {
     let error = |problem: String| FileError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}")))?;
     let bytes = crate::text_bytes(&bytes).map_err(error)?;
@@ -170,7 +172,7 @@ pub fn load(path: &Path, table: &str, rules: &'static Rules) -> Result<Batch, Fi
 /// Refuses a run in which every record is another table's: it would apply nothing, almost always
 /// because the files are a capture of a table of another name. `source_table` is
 /// `--source-table`, if given; the error names the records' tables, each with its first record.
-fn check_any_own(batches: &[Batch], table: &str, source_table: Option<&str>) -> anyhow::Result<()> {
+fn check_any_own(batches: &[Batch<'_>], table: &str, source_table: Option<&str>) -> anyhow::Result<()> {
     let changes = || batches.iter().flat_map(|batch| &batch.changes);
     if changes().next().is_none() || changes().any(|change| change.origin != Origin::OtherTable) {
         return Ok(());
@@ -255,23 +257,23 @@ pub struct Summary {
     pub failure: Option<String>,
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // Records of `--source-table` are decoded as the table's own; the engine writes them to
     // `--table`, which it opens.
-    let captured = opts.source_table.as_deref().unwrap_or(&common.table);
-    let batches = expand(&opts.paths)?.iter().map(|path| load(path, captured, common.rules())).collect::<Result<Vec<_>, _>>()?;
-    check_any_own(&batches, &common.table, opts.source_table.as_deref())?;
+    let captured = opts.source_table.as_deref().unwrap_or(&ctx.table);
+    let batches = expand(&opts.paths)?.iter().map(|path| load(path, captured, ctx.rules())).collect::<Result<Vec<_>, _>>()?;
+    check_any_own(&batches, &ctx.table, opts.source_table.as_deref())?;
     if !opts.allow_stale {
         let now = Utc::now();
         if let Some(refusal) = batches.iter().find_map(|batch| batch.first_stale(now, STREAM_RETENTION)) {
             return Err(refusal.into());
         }
     }
-    let engine = Engine::new(common.open().await?);
-    marker::ensure_finished(engine.table()).await?;
+    let engine = Engine::new(Arc::clone(&ctx.rules), ctx.open().await?);
+    marker::ensure_finished(engine.store()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
-    let progress = crate::progress::Progress::new(batches.len() as u64, "files", common.json);
+    let progress = crate::progress::Progress::new(batches.len() as u64, "files", ctx.json);
     for batch in &batches {
         let outcome = engine.process(&batch.changes, tokio::time::Instant::now() + Duration::from_secs(opts.timeout)).await;
         summary.totals.add(&outcome);
@@ -291,7 +293,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     }
     progress.finish();
     summary.elapsed_ms = started.elapsed().as_millis();
-    print_summary(&summary, common.json)?;
+    print_summary(&summary, ctx.json)?;
     Ok(if summary.failure.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 

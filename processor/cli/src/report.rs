@@ -9,7 +9,7 @@ use aggregates::{AggregateId, AggregateKey, AggregateValues, Rules};
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::Common;
+use crate::Context;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -30,17 +30,17 @@ struct Section<'r> {
     rows: Vec<Vec<String>>,
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let rules = common.rules();
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
+    let rules = ctx.rules();
     let kinds = chosen(rules, &opts.aggregates)?;
-    let table = common.open().await?;
+    let table = ctx.open().await?;
     let mut items: Vec<Vec<(AggregateKey, AggregateValues)>> = vec![Vec::new(); rules.aggregates().len()];
     for (key, stored) in table.scan_aggregates(&kinds).await? {
         items[key.kind.index()].push((key, stored.values));
     }
     let sections: Vec<Section<'_>> =
         kinds.iter().map(|kind| section(rules, *kind, std::mem::take(&mut items[kind.index()]), opts.top)).collect();
-    if common.json {
+    if ctx.json {
         let mut report = Map::new();
         for section in &sections {
             let rows = section.rows.iter().map(|row| {

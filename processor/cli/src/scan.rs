@@ -4,7 +4,7 @@ use anyhow::Context as _;
 
 use crate::audit::{Audit, Keep};
 use crate::progress::Progress;
-use crate::Common;
+use crate::Context;
 use tally_engine::store::DynamoTable;
 
 /// Default parallelism: two segments per core, at least 4.
@@ -13,12 +13,12 @@ pub fn default_segments() -> u32 {
 }
 
 /// Scans `segments` (numbers out of `total`) concurrently and folds them into one audit.
-pub async fn audit(common: &Common, table: &DynamoTable, segments: &[u32], total: u32, keep: Keep) -> anyhow::Result<Audit> {
-    let progress = Progress::new(0, "items scanned", common.json);
+pub async fn audit<'c>(ctx: &'c Context, table: &DynamoTable, segments: &[u32], total: u32, keep: Keep) -> anyhow::Result<Audit<'c>> {
+    let progress = Progress::new(0, "items scanned", ctx.json);
     let scans = segments.iter().map(|&segment| {
         let progress = &progress;
         async move {
-            let mut audit = Audit::new(table.codec().rules(), keep);
+            let mut audit = Audit::new(ctx.rules(), keep);
             table
                 .scan_segment(segment, total, |items| {
                     progress.advance(items.len() as u64);
@@ -29,7 +29,7 @@ pub async fn audit(common: &Common, table: &DynamoTable, segments: &[u32], total
             anyhow::Ok(audit)
         }
     });
-    let mut whole = Audit::new(table.codec().rules(), keep);
+    let mut whole = Audit::new(ctx.rules(), keep);
     for audit in futures::future::join_all(scans).await {
         whole.combine(audit?);
     }

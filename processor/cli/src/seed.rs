@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use serde_dynamo::AttributeValue;
 
 use crate::progress::Progress;
-use crate::Common;
-use tally_engine::decode::ItemKey;
+use crate::Context;
+use tally_engine::items::ItemKey;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -220,8 +220,8 @@ impl Workload {
     }
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let rules = common.rules();
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
+    let rules = ctx.rules();
     anyhow::ensure!(
         rules.is_university(),
         "tally seed writes SPEC's university workload, and the rules ({}) describe another table: seed is university-only \
@@ -242,21 +242,21 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     for _ in 0..opts.ops {
         workload.operation();
     }
-    let table = common.open().await?;
-    let progress = Progress::new(workload.writes.len() as u64, "writes", common.json);
+    let table = ctx.open().await?;
+    let progress = Progress::new(workload.writes.len() as u64, "writes", ctx.json);
     let mut by_kind: std::collections::BTreeMap<&str, u64> = Default::default();
     for (kind, write) in workload.writes {
         let result = match write {
             Write::Put(item) => table.put_source(item.into()).await,
             Write::Delete(key) => table.delete_source(&key).await,
         };
-        result.with_context(|| format!("writing the workload to `{}`", common.table))?;
+        result.with_context(|| format!("writing the workload to `{}`", ctx.table))?;
         *by_kind.entry(kind).or_default() += 1;
         progress.advance(1);
     }
     progress.finish();
     let total: u64 = by_kind.values().sum();
-    if common.json {
+    if ctx.json {
         println!(
             "{}",
             serde_json::json!({ "writes": total, "by_kind": by_kind, "seed": opts.seed, "elapsed_ms": started.elapsed().as_millis() })
@@ -265,7 +265,7 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
         let kinds: Vec<String> = by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
         println!(
             "wrote {total} changes to `{}` (seed {}) in {} ms: {}",
-            common.table,
+            ctx.table,
             opts.seed,
             started.elapsed().as_millis(),
             kinds.join(", ")

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::audit::Keep;
 use crate::backfill::marker;
-use crate::{scan, Common};
+use crate::{scan, Context};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -17,14 +17,14 @@ pub struct Opts {
 
 /// Exit status: 0 no drift, 1 drift (or a backfill that has not finished, or items written under
 /// other rules), 2 error.
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let total = opts.segments.unwrap_or_else(scan::default_segments).max(1);
-    let table = common.open().await?;
-    let audit = scan::audit(common, &table, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
+    let table = ctx.open().await?;
+    let audit = scan::audit(ctx, &table, &(0..total).collect::<Vec<_>>(), total, Keep::Aggregates).await?;
     let drift = audit.drift();
     // No drift is no proof then: the ledgers may not match what backfill counted.
     let unfinished = marker::unfinished(&table).await?;
-    if common.json {
+    if ctx.json {
         let summary = serde_json::json!({
             "scanned": audit.scanned,
             "source_items": audit.recompute.items,

@@ -4,38 +4,80 @@
 //! before anything is written: it has no stable identity to report or to skip safely. A record
 //! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
 
-use aggregates::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use aggregates::{excerpt, KeyOwner, RuleAssessment, Rules, Violation};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
+use crate::items::ItemKey;
 use crate::registry::is_bookkeeping_type;
 use crate::sequence::SequenceNumber;
 
-/// A record tally cannot identify. Names the record by position and `eventID`.
+/// A record tally cannot identify. Names the record by position and `eventID`, and what is wrong
+/// with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record {index} (eventID `{event_id}`): {problem}")]
+#[error("record {index} (eventID `{event_id}`): {kind}")]
 pub struct DecodeError {
+    /// Position in the batch.
     pub index: usize,
+    /// The record's `eventID`, as delivered.
     pub event_id: String,
-    pub problem: String,
+    /// What is wrong with it.
+    pub kind: DecodeErrorKind,
 }
 
-/// The key of a source item in the table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ItemKey {
-    pub pk: String,
-    pub sk: String,
+/// What makes a record impossible to identify. Values are quoted as excerpts: a key's value may
+/// be an application's data, but an identity cannot be reported without it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeErrorKind {
+    /// `eventSourceARN` is not a DynamoDB stream's ARN.
+    #[error("`eventSourceARN` `{0}` is not a DynamoDB stream ARN")]
+    NotAStreamArn(String),
+    /// `dynamodb.SequenceNumber` is missing.
+    #[error("missing `dynamodb.SequenceNumber`")]
+    MissingSequenceNumber,
+    /// `dynamodb.SequenceNumber` is not a string of digits.
+    #[error("`dynamodb.SequenceNumber` `{0}` is not a string of digits")]
+    BadSequenceNumber(String),
+    /// A key attribute of the table is missing from `dynamodb.Keys`.
+    #[error("`dynamodb.Keys.{0}` is missing")]
+    MissingKey(String),
+    /// A key attribute in `dynamodb.Keys` is not a string.
+    #[error("`dynamodb.Keys.{0}` is not a string")]
+    KeyNotAString(String),
+    /// An image's key attribute differs from `dynamodb.Keys`: which item the record is about is
+    /// ambiguous.
+    #[error("`dynamodb.{image}.{attribute}` differs from `dynamodb.Keys.{attribute}`")]
+    KeyMismatch {
+        /// `NewImage` or `OldImage`.
+        image: &'static str,
+        /// The key attribute.
+        attribute: String,
+    },
 }
 
-impl ItemKey {
-    /// Whether the item's ledger key (`tally#ledger#{pk}`, `sk`) fits DynamoDB's key limits.
-    /// `ledger_prefix` is [`crate::registry::LEDGER`]'s in this table.
-    /// A key that does not can have no ledger, so it is not read for one (the read would be
-    /// refused). Keys between SPEC's source limits and these may hold ledgers written before the
-    /// limits existed: those are read, so that the item's retraction is applied.
-    pub fn fits_ledger(&self, ledger_prefix: &str) -> bool {
-        ledger_prefix.len() + self.pk.len() <= MAX_PARTITION_KEY_BYTES && self.sk.len() <= MAX_SORT_KEY_BYTES
+impl DecodeError {
+    /// The `errorType` a Lambda function error reports for a batch with such a record, whatever
+    /// the kind: what an alarm or a log query matches on.
+    pub const ERROR_TYPE: &'static str = "tally.UnidentifiableRecord";
+
+    /// Whether the record's source ARN is not a DynamoDB stream's.
+    pub fn is_not_a_stream_arn(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::NotAStreamArn(_))
+    }
+
+    /// Whether the record's sequence number is missing or not a sequence number.
+    pub fn is_bad_sequence_number(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::MissingSequenceNumber | DecodeErrorKind::BadSequenceNumber(_))
+    }
+
+    /// Whether a table key is missing from the record's `Keys`, or is not a string.
+    pub fn is_bad_key(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::MissingKey(_) | DecodeErrorKind::KeyNotAString(_))
+    }
+
+    /// Whether an image names another item than the record's `Keys`.
+    pub fn is_key_mismatch(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::KeyMismatch { .. })
     }
 }
 
@@ -56,22 +98,22 @@ pub enum Origin {
 
 /// One stream record, decoded and classified.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub struct Change<'r> {
     /// Position in the batch.
     pub index: usize,
     pub event_id: String,
     pub sequence: SequenceNumber,
     pub key: ItemKey,
     pub origin: Origin,
-    pub old: RuleAssessment<'static>,
-    pub new: RuleAssessment<'static>,
+    pub old: RuleAssessment<'r>,
+    pub new: RuleAssessment<'r>,
     /// A deletion by DynamoDB's TTL sweeper.
     pub ttl_deletion: bool,
 }
 
-impl Change {
+impl<'r> Change<'r> {
     /// The rejections among this record's images, for counting.
-    pub fn rejections(&self) -> impl Iterator<Item = &Violation<'static>> + '_ {
+    pub fn rejections(&self) -> impl Iterator<Item = &Violation<'r>> + '_ {
         [&self.old, &self.new].into_iter().filter_map(RuleAssessment::violation)
     }
 }
@@ -79,13 +121,13 @@ impl Change {
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 /// Decodes a whole batch by `rules`, or fails naming the first record that cannot be identified.
-pub fn decode_batch(records: &[EventRecord], table_name: &str, rules: &'static Rules) -> Result<Vec<Change>, DecodeError> {
+pub fn decode_batch<'r>(records: &[EventRecord], table_name: &str, rules: &'r Rules) -> Result<Vec<Change<'r>>, DecodeError> {
     records.iter().enumerate().map(|(index, record)| decode_record(index, record, table_name, rules)).collect()
 }
 
-fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'static Rules) -> Result<Change, DecodeError> {
+fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules: &'r Rules) -> Result<Change<'r>, DecodeError> {
     let (pk_name, sk_name) = (rules.table().pk(), rules.table().sk());
-    let fail = |problem: String| DecodeError { index, event_id: record.event_id.clone(), problem };
+    let fail = |kind: DecodeErrorKind| DecodeError { index, event_id: record.event_id.clone(), kind };
     let stream = &record.change;
     // Another table's record is skipped whatever its keys are called, and never fails a batch
     // (SPEC): so the table is judged before anything else is read. A record without an ARN (a
@@ -94,7 +136,7 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
         None => false,
         Some(arn) => match table_of_stream(arn) {
             Some(name) => name != table_name,
-            None => return Err(fail(format!("`eventSourceARN` `{}` is not a DynamoDB stream ARN", excerpt(arn)))),
+            None => return Err(fail(DecodeErrorKind::NotAStreamArn(excerpt(arn)))),
         },
     };
     let sequence_text = stream.sequence_number.as_deref();
@@ -102,16 +144,16 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
         (Some((_, Some(sequence))), _) => sequence,
         // Nothing is applied or reported by it: its position is moot.
         (_, true) => SequenceNumber::zero(),
-        (None, false) => return Err(fail("missing `dynamodb.SequenceNumber`".into())),
+        (None, false) => return Err(fail(DecodeErrorKind::MissingSequenceNumber)),
         (Some((text, None)), false) => {
-            return Err(fail(format!("`dynamodb.SequenceNumber` `{}` is not a string of digits", excerpt(text))))
+            return Err(fail(DecodeErrorKind::BadSequenceNumber(excerpt(text))))
         }
     };
     // Read the table keys by name: DynamoDB Local mixes GSI keys into `Keys` on TTL deletions.
     let key_attr = |name: &str| match stream.keys.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
-        Some(_) => Err(fail(format!("`dynamodb.Keys.{name}` is not a string"))),
-        None => Err(fail(format!("`dynamodb.Keys.{name}` is missing"))),
+        Some(_) => Err(fail(DecodeErrorKind::KeyNotAString(name.to_owned()))),
+        None => Err(fail(DecodeErrorKind::MissingKey(name.to_owned()))),
     };
     let ttl_deletion =
         record.user_identity.as_ref().is_some_and(|identity| identity.type_ == "Service" && identity.principal_id == TTL_PRINCIPAL);
@@ -126,7 +168,7 @@ fn decode_record(index: usize, record: &EventRecord, table_name: &str, rules: &'
     for (image_name, image) in [("NewImage", &stream.new_image), ("OldImage", &stream.old_image)] {
         for (name, expected) in [(pk_name, &key.pk), (sk_name, &key.sk)] {
             if matches!(image.get(name), Some(AttributeValue::S(value)) if value != expected) {
-                return Err(fail(format!("`dynamodb.{image_name}.{name}` differs from `dynamodb.Keys.{name}`")));
+                return Err(fail(DecodeErrorKind::KeyMismatch { image: image_name, attribute: name.to_owned() }));
             }
         }
     }
@@ -251,7 +293,7 @@ mod tests {
             key = { tenant = "tenant" }
             add = { users = 1 }
         "#;
-        let rules: &'static Rules = Box::leak(Box::new(Rules::from_toml(TENANTS, "tenants.toml").expect("the rules load")));
+        let rules = &Rules::from_toml(TENANTS, "tenants.toml").expect("the rules load");
         let user = |tenant: &str| {
             let keys = json!({"PK": {"S": format!("{tenant}#USER#u1")}, "SK": {"S": "PROFILE"}});
             decode_record(0, &record(base(keys.clone(), keys)), "university", rules).expect("decodes")
@@ -285,7 +327,7 @@ mod tests {
             key = { org = "org" }
             add = { users = 1 }
         "#;
-        let rules: &'static Rules = Box::leak(Box::new(Rules::from_toml(ORGS, "orgs.toml").expect("the rules load")));
+        let rules = &Rules::from_toml(ORGS, "orgs.toml").expect("the rules load");
         let keys = json!({"PK": {"S": "STATS#acme"}, "SK": {"S": "TOTAL"}});
         let change = decode_record(0, &record(base(keys.clone(), keys)), "university", rules).expect("decodes");
         assert_eq!(change.origin, Origin::Source);
@@ -333,9 +375,11 @@ mod tests {
         let mut value = base(json!({"pk": {"S": "course#c1"}}), json!(null));
         let err = decode_record(3, &record(value.clone()), "university", Rules::university()).unwrap_err();
         assert_eq!(err.to_string(), "record 3 (eventID `e1`): `dynamodb.Keys.sk` is missing");
+        assert!(err.is_bad_key() && !err.is_bad_sequence_number(), "{err:?}");
         value["dynamodb"]["Keys"]["sk"] = json!({"S": "x"});
         value["dynamodb"]["SequenceNumber"] = json!("12x");
         let err = decode_record(0, &record(value), "university", Rules::university()).unwrap_err();
-        assert!(err.problem.contains("not a string of digits"), "{err}");
+        assert!(err.is_bad_sequence_number(), "{err:?}");
+        assert_eq!(err.kind, DecodeErrorKind::BadSequenceNumber("12x".to_owned()));
     }
 }

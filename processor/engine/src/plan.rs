@@ -8,22 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aggregates::{AggregateKey, AggregateValues, Deltas, Rules};
 
-use crate::decode::{Change, ItemKey, Origin};
+use crate::decode::{Change, Origin};
+use crate::items::{first_version, AggregateWrite, Assumption, ItemKey, Ledger, LedgerWrite, StoredAggregate};
 use crate::registry::LEDGER;
 use crate::sequence::SequenceNumber;
 
 pub use aggregates::keys::MAX_TRANSACTION_ACTIONS;
-
-/// The version a newly created ledger or aggregate starts at: random, not 1.
-///
-/// Writes are conditioned on the version that was read. TTL deletes a ledger, and another writer
-/// may then create the item anew; had every incarnation started at 1, a writer holding the old
-/// incarnation's version 1 would pass the new one's condition and commit a plan computed from a
-/// ledger that no longer exists. With a random 62-bit start, incarnations never share a version
-/// (SPEC, "Two writers").
-pub fn first_version() -> u64 {
-    rand::random_range(1 << 32..1 << 62)
-}
 
 /// All of one source item's records in a batch, coalesced.
 #[derive(Debug, Clone)]
@@ -56,8 +46,8 @@ impl ItemChanges {
 }
 
 /// Groups the source records of a batch by item, in order of each item's first record.
-pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
-    let mut by_item: BTreeMap<&ItemKey, Vec<&Change>> = BTreeMap::new();
+pub fn group(changes: &[Change<'_>]) -> Vec<ItemChanges> {
+    let mut by_item: BTreeMap<&ItemKey, Vec<&Change<'_>>> = BTreeMap::new();
     for change in changes.iter().filter(|change| change.origin == Origin::Source) {
         by_item.entry(&change.key).or_default().push(change);
     }
@@ -84,58 +74,11 @@ pub fn group(changes: &[Change]) -> Vec<ItemChanges> {
     items
 }
 
-/// What the ledger remembers of a source item: the last record applied and the contribution the
-/// aggregates hold for the item since.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ledger {
-    /// Every write of a ledger bumps it; writes are conditioned on it. The sequence number cannot
-    /// serve: a repair or a backfill rewrites a ledger without moving it.
-    pub version: u64,
-    pub sequence: SequenceNumber,
-    pub contribution: Deltas,
-    /// Set when the ledger was created: what the item's first applied record took as already
-    /// counted (its old image), and that record's sequence number.
-    pub assumed: Option<Assumption>,
-}
-
-/// A baseline taken on trust. No record of the item older than `from` that is still in the stream
-/// can have been applied (it would have left a ledger, and ledgers outlive the stream's
-/// retention), so if one arrives later (a redrive of a discarded batch) the trust was misplaced
-/// by exactly `baseline - contribution(its old image)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assumption {
-    pub from: SequenceNumber,
-    pub baseline: Deltas,
-}
-
-/// An aggregate item as read, with the version its next write must find.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAggregate {
-    pub values: AggregateValues,
-    pub version: u64,
-}
-
 /// The ledgers and aggregates a plan is computed from; `None` means the item does not exist.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub ledgers: HashMap<ItemKey, Option<Ledger>>,
     pub aggregates: HashMap<AggregateKey, Option<StoredAggregate>>,
-}
-
-/// Writes one ledger, if it is still at the version that was read (`None`: absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerWrite {
-    pub item: ItemKey,
-    pub expected_version: Option<u64>,
-    pub ledger: Ledger,
-}
-
-/// Writes one aggregate with absolute values, if it is still at the version that was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AggregateWrite {
-    pub key: AggregateKey,
-    pub expected_version: Option<u64>,
-    pub stored: StoredAggregate,
 }
 
 /// One all-or-nothing commit.
@@ -316,7 +259,7 @@ mod tests {
         deltas
     }
 
-    fn change(index: usize, sk: &str, sequence: &str, old: Deltas, new: Deltas) -> Change {
+    fn change(index: usize, sk: &str, sequence: &str, old: Deltas, new: Deltas) -> Change<'static> {
         let assess = |deltas: Deltas| {
             if deltas.is_empty() {
                 RuleAssessment::Absent
@@ -404,7 +347,7 @@ mod tests {
     #[test]
     fn transactions_stay_within_the_action_limit_and_chain_versions() {
         // 150 enrollments in one course: one shared aggregate, 150 ledgers.
-        let changes: Vec<Change> =
+        let changes: Vec<Change<'_>> =
             (0..150).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrollment("a"))).collect();
         let items = group(&changes);
         let pending: Vec<usize> = (0..items.len()).collect();
@@ -421,7 +364,7 @@ mod tests {
     #[test]
     fn a_smaller_limit_splits_a_batch_but_never_an_item() {
         // Each enrollment writes its ledger and one course aggregate; a move writes three puts.
-        let mut changes: Vec<Change> =
+        let mut changes: Vec<Change<'_>> =
             (0..5).map(|i| change(i, &format!("student#s{i}"), &format!("{}", 100 + i), Deltas::new(), enrollment("a"))).collect();
         changes.push(change(5, "student#s9", "200", enrollment("a"), enrollment("b")));
         let items = group(&changes);

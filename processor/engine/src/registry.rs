@@ -11,6 +11,8 @@ use aggregates::keys::TYPE_ATTRIBUTE;
 use aggregates::rules::{Aggregate, Rules, Table};
 use serde_json::{json, Value};
 
+use crate::items::ItemKey;
+
 /// A kind of bookkeeping item: every one lives under the rules' bookkeeping prefix
 /// (`tally#` for the university) and carries its own type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,16 @@ pub const BACKFILL_PARTIAL: Bookkeeping = Bookkeeping { entity_type: "tally_back
 /// Stands while a backfill writes: `pk` is exactly this.
 pub const BACKFILL_MARKER: Bookkeeping = Bookkeeping { entity_type: "tally_backfill_marker", pk_after_prefix: "backfill" };
 
+/// Ledgers outlive the stream's 24 h retention with a margin for clock skew and lazy TTL.
+pub const LEDGER_RETENTION: chrono::Duration = chrono::Duration::hours(48);
+
+/// The key of the ledger of the source item at `item` in a table with these keys:
+/// `tally#ledger#{pk}`, `sk`.
+pub fn ledger_key(table: &Table, item: &ItemKey) -> ItemKey {
+    ItemKey { pk: format!("{}{}", LEDGER.pk_prefix(table), item.pk), sk: item.sk.clone() }
+}
+
+/// Every kind of bookkeeping item.
 pub const BOOKKEEPING: [Bookkeeping; 4] = [LEDGER, CHECKPOINT, BACKFILL_PARTIAL, BACKFILL_MARKER];
 
 /// Whether `entity_type` is the type of one of tally's bookkeeping items: the application writes

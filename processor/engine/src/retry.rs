@@ -1,8 +1,10 @@
 //! When to try again: exponential backoff with jitter, bounded by the invocation's deadline.
 //!
-//! The SDK retries each request on throttling and 5xx (standard mode, 3 attempts). This loop sits
-//! above it and owns what the SDK cannot see: conflicting commits, failed conditions, and
-//! transient failures that outlast the SDK's attempts. It is the only user of `backon`.
+//! The SDK retries each request on throttling and 5xx (standard mode, 3 attempts). The loops above
+//! it own what the SDK cannot see: conflicting commits, failed conditions, and transient failures
+//! that outlast the SDK's attempts. Each acts on [`StoreError::verdict`], and waits with a
+//! [`RetryBudget`]; [`retry_until`] is the whole loop for a request sent again as it is. This
+//! module is the only user of `backon`.
 //!
 //! The base wait starts at 15 ms and doubles up to 1.5 s; `backon`'s jitter adds a random 0–100 %
 //! of it, so the first wait is 15–30 ms and the longest 1.5–3 s (the same bounds as the ±50 %
@@ -10,8 +12,12 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
+
+use crate::store::{StoreError, Verdict};
 
 /// Waits before retries: 15 ms doubling to 1.5 s, each plus a random 0–100 % jitter.
 const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
@@ -72,6 +78,57 @@ impl RetryBudget {
     }
 }
 
+/// Why [`retry_until`] stopped without a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RetryError {
+    /// A failure that sending the request again cannot mend ([`StoreError::verdict`] is not
+    /// [`Verdict::Retry`]).
+    #[error(transparent)]
+    Failed(StoreError),
+    /// Still failing transiently when the budget left no time for another attempt.
+    #[error("giving up after retries: {0}")]
+    GaveUp(StoreError),
+}
+
+impl RetryError {
+    /// Whether the budget ran out while the failure was still transient.
+    pub fn is_gave_up(&self) -> bool {
+        matches!(self, RetryError::GaveUp(_))
+    }
+
+    /// The last failure.
+    pub fn store_error(&self) -> &StoreError {
+        match self {
+            RetryError::Failed(err) | RetryError::GaveUp(err) => err,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds or fails with a failure that is not worth sending again as
+/// it is, pausing between attempts as `budget` says, and giving up when it leaves no time for
+/// another attempt.
+///
+/// # Errors
+/// [`RetryError::Failed`] with a failure whose verdict is not [`Verdict::Retry`];
+/// [`RetryError::GaveUp`] with the last transient failure when the budget ran out.
+pub async fn retry_until<T, Fut>(budget: &mut RetryBudget, mut attempt: impl FnMut() -> Fut) -> Result<T, RetryError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if err.verdict() == Verdict::Retry => {
+                tracing::debug!(error = %err, "Transient DynamoDB failure; retrying.");
+                if budget.pause().await.is_err() {
+                    return Err(RetryError::GaveUp(err));
+                }
+            }
+            Err(err) => return Err(RetryError::Failed(err)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +149,36 @@ mod tests {
         assert!(waits[4] > waits[0]);
         assert!(Instant::now() < start + Duration::from_secs(10));
         assert!(waits.iter().all(|wait| *wait <= Duration::from_secs(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_until_sends_again_only_what_is_transient_and_stops_at_the_budget() {
+        use crate::store::error::Failure;
+        let transient = || StoreError::Transient(Failure::new("TransactWriteItems", "throttled"));
+        let mut attempts = 0;
+        let mut budget = RetryBudget::within(Duration::from_secs(60));
+        let landed = retry_until(&mut budget, || {
+            attempts += 1;
+            let outcome = if attempts < 3 { Err(transient()) } else { Ok(attempts) };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!(landed.expect("lands on the third attempt"), 3);
+
+        let mut attempts = 0;
+        let refused = retry_until(&mut budget, || {
+            attempts += 1;
+            async { Err::<(), _>(StoreError::Permanent(Failure::new("TransactWriteItems", "AccessDenied"))) }
+        })
+        .await;
+        assert!(matches!(refused, Err(RetryError::Failed(StoreError::Permanent(_)))), "{refused:?}");
+        assert_eq!(attempts, 1, "a permanent failure is not sent again");
+
+        let started = Instant::now();
+        let mut budget = RetryBudget::within(Duration::from_secs(5));
+        let gave_up = retry_until(&mut budget, || async { Err::<(), _>(transient()) }).await.unwrap_err();
+        assert!(gave_up.is_gave_up() && gave_up.to_string().starts_with("giving up after retries: transient"), "{gave_up}");
+        assert!(Instant::now() - started < Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]

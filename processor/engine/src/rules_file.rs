@@ -3,6 +3,7 @@
 //! init if they do not load; the CLI loads them before any command runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aggregates::rules::{Position, Problem, RuleError, RulesErrors};
 use aggregates::Rules;
@@ -45,15 +46,15 @@ pub fn load(path: &Path, source_name: &str) -> Result<Rules, LoadError> {
     Rules::from_toml(text, source_name).map_err(LoadError::Invalid)
 }
 
-/// The rules of a process that runs until it exits: those at `path`, else the university's.
-/// Loaded once, they live as long as the process (every record is assessed with them).
+/// The rules a process runs under: those at `path`, else the university's, shared by what the
+/// process builds on them (its engine, its store).
 ///
 /// # Errors
 /// As [`load`].
-pub fn load_for_process(path: Option<&Path>) -> Result<&'static Rules, LoadError> {
+pub fn load_for_process(path: Option<&Path>) -> Result<Arc<Rules>, LoadError> {
     match path {
-        None => Ok(Rules::university()),
-        Some(path) => Ok(Box::leak(Box::new(load(path, &path.display().to_string())?))),
+        None => Ok(Arc::new(Rules::university().clone())),
+        Some(path) => Ok(Arc::new(load(path, &path.display().to_string())?)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_histogram, histogram, Unit};
 
-use crate::engine::{BatchOutcome, RecordClass};
+use crate::outcome::{BatchOutcome, RecordClass};
 
 pub const NAMESPACE: &str = "Tally";
 
@@ -48,7 +48,7 @@ pub fn record_batch(outcome: &BatchOutcome, elapsed: Duration) {
     }
     counter!(RECORDS_REJECTED).increment(outcome.rejected.values().sum());
     for (reason, records) in &outcome.rejected {
-        counter!(RECORDS_REJECTED_BY_REASON, "Reason" => *reason).increment(*records);
+        counter!(RECORDS_REJECTED_BY_REASON, "Reason" => reason.clone()).increment(*records);
     }
     if let Some(failed_from) = outcome.failed_from() {
         counter!(RECORDS_FAILED).increment((outcome.records - failed_from) as u64);

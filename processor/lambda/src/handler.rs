@@ -4,13 +4,13 @@ use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::LambdaEvent;
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use tokio::time::Instant;
 
-use tally_engine::decode::{decode_batch, DecodeError};
-use tally_engine::engine::{BatchOutcome, Engine};
-use tally_engine::store::Table;
+use tally_engine::decode::DecodeError;
+use tally_engine::store::Store;
 use tally_engine::telemetry;
+use tally_engine::{BatchOutcome, Engine};
 
 /// Time kept back from the invocation's deadline to report failures before Lambda kills us.
 const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(3);
@@ -18,18 +18,15 @@ const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(3);
 /// Handles one invocation. A record that cannot be identified fails the invocation before
 /// anything is written (Lambda then bisects the batch to isolate it); otherwise every record not
 /// applied, and every record after it, is reported back for redelivery.
-pub async fn handle<T: Table>(
-    engine: &Engine<T>,
-    table_name: &str,
-    event: LambdaEvent<Event>,
-) -> Result<DynamoDbEventResponse, DecodeError> {
+pub async fn handle<S: Store>(engine: &Engine<S>, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, DecodeError> {
     let started = std::time::Instant::now();
     let deadline = deadline_from(event.context.deadline);
     tracing::debug!(request_id = %event.context.request_id, deadline_ms = event.context.deadline, budget_ms = (deadline - Instant::now()).as_millis() as u64, "Batch received.");
     let records = &event.payload.records;
-    let changes = decode_batch(records, table_name, engine.table().rules())
+    let outcome = engine
+        .apply(records, deadline)
+        .await
         .inspect_err(|err| tracing::error!(error = %err, "Batch rejected: a record cannot be identified."))?;
-    let outcome = engine.process(&changes, deadline).await;
     log_outcome(&outcome, &event.context.request_id);
     telemetry::record_batch(&outcome, started.elapsed());
     let mut response = DynamoDbEventResponse::default();
@@ -44,6 +41,12 @@ pub async fn handle<T: Table>(
             .collect();
     }
     Ok(response)
+}
+
+/// A function error as Lambda reports it: `errorType` stable ([`DecodeError::ERROR_TYPE`]), for
+/// alarms and log queries to match; `errorMessage` naming the record and what is wrong with it.
+pub fn function_error(err: &DecodeError) -> Diagnostic {
+    Diagnostic { error_type: DecodeError::ERROR_TYPE.to_owned(), error_message: err.to_string() }
 }
 
 /// Deadlines below this (in ms) cannot be epoch times (they fall before 2001): runtime emulators,

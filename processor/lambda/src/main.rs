@@ -3,10 +3,11 @@
 #![recursion_limit = "256"]
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use tally_engine::engine::Engine;
+use tally_engine::Engine;
 use tally_engine::rules_file::{self, RULES_ENV};
 use tally_engine::store::DynamoTable;
 use tally_engine::telemetry;
@@ -40,16 +41,15 @@ async fn run() -> Result<(), lambda_runtime::Error> {
         .init()
         .map_err(|err| format!("installing the metrics recorder: {err}"))?;
     telemetry::describe();
-    let engine = Engine::new(DynamoTable::connect(table_name.clone(), None, None, rules).await);
-    let engine = &engine;
-    let table_name = table_name.as_str();
+    let table = DynamoTable::connect(table_name, None, None, Arc::clone(&rules)).await;
+    let engine = &Engine::new(rules, table);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let response = handler::handle(engine, table_name, event).await;
+        let response = handler::handle(engine, event).await;
         // Losing metrics must not turn an applied batch into a function error.
         if let Err(err) = metrics.flush(std::io::stdout()) {
             tracing::error!(error = %err, "Flushing metrics failed.");
         }
-        response.map_err(lambda_runtime::Error::from)
+        response.map_err(|err| handler::function_error(&err))
     }))
     .await
 }

@@ -10,9 +10,8 @@ use anyhow::{anyhow, bail, ensure, Context as _};
 use super::commit::write_aggregates;
 use super::{marker, pending, summary, Opts};
 use crate::audit::{Audit, Keep};
-use crate::Common;
-use tally_engine::decode::ItemKey;
-use tally_engine::store::codec::aggregate_key;
+use crate::Context;
+use tally_engine::items::ItemKey;
 use tally_engine::store::marker::Owner;
 use tally_engine::store::partials::{Partials, RunState};
 use tally_engine::store::DynamoTable;
@@ -24,23 +23,23 @@ struct Summed {
     scanned_versions: HashMap<AggregateKey, u64>,
 }
 
-pub async fn cmd(common: &Common, table: &DynamoTable, opts: &Opts) -> anyhow::Result<ExitCode> {
+pub async fn cmd(ctx: &Context, table: &DynamoTable, opts: &Opts) -> anyhow::Result<ExitCode> {
     let (Some(total), Some(run)) = (opts.total_segments, &opts.run) else { bail!("--combine needs --total-segments and --run") };
     let state = Partials::new(table, run).load().await?;
     let entries_of = finished_segments(&state, run, total)?;
-    let mut audit = Audit::new(table.codec().rules(), Keep::Aggregates);
+    let mut audit = Audit::new(ctx.rules(), Keep::Aggregates);
     let summed = add_sums(&mut audit, &state, &entries_of, run)?;
-    let item_keys: Vec<ItemKey> = summed.keys.iter().map(aggregate_key).collect();
+    let item_keys: Vec<ItemKey> = summed.keys.iter().map(ItemKey::from).collect();
     let stored = table.read_decoded(&item_keys).await.context("reading the current aggregates")?;
     stored.into_values().for_each(|item| audit.add(item));
     check_unchanged(&audit, &summed, run)?;
     let (aggregates, _) = audit.backfill_plan();
     let owner = Owner::Run(run);
     marker::begin(table, &owner).await?;
-    write_aggregates(table, &aggregates, common.json).await?;
-    let pending = pending::protect(common, table).await?;
+    write_aggregates(table, ctx.rules(), &aggregates, ctx.json).await?;
+    let pending = pending::protect(ctx, table).await?;
     marker::finish(table, &owner).await?;
-    summary::print(common, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`; {pending}"))?;
+    summary::print(ctx, &audit, Some(aggregates.len()), 0, false, &format!("combined {total} segment(s) of run `{run}`; {pending}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -65,7 +64,7 @@ fn finished_segments(state: &RunState, run: &str, total: u32) -> anyhow::Result<
 }
 
 /// Adds every counted sum into `audit`'s recompute, if none is missing.
-fn add_sums(audit: &mut Audit, state: &RunState, entries_of: &HashMap<u32, u64>, run: &str) -> anyhow::Result<Summed> {
+fn add_sums(audit: &mut Audit<'_>, state: &RunState, entries_of: &HashMap<u32, u64>, run: &str) -> anyhow::Result<Summed> {
     let mut summed = Summed::default();
     let mut found_of: HashMap<u32, u64> = HashMap::new();
     for stored in &state.sums {
@@ -101,7 +100,7 @@ fn add_sums(audit: &mut Audit, state: &RunState, entries_of: &HashMap<u32, u64>,
 
 /// The partials are sums as of the workers' scans: an aggregate written since (the stream
 /// processor ran) would lose that write if overwritten.
-fn check_unchanged(audit: &Audit, summed: &Summed, run: &str) -> anyhow::Result<()> {
+fn check_unchanged(audit: &Audit<'_>, summed: &Summed, run: &str) -> anyhow::Result<()> {
     let moved: Vec<String> = summed
         .keys
         .iter()

@@ -6,14 +6,16 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use crate::progress::Progress;
-use tally_engine::decode::ItemKey;
-use tally_engine::plan::{first_version, AggregateWrite, LedgerWrite, MAX_TRANSACTION_ACTIONS};
-use tally_engine::retry::RetryBudget;
-use tally_engine::store::Codec;
-use tally_engine::store::{Commit, Current, StoreError, Table, Writer};
+use tally_engine::items::ItemKey;
+use tally_engine::plan::MAX_TRANSACTION_ACTIONS;
+use tally_engine::items::{first_version, AggregateWrite, LedgerWrite};
+use tally_engine::retry::{retry_until, RetryBudget, RetryError};
+use aggregates::Rules;
+use tally_engine::registry;
+use tally_engine::store::{Commit, Current, Store, StoreError, Writer};
 
 /// Items per commit: the most one DynamoDB transaction takes.
 const CHUNK: usize = MAX_TRANSACTION_ACTIONS;
@@ -26,15 +28,15 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 /// their last write, lazily): that is a legitimate state, so its reset is written as a new ledger.
 /// Any other changed item means a writer raced backfill, and the chunk is refused. So is a chunk
 /// with a write where an item that is not tally's stands: the store never replaces one.
-pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<()> {
+pub async fn commit<T: Store>(table: &T, rules: &Rules, commit: Commit<'_>) -> anyhow::Result<()> {
     let mut budget = RetryBudget::within(RETRY_FOR);
     let mut ledgers = Cow::Borrowed(commit.ledgers);
     loop {
         let attempt = Commit { ledgers: &ledgers, ..commit };
-        let changed = match retrying(&mut budget, || table.commit(attempt)).await? {
+        let changed = match retry_until(&mut budget, || table.commit(attempt)).await {
             Ok(()) => return Ok(()),
-            Err(StoreError::Changed(changed)) => changed,
-            Err(err @ StoreError::NotOwned { .. }) => bail!(
+            Err(RetryError::Failed(StoreError::Changed(changed))) => changed,
+            Err(RetryError::Failed(err @ StoreError::NotOwned { .. })) => bail!(
                 "{err}; nothing in this chunk was written. An item that is not tally's stands where an aggregate of these \
                  rules must be: an application item the rules do not describe, or one of an aggregate renamed in place \
                  (docs/rules.md, \"Changing rules\"). Move or delete it, then run backfill again"
@@ -57,8 +59,7 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
             }
             continue;
         }
-        let codec = Codec::new(table.rules());
-        let keys: Vec<String> = raced.into_iter().map(|current| describe(&codec, current)).collect();
+        let keys: Vec<String> = raced.into_iter().map(|current| describe(rules, current)).collect();
         bail!(
             "{} item(s) changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
              Pause the event source mapping and run backfill again",
@@ -69,10 +70,10 @@ pub async fn commit<T: Table>(table: &T, commit: Commit<'_>) -> anyhow::Result<(
 }
 
 /// The changed item's table key, as an operator would look it up.
-fn describe(codec: &Codec, current: &Current) -> String {
+fn describe(rules: &Rules, current: &Current) -> String {
     let (pk, sk) = match current {
         Current::Ledger { source, .. } => {
-            let key = codec.ledger_key(source);
+            let key = registry::ledger_key(rules.table(), source);
             (key.pk, key.sk)
         }
         Current::Aggregate { key, .. } => (key.pk.clone(), key.sk.clone()),
@@ -81,10 +82,10 @@ fn describe(codec: &Codec, current: &Current) -> String {
 }
 
 /// Writes recomputed aggregates a chunk at a time, with progress unless `quiet`.
-pub async fn write_aggregates<T: Table>(table: &T, aggregates: &[AggregateWrite], quiet: bool) -> anyhow::Result<()> {
+pub async fn write_aggregates<T: Store>(table: &T, rules: &Rules, aggregates: &[AggregateWrite], quiet: bool) -> anyhow::Result<()> {
     let progress = Progress::new(aggregates.len() as u64, "writes", quiet);
     for chunk in aggregates.chunks(CHUNK) {
-        commit(table, Commit { ledgers: &[], aggregates: chunk, writer: Writer::Backfill { run: None } }).await?;
+        commit(table, rules, Commit { ledgers: &[], aggregates: chunk, writer: Writer::Backfill { run: None } }).await?;
         progress.advance(chunk.len() as u64);
     }
     progress.finish();
@@ -92,9 +93,9 @@ pub async fn write_aggregates<T: Table>(table: &T, aggregates: &[AggregateWrite]
 }
 
 /// Writes ledger resets a chunk at a time, recorded as `writer`'s.
-pub async fn write_ledgers<T: Table>(table: &T, ledgers: &[LedgerWrite], writer: Writer<'_>) -> anyhow::Result<()> {
+pub async fn write_ledgers<T: Store>(table: &T, rules: &Rules, ledgers: &[LedgerWrite], writer: Writer<'_>) -> anyhow::Result<()> {
     for chunk in ledgers.chunks(CHUNK) {
-        commit(table, Commit { ledgers: chunk, aggregates: &[], writer }).await?;
+        commit(table, rules, Commit { ledgers: chunk, aggregates: &[], writer }).await?;
     }
     Ok(())
 }
@@ -102,31 +103,19 @@ pub async fn write_ledgers<T: Table>(table: &T, ledgers: &[LedgerWrite], writer:
 /// Runs a write of backfill's bookkeeping (the marks, partial sums) until it lands, retrying
 /// transient failures for up to two minutes. The writes are whole items, so a retry after a
 /// lost answer rewrites the same item.
-pub async fn retried<T, Fut>(attempt: impl FnMut() -> Fut) -> anyhow::Result<T>
+pub async fn retried<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, RetryError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    Ok(retrying(&mut RetryBudget::within(RETRY_FOR), attempt).await??)
-}
-
-/// Runs `attempt` until it succeeds or fails other than transiently, and hands back that outcome;
-/// an error once `budget` has no time left for another try.
-async fn retrying<T, Fut>(budget: &mut RetryBudget, mut attempt: impl FnMut() -> Fut) -> anyhow::Result<Result<T, StoreError>>
-where
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    loop {
-        match attempt().await {
-            Err(err @ StoreError::Transient(_)) => budget.pause().await.with_context(|| format!("giving up after retries: {err}"))?,
-            outcome => return Ok(outcome),
-        }
-    }
+    retry_until(&mut RetryBudget::within(RETRY_FOR), attempt).await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use aggregates::Deltas;
-    use tally_engine::plan::{Ledger, StoredAggregate};
+    use tally_engine::items::{Ledger, StoredAggregate};
     use tally_engine::sequence::SequenceNumber;
     use tally_engine::store::{MemoryTable, SdkItem};
 
@@ -152,7 +141,7 @@ mod tests {
     }
 
     async fn write(table: &MemoryTable, write: &LedgerWrite, writer: Writer<'_>) -> anyhow::Result<()> {
-        commit(table, Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer }).await
+        commit(table, Rules::university(), Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer }).await
     }
 
     async fn ledger(table: &MemoryTable) -> Option<Ledger> {
@@ -161,10 +150,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_ledger_ttl_deleted_since_the_scan_is_written_as_a_new_incarnation() {
-        let table = MemoryTable::new(aggregates::Rules::university());
+        let table = MemoryTable::new("university", Arc::new(Rules::university().clone()));
         let scanned = streamed();
         write(&table, &scanned, Writer::Stream).await.unwrap();
-        table.delete_item(&table.codec().ledger_key(&item())).expect("the ledger was there");
+        table.delete_item(&registry::ledger_key(Rules::university().table(), &item())).expect("the ledger was there");
         write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.expect("a ledger TTL deleted is not a race");
         let written = ledger(&table).await.expect("written anew");
         assert!(![scanned.ledger.version, scanned.ledger.version + 1].contains(&written.version), "at a version of its own");
@@ -173,7 +162,7 @@ mod tests {
     #[tokio::test]
     async fn an_aggregate_write_where_an_application_item_stands_refuses_the_chunk_and_leaves_the_item() {
         let rules = aggregates::Rules::university();
-        let table = MemoryTable::new(rules);
+        let table = MemoryTable::new("university", Arc::new(rules.clone()));
         let key = rules.parse_key("course#c1", "stats").expect("a course's stats key");
         let note = serde_json::json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "title": {"S": "Reading list"}});
         let note: SdkItem = serde_json::from_value::<serde_dynamo::Item>(note).expect("DynamoDB JSON").into();
@@ -184,7 +173,7 @@ mod tests {
         for expected_version in [None, Some(0)] {
             let stored = StoredAggregate { values: aggregates::AggregateValues::zero(rules, key.kind), version: 1 };
             let write = AggregateWrite { key: key.clone(), expected_version, stored };
-            let err = write_aggregates(&table, &[write], true).await.unwrap_err().to_string();
+            let err = write_aggregates(&table, rules, &[write], true).await.unwrap_err().to_string();
             assert!(err.starts_with("item pk=`course#c1` sk=`stats` is not tally's `stats`"), "{expected_version:?}: {err}");
             assert_eq!(table.items().get(&at), Some(&note));
         }
@@ -192,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ledger_that_moved_on_refuses_the_chunk_naming_it() {
-        let table = MemoryTable::new(aggregates::Rules::university());
+        let table = MemoryTable::new("university", Arc::new(Rules::university().clone()));
         let scanned = streamed();
         write(&table, &scanned, Writer::Stream).await.unwrap();
         write(&table, &reset(&scanned.ledger), Writer::Stream).await.unwrap();

@@ -38,9 +38,9 @@ use anyhow::ensure;
 use clap::{ArgGroup, Args};
 
 use crate::audit::{Audit, Keep};
-use crate::{scan, Common};
+use crate::{scan, Context};
 use commit::{write_aggregates, write_ledgers};
-use tally_engine::plan::{AggregateWrite, LedgerWrite};
+use tally_engine::items::{AggregateWrite, LedgerWrite};
 use tally_engine::store::marker::Owner;
 use tally_engine::store::{DynamoTable, Writer};
 
@@ -78,10 +78,10 @@ pub struct Opts {
     pub rules_changed: bool,
 }
 
-pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
-    let table = common.open().await?;
+pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
+    let table = ctx.open().await?;
     if opts.combine {
-        return combine::cmd(common, &table, &opts).await;
+        return combine::cmd(ctx, &table, &opts).await;
     }
     let (segments, total) = match (opts.segment, opts.total_segments) {
         (Some(segment), Some(total)) => {
@@ -93,25 +93,25 @@ pub async fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
             ((0..total).collect(), total)
         }
     };
-    let mut audit = scan::audit(common, &table, &segments, total, Keep::Items).await?;
-    recompute::check_quiet(&audit, common, &opts)?;
+    let mut audit = scan::audit(ctx, &table, &segments, total, Keep::Items).await?;
+    recompute::check_quiet(&audit, ctx, &opts)?;
     recompute::check_rules(&audit, &opts)?;
     if segments.len() < total as usize {
         recompute::read_ledgers_of_this_slice(&table, &mut audit).await?;
     }
     let (aggregates, ledgers) = audit.backfill_plan();
     if let (Some(segment), Some(run)) = (opts.segment, &opts.run) {
-        return segment::cmd(common, &table, &audit, ledgers, segment::Slice { segment, total, run }).await;
+        return segment::cmd(ctx, &table, &audit, ledgers, segment::Slice { segment, total, run }).await;
     }
-    whole_table(common, &table, &audit, &aggregates, ledgers, opts.dry_run).await
+    whole_table(ctx, &table, &audit, &aggregates, ledgers, opts.dry_run).await
 }
 
 /// Writes a backfill of the whole table under its mark: the aggregates, the ledgers (every
 /// orphan emptied), then ledgers for the items whose records still wait on the stream.
 async fn whole_table(
-    common: &Common,
+    ctx: &Context,
     table: &DynamoTable,
-    audit: &Audit,
+    audit: &Audit<'_>,
     aggregates: &[AggregateWrite],
     mut ledgers: Vec<LedgerWrite>,
     dry_run: bool,
@@ -122,11 +122,11 @@ async fn whole_table(
         let owner = uuid::Uuid::new_v4().to_string();
         let owner = Owner::Invocation(&owner);
         marker::begin(table, &owner).await?;
-        write_aggregates(table, aggregates, common.json).await?;
-        write_ledgers(table, &ledgers, Writer::Backfill { run: None }).await?;
-        note = pending::protect(common, table).await?;
+        write_aggregates(table, ctx.rules(), aggregates, ctx.json).await?;
+        write_ledgers(table, ctx.rules(), &ledgers, Writer::Backfill { run: None }).await?;
+        note = pending::protect(ctx, table).await?;
         marker::finish(table, &owner).await?;
     }
-    summary::print(common, audit, Some(aggregates.len()), ledgers.len(), dry_run, &note)?;
+    summary::print(ctx, audit, Some(aggregates.len()), ledgers.len(), dry_run, &note)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,18 +14,20 @@ use aggregates::Deltas;
 use anyhow::Context as _;
 
 use super::commit::write_ledgers;
-use crate::Common;
-use tally_engine::decode::{decode_batch, ItemKey, Origin};
-use tally_engine::plan::{first_version, Ledger, LedgerWrite};
+use crate::Context;
+use tally_engine::registry;
+use tally_engine::decode::{decode_batch, Origin};
+use tally_engine::items::ItemKey;
+use tally_engine::items::{Ledger, LedgerWrite};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::{DynamoTable, Writer};
 use tally_engine::stream::StreamReader;
 
 /// Writes the ledgers [`ledgers_for_pending_records`] finds; returns a line for the summary.
-pub async fn protect(common: &Common, table: &DynamoTable) -> anyhow::Result<String> {
-    Ok(match ledgers_for_pending_records(common, table).await? {
+pub async fn protect(ctx: &Context, table: &DynamoTable) -> anyhow::Result<String> {
+    Ok(match ledgers_for_pending_records(ctx, table).await? {
         Some(ledgers) => {
-            write_ledgers(table, &ledgers, Writer::Backfill { run: None }).await?;
+            write_ledgers(table, ctx.rules(), &ledgers, Writer::Backfill { run: None }).await?;
             format!("{} ledger(s) written for uncounted items with records still in the stream", ledgers.len())
         }
         None => "the table has no stream: no records pending".to_owned(),
@@ -34,16 +36,16 @@ pub async fn protect(common: &Common, table: &DynamoTable) -> anyhow::Result<Str
 
 /// Gives an empty ledger to every item with contributing records in the stream and no ledger.
 /// Returns the ledgers to write, or `None` when the table has no stream (nothing is pending).
-async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
+async fn ledgers_for_pending_records(ctx: &Context, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
     let Some(arn) = table.latest_stream_arn().await? else { return Ok(None) };
     let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let reader = StreamReader::new(common.streams_client().await, &arn, region);
+    let reader = StreamReader::new(ctx.streams_client().await, &arn, region);
     let mut items = BTreeSet::new();
     reader
         .read_retained(|records| {
             for record in records {
                 // A record the engine cannot identify never reaches the aggregates.
-                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name(), table.codec().rules()) else { continue };
+                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name(), ctx.rules()) else { continue };
                 for change in changes {
                     if change.origin == Origin::Source && !(change.old.contribution().is_empty() && change.new.contribution().is_empty()) {
                         items.insert(change.key);
@@ -55,7 +57,7 @@ async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> an
         .with_context(|| format!("reading the records still in stream {arn}"))?;
     let items: Vec<ItemKey> = items.into_iter().collect();
     // Read as a scan reads them: a ledger written under other rules is there all the same.
-    let keys: Vec<ItemKey> = items.iter().map(|item| table.codec().ledger_key(item)).collect();
+    let keys: Vec<ItemKey> = items.iter().map(|item| registry::ledger_key(ctx.rules().table(), item)).collect();
     let found = table.read_decoded(&keys).await.context("reading the ledgers of items with records in the stream")?;
     let items = items.into_iter().zip(keys);
     let nothing_yet = SequenceNumber::zero();
@@ -65,7 +67,7 @@ async fn ledgers_for_pending_records(common: &Common, table: &DynamoTable) -> an
             .map(|(item, _)| LedgerWrite {
                 item,
                 expected_version: None,
-                ledger: Ledger { version: first_version(), sequence: nothing_yet.clone(), contribution: Deltas::new(), assumed: None },
+                ledger: Ledger::new(nothing_yet.clone(), Deltas::new()),
             })
             .collect(),
     ))

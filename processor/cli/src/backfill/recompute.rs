@@ -6,14 +6,15 @@ use chrono::{DateTime, Utc};
 
 use super::Opts;
 use crate::audit::{emptied, needs_ledger, Audit};
-use crate::Common;
-use tally_engine::decode::ItemKey;
-use tally_engine::plan::LedgerWrite;
+use crate::Context;
+use tally_engine::registry;
+use tally_engine::items::ItemKey;
+use tally_engine::items::LedgerWrite;
 use tally_engine::store::scan::TableItem;
 use tally_engine::store::DynamoTable;
 
 /// Refuses to run while the stream processor wrote within the quiet period, unless forced.
-pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Result<()> {
+pub fn check_quiet(audit: &Audit<'_>, ctx: &Context, opts: &Opts) -> anyhow::Result<()> {
     let Some(latest) = &audit.latest_ledger_write else { return Ok(()) };
     let age = DateTime::parse_from_rfc3339(latest).map(|at| Utc::now().signed_duration_since(at)).ok();
     if !opts.force && !opts.dry_run && age.is_none_or(|age| age.num_seconds() < opts.quiet_period as i64) {
@@ -21,7 +22,7 @@ pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Resul
             "the stream processor wrote to `{}` at {latest}, within the last {} s: a backfill racing it can lose its updates. \
              Disable the event source mapping (aws lambda update-event-source-mapping --uuid UUID --no-enabled), \
              wait for in-flight batches, run backfill, then enable it again; or pass --force",
-            common.table,
+            ctx.table,
             opts.quiet_period
         );
     }
@@ -30,7 +31,7 @@ pub fn check_quiet(audit: &Audit, common: &Common, opts: &Opts) -> anyhow::Resul
 
 /// Refuses to rewrite items written under other rules unless told the rules changed: run under
 /// the wrong rules (a forgotten `--rules`), backfill would rewrite the whole table under them.
-pub fn check_rules(audit: &Audit, opts: &Opts) -> anyhow::Result<()> {
+pub fn check_rules(audit: &Audit<'_>, opts: &Opts) -> anyhow::Result<()> {
     if audit.other_rules.is_empty() || opts.rules_changed || opts.dry_run {
         return Ok(());
     }
@@ -52,10 +53,14 @@ pub fn check_rules(audit: &Audit, opts: &Opts) -> anyhow::Result<()> {
 /// absent and fail.
 ///
 /// They are read as a scan reads them, so that one written under other rules is rewritten too.
-pub async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) -> anyhow::Result<()> {
-    let codec = table.codec();
-    let keys: Vec<ItemKey> =
-        audit.contributions.keys().filter(|item| !audit.ledgers.contains_key(*item)).map(|item| codec.ledger_key(item)).collect();
+pub async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit<'_>) -> anyhow::Result<()> {
+    let table_keys = audit.rules().table();
+    let keys: Vec<ItemKey> = audit
+        .contributions
+        .keys()
+        .filter(|item| !audit.ledgers.contains_key(*item))
+        .map(|item| registry::ledger_key(table_keys, item))
+        .collect();
     let found = table.read_decoded(&keys).await.context("reading the ledgers of this slice's items")?;
     for item in found.into_values() {
         if let TableItem::Ledger(scanned) = item {
@@ -68,14 +73,14 @@ pub async fn read_ledgers_of_this_slice(table: &DynamoTable, audit: &mut Audit) 
 /// Ledgers this slice scanned whose item it did not count. The item may be another slice's, so it
 /// is read: gone (or no longer counting) means the ledger now holds nothing. Ledgers another
 /// worker of this run has reset are left alone: their item was counted in that worker's slice.
-pub async fn orphans_of_slice(table: &DynamoTable, audit: &Audit, run: &str) -> anyhow::Result<Vec<LedgerWrite>> {
+pub async fn orphans_of_slice(table: &DynamoTable, audit: &Audit<'_>, run: &str) -> anyhow::Result<Vec<LedgerWrite>> {
     let orphans = audit.orphan_ledgers(Some(run));
     let keys: Vec<ItemKey> = orphans.iter().map(|(item, _)| (*item).clone()).collect();
     let found = table.read_decoded(&keys).await.context("reading the items of orphaned ledgers")?;
     Ok(orphans
         .into_iter()
         .filter(|(item, _)| match found.get(*item) {
-            Some(TableItem::Source { image, .. }) => !needs_ledger(&table.codec().rules().assess(Some(image))),
+            Some(TableItem::Source { image, .. }) => !needs_ledger(&audit.rules().assess(Some(image))),
             // Gone. (A ledger's item has an application key, so whatever is there reads as a source.)
             _ => true,
         })

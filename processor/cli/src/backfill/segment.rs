@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use super::commit::{retried, write_ledgers};
 use super::{marker, recompute, summary};
 use crate::audit::Audit;
-use crate::Common;
-use tally_engine::plan::LedgerWrite;
+use crate::Context;
+use tally_engine::items::LedgerWrite;
 use tally_engine::store::marker::Owner;
 use tally_engine::store::partials::{PartialSum, Partials, MAX_SUMS_PER_WRITE};
 use tally_engine::store::{DynamoTable, Writer};
@@ -25,9 +25,9 @@ pub struct Slice<'a> {
 
 /// Writes one slice: `ledgers` (the resets planned from its scan), its orphans, its partial sums.
 pub async fn cmd(
-    common: &Common,
+    ctx: &Context,
     table: &DynamoTable,
-    audit: &Audit,
+    audit: &Audit<'_>,
     mut ledgers: Vec<LedgerWrite>,
     slice: Slice<'_>,
 ) -> anyhow::Result<ExitCode> {
@@ -38,10 +38,10 @@ pub async fn cmd(
     // A re-run worker first takes back its earlier done marker: killed half-way, it must not
     // leave the combine an old entry count over a mix of old and new partial sums.
     retried(|| partials.begin_segment(segment, total)).await.with_context(|| format!("marking segment {segment} as started"))?;
-    write_ledgers(table, &ledgers, Writer::Backfill { run: Some(run) }).await?;
+    write_ledgers(table, ctx.rules(), &ledgers, Writer::Backfill { run: Some(run) }).await?;
     let entries = write_partials(&partials, segment, total, audit).await?;
     summary::print(
-        common,
+        ctx,
         audit,
         None,
         ledgers.len(),
@@ -53,7 +53,7 @@ pub async fn cmd(
 
 /// Stores one slice's sums: an entry per aggregate the slice computed or holds (so the combine
 /// also zeroes aggregates nothing counts any more), then the marker saying how many there are.
-async fn write_partials(partials: &Partials<'_>, segment: u32, total: u32, audit: &Audit) -> anyhow::Result<usize> {
+async fn write_partials(partials: &Partials<'_>, segment: u32, total: u32, audit: &Audit<'_>) -> anyhow::Result<usize> {
     let mut keys: Vec<&AggregateKey> = audit.recompute.totals.keys().chain(audit.stored.keys()).collect();
     keys.sort();
     keys.dedup();

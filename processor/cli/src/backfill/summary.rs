@@ -1,13 +1,13 @@
 //! What a backfill prints when it is done: text, or one JSON object with `--json`.
 
 use crate::audit::Audit;
-use crate::Common;
+use crate::Context;
 
 /// Prints the summary. `aggregates` is the number of aggregates written, `None` for a worker of
 /// a segmented run (which writes none); `note` is a last line, if any.
-pub fn print(common: &Common, audit: &Audit, aggregates: Option<usize>, ledgers: usize, dry_run: bool, note: &str) -> anyhow::Result<()> {
+pub fn print(ctx: &Context, audit: &Audit<'_>, aggregates: Option<usize>, ledgers: usize, dry_run: bool, note: &str) -> anyhow::Result<()> {
     let drift = audit.drift();
-    if common.json {
+    if ctx.json {
         let summary = serde_json::json!({
             "scanned": audit.scanned,
             "source_items": audit.recompute.items,

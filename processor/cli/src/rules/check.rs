@@ -19,14 +19,14 @@ pub struct Opts {
 /// Exit status: 0 the rules load, 2 they do not (every problem printed).
 pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let origin = Origin::choose(opts.file.as_deref(), common);
-    let rules = match load_or_report(&origin, common)? {
+    let rules = match load_or_report(&origin, common.json)? {
         Ok(rules) => rules,
         Err(code) => return Ok(code),
     };
     if common.json {
-        println!("{}", summary(rules, &origin));
+        println!("{}", summary(&rules, &origin));
     } else {
-        print_text(rules, &origin);
+        print_text(&rules, &origin);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -91,16 +91,16 @@ pub fn read_image(path: &Path) -> Result<Option<Item>, ImageError> {
 /// Exit status: 0 explained (whatever the verdict), 2 the rules or the image do not load.
 pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
     let origin = Origin::choose(opts.file.as_deref(), common);
-    let rules = match load_or_report(&origin, common)? {
+    let rules = match load_or_report(&origin, common.json)? {
         Ok(rules) => rules,
         Err(code) => return Ok(code),
     };
     let image = read_image(&opts.image)?;
-    let explained = Explained::of(rules, image.as_ref());
+    let explained = Explained::of(&rules, image.as_ref());
     if common.json {
-        println!("{}", explained.to_json(rules, &origin, &opts.image));
+        println!("{}", explained.to_json(&rules, &origin, &opts.image));
     } else {
-        explained.print(rules, &origin, &opts.image);
+        explained.print(&rules, &origin, &opts.image);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod check;
 mod explain;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::ExitCode;
 
 use aggregates::rules::{Rules, UNIVERSITY_SOURCE};
@@ -80,11 +81,11 @@ impl Origin {
     }
 }
 
-/// Reads and compiles the rules `origin` names, for as long as the process runs.
+/// Reads and compiles the rules `origin` names.
 ///
 /// # Errors
 /// As [`rules_file::load`].
-pub fn load(origin: &Origin) -> Result<&'static Rules, LoadError> {
+pub fn load(origin: &Origin) -> Result<Arc<Rules>, LoadError> {
     rules_file::load_for_process(match origin {
         Origin::File(path) => Some(path),
         Origin::Embedded => None,
@@ -95,12 +96,12 @@ pub fn load(origin: &Origin) -> Result<&'static Rules, LoadError> {
 /// `{"rules", "ok": false, "errors": [{"line", "column", "message", "reason"?}]}` on stdout
 /// (`reason` for a refusal that keeps the table safe, [`aggregates::rules::Problem::safety_reason`]). `Err` is the
 /// exit code then (2); a file that cannot be read is the command's error.
-pub(crate) fn load_or_report(origin: &Origin, common: &Common) -> anyhow::Result<Result<&'static Rules, ExitCode>> {
+pub(crate) fn load_or_report(origin: &Origin, json: bool) -> anyhow::Result<Result<Arc<Rules>, ExitCode>> {
     match load(origin) {
         Ok(rules) => Ok(Ok(rules)),
         Err(LoadError::Invalid(errors)) => {
             eprintln!("{errors}");
-            if common.json {
+            if json {
                 let listed: Vec<_> = errors
                     .errors
                     .iter()
@@ -138,11 +139,11 @@ pub fn cmd(common: &Common, opts: Opts) -> anyhow::Result<ExitCode> {
 /// unless `--json`.
 fn filter(common: &Common, opts: FilterOpts) -> anyhow::Result<ExitCode> {
     let origin = Origin::choose(opts.file.as_deref(), common);
-    let rules = match load_or_report(&origin, common)? {
+    let rules = match load_or_report(&origin, common.json)? {
         Ok(rules) => rules,
         Err(code) => return Ok(code),
     };
-    let criteria = tally_engine::registry::filter_criteria_for(rules);
+    let criteria = tally_engine::registry::filter_criteria_for(&rules);
     if common.json {
         println!("{criteria}");
     } else {

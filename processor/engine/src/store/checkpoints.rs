@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
-use crate::decode::ItemKey;
+use crate::items::ItemKey;
 use crate::store::error::{classify, StoreError};
 use crate::store::DynamoTable;
 

@@ -13,15 +13,16 @@ use aggregates::{AggregateKey, AggregateValues, Deltas, Number, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::decode::ItemKey;
-use crate::plan::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
+use crate::items::ItemKey;
+use crate::items::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
 use crate::registry::{self, Bookkeeping, LEDGER};
+use std::sync::Arc;
 use crate::sequence::SequenceNumber;
 use crate::store::error::{Current, SdkItem, StoreError};
 use crate::store::Commit;
 
-use registry::attributes::{ASSUMED_BASELINE, ASSUMED_FROM, CONTRIBUTION, FIELDS, SEQUENCE_NUMBER};
-pub use registry::attributes::{BACKFILL_RUN, RULES_DIGEST, VERSION, WRITTEN_BY};
+use registry::attributes::{ASSUMED_BASELINE, ASSUMED_FROM, BACKFILL_RUN, CONTRIBUTION, FIELDS, RULES_DIGEST, SEQUENCE_NUMBER, VERSION, WRITTEN_BY};
+use registry::LEDGER_RETENTION;
 
 /// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill,
 /// and a segmented run's workers must see which ledgers another worker of the run has reset.
@@ -40,8 +41,6 @@ impl Writer<'_> {
     }
 }
 
-/// Ledgers outlive the stream's 24 h retention with a margin for clock skew and lazy TTL.
-pub const LEDGER_RETENTION: chrono::Duration = chrono::Duration::hours(48);
 
 /// A write that must find the item as it was read.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,16 +66,16 @@ pub(crate) enum Expect {
     Absent,
     /// The item exists and is tally's: its type attribute is `entity_type`, and its `version` is
     /// `version`, or it has none (`None`: written before tally versioned its items).
-    Owned { entity_type: &'static str, version: Option<u64> },
+    Owned { entity_type: String, version: Option<u64> },
 }
 
 /// The condition for an item of type `entity_type` read at `version` (`None`: absent; 0: present
 /// without a version).
-fn expect_owned(entity_type: &'static str, version: Option<u64>) -> Expect {
+fn expect_owned(entity_type: &str, version: Option<u64>) -> Expect {
     match version {
         None => Expect::Absent,
-        Some(0) => Expect::Owned { entity_type, version: None },
-        Some(version) => Expect::Owned { entity_type, version: Some(version) },
+        Some(0) => Expect::Owned { entity_type: entity_type.to_owned(), version: None },
+        Some(version) => Expect::Owned { entity_type: entity_type.to_owned(), version: Some(version) },
     }
 }
 
@@ -90,27 +89,30 @@ fn decode_version(item: &SdkItem) -> Result<u64, String> {
 
 /// How tally's items look as DynamoDB attributes in a table with these rules.
 #[derive(Debug, Clone)]
-pub struct Codec {
-    rules: &'static Rules,
+pub(crate) struct Codec {
+    rules: Arc<Rules>,
     /// [`LEDGER`]'s partition-key prefix in this table: `tally#ledger#`.
     ledger_prefix: String,
 }
 
 impl Codec {
-    pub fn new(rules: &'static Rules) -> Self {
-        Codec { rules, ledger_prefix: LEDGER.pk_prefix(rules.table()) }
+    pub(crate) fn new(rules: Arc<Rules>) -> Self {
+        let ledger_prefix = LEDGER.pk_prefix(rules.table());
+        Codec { rules, ledger_prefix }
     }
 
-    pub fn rules(&self) -> &'static Rules {
-        self.rules
+    pub(crate) fn rules(&self) -> &Rules {
+        &self.rules
     }
 
-    pub fn ledger_key(&self, item: &ItemKey) -> ItemKey {
+    /// The key of the ledger of the source item `item`: [`registry::ledger_key`], with the
+    /// prefix worked out once.
+    pub(crate) fn ledger_key(&self, item: &ItemKey) -> ItemKey {
         ItemKey { pk: format!("{}{}", self.ledger_prefix, item.pk), sk: item.sk.clone() }
     }
 
     /// The source item a ledger key belongs to.
-    pub fn source_of_ledger(&self, ledger: &ItemKey) -> Option<ItemKey> {
+    pub(crate) fn source_of_ledger(&self, ledger: &ItemKey) -> Option<ItemKey> {
         ledger.pk.strip_prefix(self.ledger_prefix.as_str()).map(|pk| ItemKey { pk: pk.to_owned(), sk: ledger.sk.clone() })
     }
 
@@ -142,7 +144,7 @@ impl Codec {
     /// The state of a ledger or an aggregate as a failed condition returned it (`None`: absent).
     /// An item there that is not tally's is [`StoreError::NotOwned`]: the condition failed
     /// because tally does not replace it, and no re-plan can change that.
-    pub fn current(&self, key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
+    pub(crate) fn current(&self, key: &ItemKey, item: Option<&SdkItem>) -> Result<Current, StoreError> {
         if let Some(source) = self.source_of_ledger(key) {
             let ledger = item.map(|item| self.read_ledger(key, item)).transpose()?;
             Ok(Current::Ledger { source, ledger })
@@ -204,38 +206,38 @@ impl Codec {
 
     /// A ledger found where the engine keeps one: [`StoreError::NotOwned`] unless the item carries
     /// the ledger's type, so that the engine never plans from, nor replaces, an item not its own.
-    pub fn read_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+    pub(crate) fn read_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
         self.check_owned(key, item, LEDGER.entity_type)?;
         self.decode_ledger(key, item)
     }
 
     /// An aggregate found at its key, as [`Codec::read_ledger`] reads a ledger: only tally's own.
-    pub fn read_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
+    pub(crate) fn read_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
         let entity_type = self.rules.aggregate(key.kind).name();
-        self.check_owned(&aggregate_key(key), item, entity_type)?;
+        self.check_owned(&ItemKey::from(key), item, entity_type)?;
         self.decode_aggregate(key, item)
     }
 
     /// Whether `item`, found at `key`, carries `entity_type` in the rules' type attribute, as
     /// every item tally writes does.
-    fn check_owned(&self, key: &ItemKey, item: &SdkItem, entity_type: &'static str) -> Result<(), StoreError> {
+    fn check_owned(&self, key: &ItemKey, item: &SdkItem, entity_type: &str) -> Result<(), StoreError> {
         let type_attribute = self.rules.table().type_attribute();
         if text(item, type_attribute) == Some(entity_type) {
             Ok(())
         } else {
-            Err(StoreError::NotOwned { key: key.clone(), entity_type, type_attribute })
+            Err(StoreError::NotOwned { key: key.clone(), entity_type: entity_type.to_owned(), type_attribute: type_attribute.to_owned() })
         }
     }
 
     /// Decodes a ledger whatever its type: for scans, which tell items apart by their keys.
-    pub fn decode_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+    pub(crate) fn decode_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
         self.decode_ledger_reading(key, item, true)
     }
 
     /// A ledger written under other rules, whose contribution names aggregates or fields these
     /// rules do not have: its version and position only, holding nothing these rules can say.
     /// Backfill rewrites such a ledger whole; the engine never reads one this way.
-    pub fn decode_foreign_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
+    pub(crate) fn decode_foreign_ledger(&self, key: &ItemKey, item: &SdkItem) -> Result<Ledger, StoreError> {
         self.decode_ledger_reading(key, item, false)
     }
 
@@ -288,7 +290,7 @@ impl Codec {
     pub(crate) fn encode_aggregate(&self, write: &AggregateWrite, now: DateTime<Utc>) -> ConditionalPut {
         let table = self.rules.table();
         let aggregate = self.rules.aggregate(write.key.kind);
-        let key = aggregate_key(&write.key);
+        let key = ItemKey::from(&write.key);
         let values = &write.stored.values;
         let mut item: SdkItem = [
             (table.pk().to_owned(), s(&key.pk)),
@@ -302,7 +304,7 @@ impl Codec {
         for field in aggregate.fields() {
             item.insert(self.rules.field_name(field).to_owned(), n(values.get(field)));
         }
-        for (average, value) in values.averages(self.rules) {
+        for (average, value) in values.averages(&self.rules) {
             if let Some(value) = value {
                 item.insert(average.name().to_owned(), n(value));
             }
@@ -312,9 +314,9 @@ impl Codec {
 
     /// Reads an aggregate item back, whatever its type: every field of its kind (missing ones as
     /// zero) and its version.
-    pub fn decode_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
-        let corrupt = |problem: String| StoreError::Corrupt { key: aggregate_key(key), problem };
-        let mut values = AggregateValues::zero(self.rules, key.kind);
+    pub(crate) fn decode_aggregate(&self, key: &AggregateKey, item: &SdkItem) -> Result<StoredAggregate, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt { key: ItemKey::from(key), problem };
+        let mut values = AggregateValues::zero(&self.rules, key.kind);
         for field in self.rules.aggregate(key.kind).fields() {
             let name = self.rules.field_name(field);
             if let Some(value) = item.get(name) {
@@ -324,10 +326,6 @@ impl Codec {
         let version = decode_version(item).map_err(corrupt)?;
         Ok(StoredAggregate { values, version })
     }
-}
-
-pub fn aggregate_key(key: &AggregateKey) -> ItemKey {
-    ItemKey { pk: key.pk.clone(), sk: key.sk.clone() }
 }
 
 /// A string attribute of an item, if it has one.
@@ -362,7 +360,7 @@ mod tests {
     use super::*;
 
     fn codec() -> Codec {
-        Codec::new(Rules::university())
+        Codec::new(std::sync::Arc::new(Rules::university().clone()))
     }
 
     fn field(name: &str) -> aggregates::FieldId {
@@ -401,13 +399,13 @@ mod tests {
         let put = codec.encode_aggregate(&write, Utc::now());
         assert_eq!(put.item.get("gradeAverage"), Some(&AttributeValue::N("3.3333".into())));
         assert_eq!(put.item.get("entityType"), Some(&AttributeValue::S("assignment_stats".into())));
-        assert_eq!(put.expect, Expect::Owned { entity_type: "assignment_stats", version: Some(4) });
+        assert_eq!(put.expect, Expect::Owned { entity_type: "assignment_stats".into(), version: Some(4) });
         assert_eq!(codec.decode_aggregate(&key, &put.item).unwrap(), write.stored);
     }
 
     #[test]
     fn an_item_without_a_version_is_expected_without_one_but_with_tallys_type() {
-        assert_eq!(expect_owned("stats", Some(0)), Expect::Owned { entity_type: "stats", version: None });
+        assert_eq!(expect_owned("stats", Some(0)), Expect::Owned { entity_type: "stats".into(), version: None });
         assert_eq!(expect_owned("stats", None), Expect::Absent);
     }
 
@@ -423,7 +421,7 @@ mod tests {
         ]
         .into();
         let err = codec.read_aggregate(&key, &note).unwrap_err();
-        assert!(matches!(err, StoreError::NotOwned { entity_type: "stats", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::NotOwned { ref entity_type, .. } if entity_type == "stats"), "{err:?}");
         assert_eq!(
             err.to_string(),
             "item pk=`course#c1` sk=`stats` is not tally's `stats`: its `entityType` is not `stats`, and tally neither reads nor \
@@ -433,7 +431,7 @@ mod tests {
         untyped.remove("entityType");
         assert!(matches!(codec.read_aggregate(&key, &untyped), Err(StoreError::NotOwned { .. })));
         let ledger = ItemKey { pk: "tally#ledger#course#c1".into(), sk: "student#s1".into() };
-        assert!(matches!(codec.read_ledger(&ledger, &note), Err(StoreError::NotOwned { entity_type: "tally_ledger", .. })));
+        assert!(matches!(codec.read_ledger(&ledger, &note), Err(StoreError::NotOwned { ref entity_type, .. }) if entity_type == "tally_ledger"));
         let mut own = note;
         own.insert("entityType".into(), s("stats"));
         assert_eq!(codec.read_aggregate(&key, &own).unwrap().version, 0, "tally's, from before versions");

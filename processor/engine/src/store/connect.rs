@@ -1,5 +1,6 @@
 //! Building the SDK client from the standard AWS environment.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::Rules;
@@ -40,7 +41,7 @@ pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_con
 impl DynamoTable {
     /// The table `name` through a client from [`connect`]: callers outside the store never hold
     /// the SDK client themselves.
-    pub async fn connect(name: impl Into<String>, endpoint: Option<&str>, region: Option<&str>, rules: &'static Rules) -> DynamoTable {
+    pub async fn connect(name: impl Into<String>, endpoint: Option<&str>, region: Option<&str>, rules: Arc<Rules>) -> DynamoTable {
         DynamoTable::new(connect(endpoint, region).await, name, rules)
     }
 }

@@ -12,11 +12,12 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 use chrono::Utc;
 
-use crate::decode::ItemKey;
+use crate::items::ItemKey;
 use crate::retry::RetryBudget;
-use crate::store::codec::{self, Codec, ConditionalPut, Expect};
+use crate::registry::attributes::VERSION;
+use crate::store::codec::{Codec, ConditionalPut, Expect};
 use crate::store::error::{self, Failure, SdkItem, StoreError};
-use crate::store::{capacity, Commit, Found, Table, Usage};
+use crate::store::{capacity, Commit, Found, Store, Usage};
 
 /// Most keys one `BatchGetItem` takes.
 const MAX_BATCH_GET_KEYS: usize = 100;
@@ -24,7 +25,7 @@ const MAX_BATCH_GET_KEYS: usize = 100;
 /// backoff, this many times, before the caller's own loop takes over.
 const MAX_UNPROCESSED_ROUNDS: usize = 5;
 
-/// [`Table`] over the AWS SDK.
+/// [`Store`] over the AWS SDK, and the scans, checkpoints and bookkeeping of the jobs besides.
 #[derive(Debug, Clone)]
 pub struct DynamoTable {
     client: DynamoDbClient,
@@ -53,21 +54,23 @@ impl Meter {
 }
 
 impl DynamoTable {
-    /// The table `name`, whose items follow `rules`.
-    pub fn new(client: DynamoDbClient, name: impl Into<String>, rules: &'static Rules) -> Self {
+    /// The table `name` through `client`, tally's items in it encoded by `rules`.
+    pub fn new(client: DynamoDbClient, name: impl Into<String>, rules: Arc<Rules>) -> Self {
         DynamoTable { client, name: name.into(), codec: Arc::new(Codec::new(rules)), meter: Arc::default() }
     }
 
-    /// How tally's items look in this table.
-    pub fn codec(&self) -> &Codec {
-        &self.codec
-    }
-
+    /// The table's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn client(&self) -> &DynamoDbClient {
+    /// How tally's items look in this table: for the store's other modules.
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The SDK client: for the store's other modules; nothing outside the store names the SDK.
+    pub(crate) fn client(&self) -> &DynamoDbClient {
         &self.client
     }
 
@@ -131,8 +134,8 @@ impl DynamoTable {
                     Expect::Owned { entity_type, version } => {
                         let owned = builder
                             .expression_attribute_names("#type", type_attribute)
-                            .expression_attribute_values(":type", AttributeValue::S((*entity_type).to_owned()))
-                            .expression_attribute_names("#version", codec::VERSION);
+                            .expression_attribute_values(":type", AttributeValue::S(entity_type.clone()))
+                            .expression_attribute_names("#version", VERSION);
                         match version {
                             Some(version) => owned
                                 .condition_expression("#type = :type AND #version = :version")
@@ -211,14 +214,14 @@ impl DynamoTable {
     }
 }
 
-impl Table for DynamoTable {
-    fn rules(&self) -> &'static Rules {
-        self.codec.rules()
+impl Store for DynamoTable {
+    fn table_name(&self) -> &str {
+        &self.name
     }
 
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
         let ledger_keys: Vec<ItemKey> = sources.iter().map(|source| self.codec.ledger_key(source)).collect();
-        let aggregate_keys: Vec<ItemKey> = aggregates.iter().map(codec::aggregate_key).collect();
+        let aggregate_keys: Vec<ItemKey> = aggregates.iter().map(ItemKey::from).collect();
         let keys: Vec<ItemKey> = ledger_keys.iter().chain(&aggregate_keys).cloned().collect();
         let mut items = self.read_items(&keys).await?;
         let mut found = Found::default();

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 
-use crate::decode::ItemKey;
-use crate::plan::{Ledger, StoredAggregate};
+use crate::items::ItemKey;
+use crate::items::{Ledger, StoredAggregate};
 use crate::store::codec::Codec;
 
 /// A DynamoDB item as the SDK holds it.
@@ -46,7 +46,7 @@ pub enum StoreError {
         .key.pk,
         .key.sk
     )]
-    NotOwned { key: ItemKey, entity_type: &'static str, type_attribute: &'static str },
+    NotOwned { key: ItemKey, entity_type: String, type_attribute: String },
     /// An item of tally's own type does not have the shape tally writes. Permanent for the items
     /// that need it, but other items may go through: the engine narrows it down as it does
     /// [`StoreError::Refused`].
@@ -104,17 +104,40 @@ impl std::error::Error for Failure {
     }
 }
 
+/// What to do about a [`StoreError`]: the one decision every loop that retries acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the same request again after a pause ([`crate::retry::retry_until`]).
+    Retry,
+    /// Take the items' current state, plan again from it, and commit that.
+    Replan,
+    /// Set aside the items that cause it; other items may go on.
+    SetAside,
+    /// Stop: trying again cannot help.
+    Stop,
+}
+
 impl StoreError {
+    /// What to do about this failure.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            StoreError::Transient(_) => Verdict::Retry,
+            StoreError::Changed(_) => Verdict::Replan,
+            StoreError::Refused(_) | StoreError::NotOwned { .. } | StoreError::Corrupt { .. } => Verdict::SetAside,
+            StoreError::Permanent(_) => Verdict::Stop,
+        }
+    }
+
     /// Whether trying again (after re-planning, for [`StoreError::Changed`]) can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Changed(_) | StoreError::Transient(_))
+        matches!(self.verdict(), Verdict::Retry | Verdict::Replan)
     }
 
     /// Whether the failure is permanent for the items involved but says nothing of any other:
     /// DynamoDB refused them, or one of their ledgers or aggregates is not tally's or is corrupt.
     /// The engine sets aside the items that cause it and applies the rest of their batch.
     pub fn is_permanent_for_its_items(&self) -> bool {
-        matches!(self, StoreError::Refused(_) | StoreError::NotOwned { .. } | StoreError::Corrupt { .. })
+        self.verdict() == Verdict::SetAside
     }
 
     /// Whether the table does not exist.
@@ -189,7 +212,7 @@ where
 /// [`StoreError::Changed`] with each item's current state, decoded; but a condition that failed
 /// on an item that is not tally's (the reason returns the item, `ALL_OLD`, without tally's type
 /// for it) is [`StoreError::NotOwned`], which no re-plan can pass.
-pub fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey], codec: &Codec) -> StoreError {
+pub(crate) fn classify_commit(err: SdkError<TransactWriteItemsError, HttpResponse>, keys: &[ItemKey], codec: &Codec) -> StoreError {
     const OPERATION: &str = "TransactWriteItems";
     let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
         return classify(OPERATION, err);
@@ -227,8 +250,7 @@ mod tests {
     use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, TransactionCanceledException};
     use aws_smithy_types::body::SdkBody;
 
-    use crate::plan::AggregateWrite;
-    use crate::store::codec;
+    use crate::items::AggregateWrite;
     use aggregates::{AggregateValues, Rules};
 
     fn response(status: u16) -> HttpResponse {
@@ -265,7 +287,7 @@ mod tests {
     }
 
     fn codec() -> Codec {
-        Codec::new(Rules::university())
+        Codec::new(std::sync::Arc::new(Rules::university().clone()))
     }
 
     #[test]
@@ -329,8 +351,8 @@ mod tests {
             reason("ConditionalCheckFailed"),
         ];
         let keys = [
-            codec::aggregate_key(&course("c0")),
-            codec::aggregate_key(&key),
+            ItemKey::from(&course("c0")),
+            ItemKey::from(&key),
             codec().ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() }),
         ];
         match classify_commit(cancelled(reasons), &keys, &codec()) {
@@ -347,7 +369,7 @@ mod tests {
 
     #[test]
     fn cancellations_are_classified_by_their_reasons() {
-        let keys = [codec::aggregate_key(&course("a")), codec::aggregate_key(&course("b"))];
+        let keys = [ItemKey::from(&course("a")), ItemKey::from(&course("b"))];
         let of = |codes: [&str; 2]| verdict(&classify_commit(cancelled(codes.map(reason).to_vec()), &keys, &codec()));
         assert_eq!(of(["None", "TransactionConflict"]), "transient");
         assert_eq!(of(["ThrottlingError", "None"]), "transient");
@@ -360,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_condition_that_failed_on_an_item_tally_does_not_own_refuses_its_items() {
-        let keys = [codec::aggregate_key(&course("c0")), codec::aggregate_key(&course("c1"))];
+        let keys = [ItemKey::from(&course("c0")), ItemKey::from(&course("c1"))];
         let note: SdkItem = [
             ("pk".to_owned(), AttributeValue::S("course#c1".into())),
             ("sk".to_owned(), AttributeValue::S("stats".into())),

@@ -8,7 +8,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 
-use crate::decode::ItemKey;
+use crate::items::ItemKey;
 use crate::registry::attributes::{FINISHED, OWNER, RUN, STARTED_AT};
 use crate::registry::BACKFILL_MARKER;
 use crate::store::error::{classify, SdkItem, StoreError};

@@ -1,4 +1,4 @@
-//! [`Table`] in memory, for engine tests that need no server.
+//! [`Store`] in memory, for engine tests that need no server.
 //!
 //! Items are kept as the attributes [`codec`] writes, and each commit's conditions are evaluated
 //! on them as DynamoDB evaluates the ones [`DynamoTable`](super::DynamoTable) sends: all hold or
@@ -7,17 +7,18 @@
 //! scripted with [`Fault`]s, so a test decides exactly when each happens.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aggregates::{AggregateKey, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
-use crate::decode::ItemKey;
-use crate::store::codec::{self, Codec, ConditionalPut, Expect};
+use crate::items::ItemKey;
+use crate::registry::attributes::VERSION;
+use crate::store::codec::{Codec, ConditionalPut, Expect};
 use crate::store::error::{Failure, SdkItem, StoreError};
-use crate::store::{capacity, Commit, Found, Table, Usage};
+use crate::store::{capacity, Commit, Found, Store, Usage};
 
 /// What the next scripted call does instead of, or besides, its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub enum Call {
 /// An in-memory table with DynamoDB's conditional-write semantics.
 #[derive(Debug)]
 pub struct MemoryTable {
+    name: String,
     codec: Codec,
     state: Mutex<State>,
     latency: Duration,
@@ -58,13 +60,14 @@ struct State {
 }
 
 impl MemoryTable {
-    /// An empty table whose items follow `rules`.
-    pub fn new(rules: &'static Rules) -> Self {
-        MemoryTable { codec: Codec::new(rules), state: Mutex::default(), latency: Duration::ZERO }
+    /// An empty table `name`, tally's items in it encoded by `rules`.
+    pub fn new(name: impl Into<String>, rules: Arc<Rules>) -> Self {
+        MemoryTable { name: name.into(), codec: Codec::new(rules), state: Mutex::default(), latency: Duration::ZERO }
     }
 
-    /// How items look in this table.
-    pub fn codec(&self) -> &Codec {
+    /// How tally's items look in this table: for the engine's own tests.
+    #[cfg(test)]
+    pub(crate) fn codec(&self) -> &Codec {
         &self.codec
     }
 
@@ -166,8 +169,8 @@ fn holds(expect: &Expect, current: Option<&SdkItem>, type_attribute: &str) -> bo
         (Expect::Anything, _) => true,
         (Expect::Absent, current) => current.is_none(),
         (Expect::Owned { entity_type, version }, Some(item)) => {
-            let owned = matches!(item.get(type_attribute), Some(AttributeValue::S(found)) if found == entity_type);
-            let at_version = match (version, item.get(codec::VERSION)) {
+            let owned = matches!(item.get(type_attribute), Some(AttributeValue::S(found)) if found == entity_type.as_str());
+            let at_version = match (version, item.get(VERSION)) {
                 (None, stored) => stored.is_none(),
                 (Some(version), Some(AttributeValue::N(stored))) => stored.parse::<u64>() == Ok(*version),
                 (Some(_), _) => false,
@@ -188,9 +191,9 @@ fn failure(fault: Fault, operation: &'static str) -> StoreError {
     }
 }
 
-impl Table for MemoryTable {
-    fn rules(&self) -> &'static Rules {
-        self.codec.rules()
+impl Store for MemoryTable {
+    fn table_name(&self) -> &str {
+        &self.name
     }
 
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {
@@ -201,7 +204,7 @@ impl Table for MemoryTable {
         }
         let mut state = self.state();
         state.usage.requests += (sources.len() + aggregates.len()).div_ceil(100) as u64;
-        let keys = sources.iter().map(|source| self.codec.ledger_key(source)).chain(aggregates.iter().map(codec::aggregate_key));
+        let keys = sources.iter().map(|source| self.codec.ledger_key(source)).chain(aggregates.iter().map(ItemKey::from));
         if keys.into_iter().any(|key| state.refused.contains(&key)) {
             return Err(failure(Fault::Refuse, "BatchGetItem"));
         }
@@ -216,7 +219,7 @@ impl Table for MemoryTable {
             }
         }
         for aggregate in aggregates {
-            let key = codec::aggregate_key(aggregate);
+            let key = ItemKey::from(aggregate);
             let item = state.items.get(&key);
             units += capacity::consistent_read_units(item);
             if let Some(item) = item {
@@ -260,7 +263,7 @@ mod tests {
     fn only_an_item_of_tallys_own_type_passes_a_condition_on_its_version() {
         let (stats, note) = (AttributeValue::S("stats".into()), AttributeValue::S("note".into()));
         let three = AttributeValue::N("3".into());
-        let owned = |version| Expect::Owned { entity_type: "stats", version };
+        let owned = |version| Expect::Owned { entity_type: "stats".into(), version };
         let holds = |expect: &Expect, current: Option<&SdkItem>| holds(expect, current, "entityType");
         let tallys = item(&[("entityType", stats.clone()), ("version", three.clone())]);
         let tallys_unversioned = item(&[("entityType", stats)]);

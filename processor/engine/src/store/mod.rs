@@ -1,16 +1,17 @@
 //! The only module that talks to DynamoDB.
 //!
-//! [`Table`] is the engine's whole view of the database, in its own terms: a consistent read of
+//! [`Store`] is the engine's whole view of the database, in its own terms: a consistent read of
 //! ledgers and aggregates, and an all-or-nothing commit of new ones, each conditioned on the
 //! version that was read. [`DynamoTable`] implements it with `BatchGetItem` and
-//! `TransactWriteItems` (and serves the CLI's scans, checkpoints and bookkeeping besides);
+//! `TransactWriteItems` (and serves the jobs' scans, checkpoints and bookkeeping besides);
 //! `MemoryTable` (feature `test-util`) evaluates the same conditions in memory, for engine tests
 //! that need no server.
-//! How tally's items look as DynamoDB attributes is [`codec`]'s business alone.
+//! How tally's items look as DynamoDB attributes is the private `codec`'s business alone: both
+//! stores encode by the rules they were built with.
 
 pub mod capacity;
 pub mod checkpoints;
-pub mod codec;
+mod codec;
 mod connect;
 mod dynamo;
 pub mod error;
@@ -25,17 +26,16 @@ mod source;
 use std::collections::HashMap;
 use std::future::Future;
 
-use aggregates::{AggregateKey, Rules};
+use aggregates::AggregateKey;
 
-pub use codec::{Codec, Writer};
+pub use codec::Writer;
 pub use connect::{connect, sdk_config};
 pub use dynamo::DynamoTable;
-pub use error::{Current, SdkItem, StoreError};
+pub use error::{Current, SdkItem, StoreError, Verdict};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryTable;
 
-use crate::decode::ItemKey;
-use crate::plan::{AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use crate::items::{AggregateWrite, ItemKey, Ledger, LedgerWrite, StoredAggregate};
 
 /// DynamoDB work done: requests, and capacity both as reported and as DynamoDB's sizing rules give it
 /// (DynamoDB Local does not report it faithfully).
@@ -63,7 +63,7 @@ impl std::ops::Sub for Usage {
     }
 }
 
-/// What a [`Table::read`] found. Items that do not exist are absent.
+/// What a [`Store::read`] found. Items that do not exist are absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Found {
     /// Ledgers, by the source item they belong to.
@@ -89,10 +89,9 @@ impl<'a> Commit<'a> {
 }
 
 /// The engine's view of the table.
-pub trait Table: Send + Sync {
-    /// The rules the table's items follow: what the engine assesses images with, and what the
-    /// store encodes aggregates and ledgers by.
-    fn rules(&self) -> &'static Rules;
+pub trait Store: Send + Sync {
+    /// The name of the table: records of other tables' streams are not its.
+    fn table_name(&self) -> &str;
 
     /// Reads, with strong consistency, the ledgers of the source items `sources` and the
     /// aggregates `aggregates`.
@@ -107,9 +106,9 @@ pub trait Table: Send + Sync {
 }
 
 /// A shared handle, for several engines over one table: concurrent invocations, two writers.
-impl<T: Table> Table for std::sync::Arc<T> {
-    fn rules(&self) -> &'static Rules {
-        T::rules(self)
+impl<T: Store> Store for std::sync::Arc<T> {
+    fn table_name(&self) -> &str {
+        T::table_name(self)
     }
 
     async fn read(&self, sources: &[ItemKey], aggregates: &[AggregateKey]) -> Result<Found, StoreError> {

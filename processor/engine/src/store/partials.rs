@@ -18,8 +18,8 @@ use aggregates::{AggregateKey, FieldId, Number, NumberError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
-use crate::decode::ItemKey;
-use crate::plan::MAX_TRANSACTION_ACTIONS;
+use crate::items::ItemKey;
+use aggregates::keys::MAX_TRANSACTION_ACTIONS;
 use crate::registry::attributes::{AGGREGATE_PK, AGGREGATE_SK, ENTRIES, FIELDS, SCANNED_VERSION, TOTAL_SEGMENTS};
 use crate::registry::BACKFILL_PARTIAL;
 use crate::store::codec::{text, Codec, ConditionalPut, Expect};
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_sum_reads_back_as_written() {
-        let (codec, rules) = (Codec::new(Rules::university()), Rules::university());
+        let (codec, rules) = (Codec::new(std::sync::Arc::new(Rules::university().clone())), Rules::university());
         let sum = PartialSum {
             aggregate: rules.parse_key("course#c1", "stats").unwrap(),
             fields: vec![(rules.field("gradeSum").unwrap(), "91.5".parse().unwrap())],
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn unreadable_sums_say_why() {
-        let codec = Codec::new(Rules::university());
+        let codec = Codec::new(std::sync::Arc::new(Rules::university().clone()));
         let mut item: SdkItem = HashMap::from([
             (AGGREGATE_PK.to_owned(), AttributeValue::S("course#c1".into())),
             (AGGREGATE_SK.to_owned(), AttributeValue::S("stats".into())),

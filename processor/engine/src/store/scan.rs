@@ -10,10 +10,11 @@ use aggregates::keys::UPDATED_AT;
 use aggregates::{AggregateId, AggregateKey, KeyOwner, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::decode::ItemKey;
-use crate::plan::{Ledger, StoredAggregate};
+use crate::items::ItemKey;
+use crate::items::{Ledger, StoredAggregate};
 use crate::registry::is_bookkeeping_type;
-use crate::store::codec::{text, Codec, Writer, BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
+use crate::registry::attributes::{BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
+use crate::store::codec::{text, Codec, Writer};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 
@@ -185,7 +186,7 @@ mod tests {
     use super::*;
 
     fn read_item(item: SdkItem) -> Result<TableItem, StoreError> {
-        super::read_item(&Codec::new(Rules::university()), item)
+        super::read_item(&Codec::new(std::sync::Arc::new(Rules::university().clone())), item)
     }
 
     fn item(pairs: &[(&str, AttributeValue)]) -> SdkItem {

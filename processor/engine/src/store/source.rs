@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::decode::ItemKey;
+use crate::items::ItemKey;
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
 

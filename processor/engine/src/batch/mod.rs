@@ -18,31 +18,40 @@
 //! items are committed one at a time; those are set aside as [`Refused`], every other item is
 //! applied, and the batch reports from the first unapplied record.
 
-mod outcome;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use aggregates::Rules;
+use aws_lambda_events::event::dynamodb::EventRecord;
 use tokio::time::Instant;
 
-use crate::decode::{Change, Origin};
+use crate::decode::{decode_batch, Change, DecodeError, Origin};
 use crate::plan::{group, needed_keys, plan, ItemChanges, PlannedCommit, Snapshot, MAX_TRANSACTION_ACTIONS};
 use crate::retry::RetryBudget;
-use crate::store::{Commit, Current, StoreError, Table};
+use crate::store::{Commit, Current, Store, StoreError, Verdict};
 
-pub use outcome::{BatchFailure, BatchOutcome, Cause, RecordClass, Refused, Stage, Totals};
+use crate::outcome::{BatchFailure, BatchOutcome, Cause, RecordClass, Refused, Stage};
 
-/// The engine, over any [`Table`].
+/// The engine: applies batches of stream records to the aggregates of one table, exactly once
+/// however often a record is delivered.
+///
+/// It owns the rules the table's images are assessed by, and a [`Store`] over the table. Build
+/// one per process (at a Lambda's init) and share it: every call is independent.
 #[derive(Debug, Clone)]
-pub struct Engine<T> {
-    table: T,
+pub struct Engine<S> {
+    rules: Arc<Rules>,
+    store: S,
     max_actions: usize,
 }
 
-impl<T: Table> Engine<T> {
-    pub fn new(table: T) -> Self {
-        Engine { table, max_actions: MAX_TRANSACTION_ACTIONS }
+impl<S: Store> Engine<S> {
+    /// An engine applying `rules` to the table `store` serves. The store must encode tally's
+    /// items by the same rules (build both from one `Arc`).
+    pub fn new(rules: Arc<Rules>, store: S) -> Self {
+        Engine { rules, store, max_actions: MAX_TRANSACTION_ACTIONS }
     }
 
     /// Commits batches in transactions of at most `actions` puts (1 to DynamoDB's 100, the
@@ -53,13 +62,41 @@ impl<T: Table> Engine<T> {
         self
     }
 
-    pub fn table(&self) -> &T {
-        &self.table
+    /// The rules images are assessed by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
-    /// Applies `changes` (one batch, in delivery order), giving up at `deadline`.
-    pub async fn process(&self, changes: &[Change], deadline: Instant) -> BatchOutcome {
-        let usage_before = self.table.usage();
+    /// The table's store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Decodes a batch of Lambda's records by the engine's rules, records of other tables than
+    /// the store's classified as such.
+    ///
+    /// # Errors
+    /// A record that cannot be identified (no table keys, no sequence number), named by position
+    /// and `eventID`: nothing of the batch may be applied.
+    pub fn decode(&self, records: &[EventRecord]) -> Result<Vec<Change<'_>>, DecodeError> {
+        decode_batch(records, self.store.table_name(), &self.rules)
+    }
+
+    /// Decodes and applies one batch of Lambda's records, in delivery order, giving up at
+    /// `deadline`: what a Lambda handler calls.
+    ///
+    /// # Errors
+    /// As [`Engine::decode`]: a batch with a record that cannot be identified is not applied at
+    /// all. Every other failure is in the outcome, with the first record not applied.
+    pub async fn apply(&self, records: &[EventRecord], deadline: Instant) -> Result<BatchOutcome, DecodeError> {
+        let changes = self.decode(records)?;
+        Ok(self.process(&changes, deadline).await)
+    }
+
+    /// Applies `changes` (one batch, decoded by [`Engine::decode`], in delivery order), giving up
+    /// at `deadline`.
+    pub async fn process(&self, changes: &[Change<'_>], deadline: Instant) -> BatchOutcome {
+        let usage_before = self.store.usage();
         let mut outcome = BatchOutcome { records: changes.len(), ..BatchOutcome::default() };
         for change in changes {
             if change.origin != Origin::Source {
@@ -70,12 +107,13 @@ impl<T: Table> Engine<T> {
                 continue;
             }
             for rejection in change.rejections() {
-                *outcome.rejected.entry(rejection.reason()).or_default() += 1;
+                *outcome.rejected.entry(rejection.reason().to_owned()).or_default() += 1;
             }
             outcome.ttl_deletions += u64::from(change.ttl_deletion);
         }
         let items = group(changes);
         let mut run = Run {
+            rules: &self.rules,
             items: &items,
             pending: (0..items.len()).collect(),
             snapshot: Snapshot::default(),
@@ -84,7 +122,7 @@ impl<T: Table> Engine<T> {
             refused: Vec::new(),
             outcome: &mut outcome,
         };
-        let result = run.drive(&self.table, RetryBudget::new(deadline)).await;
+        let result = run.drive(&self.store, RetryBudget::new(deadline)).await;
         let unapplied_refused = std::mem::take(&mut run.refused);
         let unapplied = run.pending.iter().chain(unapplied_refused.iter().map(|(position, _)| position));
         let failed_from = unapplied.map(|&position| items[position].first_index()).min();
@@ -97,13 +135,14 @@ impl<T: Table> Engine<T> {
             refused.push(Refused { index, event_id, key: item.key.clone(), cause });
         }
         outcome.failure = failed_from.map(|from| BatchFailure { from, cause: result.err(), refused });
-        outcome.usage = self.table.usage() - usage_before;
+        outcome.usage = self.store.usage() - usage_before;
         outcome
     }
 }
 
 /// One batch in progress.
 struct Run<'a> {
+    rules: &'a Rules,
     items: &'a [ItemChanges],
     /// Positions in `items` not yet applied, in batch order.
     pending: Vec<usize>,
@@ -113,48 +152,52 @@ struct Run<'a> {
     solo: HashSet<usize>,
     /// Items refused for good (by DynamoDB, or as needing an item that is not tally's or is
     /// corrupt), with the cause; no longer pending.
-    refused: Vec<(usize, String)>,
+    refused: Vec<(usize, StoreError)>,
     outcome: &'a mut BatchOutcome,
 }
 
 impl Run<'_> {
-    async fn drive<T: Table>(&mut self, table: &T, mut budget: RetryBudget) -> Result<(), Cause> {
+    async fn drive<S: Store>(&mut self, store: &S, mut budget: RetryBudget) -> Result<(), Cause> {
         // What made the last attempt fail, so that running out of time names the cause.
-        let mut last_failure: Option<String> = None;
+        let mut last_failure: Option<StoreError> = None;
         while !self.pending.is_empty() {
-            let gave_up = |during, last_failure: &Option<String>| Cause::Deadline { during, last_failure: last_failure.clone() };
+            let gave_up = |during, last_failure: &mut Option<StoreError>| Cause::Deadline { during, last_failure: last_failure.take() };
             if budget.expired() {
-                return Err(gave_up(Stage::Attempt, &last_failure));
+                return Err(gave_up(Stage::Attempt, &mut last_failure));
             }
             // The deadline bounds calls in flight too: one SDK call may retry for longer than the
             // margin left before Lambda's own deadline.
             let deadline = budget.deadline();
-            let step = match tokio::time::timeout_at(deadline, self.read_missing(table)).await {
-                Ok(Ok(())) => match tokio::time::timeout_at(deadline, self.commit_plan(table, &mut budget)).await {
+            let step = match tokio::time::timeout_at(deadline, self.read_missing(store)).await {
+                Ok(Ok(())) => match tokio::time::timeout_at(deadline, self.commit_plan(store, &mut budget)).await {
                     Ok(result) => result,
                     // A commit cut short may have landed: the batch ends here, and its redelivery
                     // reads everything again.
-                    Err(_) => return Err(gave_up(Stage::Commit, &last_failure)),
+                    Err(_) => return Err(gave_up(Stage::Commit, &mut last_failure)),
                 },
                 Ok(Err(err)) => Err(err),
-                Err(_) => return Err(gave_up(Stage::Read, &last_failure)),
+                Err(_) => return Err(gave_up(Stage::Read, &mut last_failure)),
             };
-            match step {
+            let err = match step {
                 Ok(()) => continue,
-                Err(StoreError::Changed(current)) => {
+                Err(err) => err,
+            };
+            match err.verdict() {
+                Verdict::Replan => {
                     self.outcome.conflicts += 1;
-                    last_failure = Some(format!("{} item(s) changed by a concurrent writer", current.len()));
-                    self.absorb(current);
+                    if let StoreError::Changed(current) = &err {
+                        self.absorb(current.clone());
+                    }
                 }
-                Err(err @ StoreError::Transient(_)) => {
-                    tracing::warn!(error = %err, "Transient DynamoDB failure; retrying.");
-                    last_failure = Some(err.to_string());
-                }
-                Err(err) => return Err(Cause::Store(err)),
+                Verdict::Retry => tracing::warn!(error = %err, "Transient DynamoDB failure; retrying."),
+                // Read and commit set aside the items such a failure is about, one at a time: one
+                // that reaches here is about none of them in particular.
+                Verdict::SetAside | Verdict::Stop => return Err(Cause::Store(err)),
             }
+            last_failure = Some(err);
             self.outcome.retries += 1;
             if budget.pause().await.is_err() {
-                return Err(gave_up(Stage::Backoff, &last_failure));
+                return Err(gave_up(Stage::Backoff, &mut last_failure));
             }
         }
         Ok(())
@@ -164,10 +207,10 @@ impl Run<'_> {
     /// for some of its items (DynamoDB refuses a key, an item found is not tally's or is corrupt)
     /// is split in halves until the items whose own reads fail so stand alone; those are set
     /// aside. One such item among N costs about 2·log2(N) reads, not N.
-    async fn read_missing<T: Table>(&mut self, table: &T) -> Result<(), StoreError> {
+    async fn read_missing<S: Store>(&mut self, store: &S) -> Result<(), StoreError> {
         let mut groups = vec![self.pending.clone()];
         while let Some(group) = groups.pop() {
-            match self.read_for(table, &group).await {
+            match self.read_for(store, &group).await {
                 Ok(()) => {}
                 Err(err) if err.is_permanent_for_its_items() => match group[..] {
                     [position] => self.refuse(position, &err),
@@ -185,13 +228,13 @@ impl Run<'_> {
 
     /// Reads what the items at `positions` need. A ledger can name aggregates the records do
     /// not, hence the loop (two rounds at most).
-    async fn read_for<T: Table>(&mut self, table: &T, positions: &[usize]) -> Result<(), StoreError> {
+    async fn read_for<S: Store>(&mut self, store: &S, positions: &[usize]) -> Result<(), StoreError> {
         loop {
-            let (ledgers, aggregates) = needed_keys(positions.iter().map(|&position| &self.items[position]), &self.snapshot, table.rules());
+            let (ledgers, aggregates) = needed_keys(positions.iter().map(|&position| &self.items[position]), &self.snapshot, self.rules);
             if ledgers.is_empty() && aggregates.is_empty() {
                 return Ok(());
             }
-            let mut found = table.read(&ledgers, &aggregates).await?;
+            let mut found = store.read(&ledgers, &aggregates).await?;
             for item in ledgers {
                 let ledger = found.ledgers.remove(&item);
                 self.snapshot.ledgers.insert(item, ledger);
@@ -205,14 +248,14 @@ impl Run<'_> {
 
     /// Plans the pending items and commits the transactions in order, stopping at the first
     /// that fails; items that must go alone are planned and committed one at a time after the rest.
-    async fn commit_plan<T: Table>(&mut self, table: &T, budget: &mut RetryBudget) -> Result<(), StoreError> {
+    async fn commit_plan<S: Store>(&mut self, store: &S, budget: &mut RetryBudget) -> Result<(), StoreError> {
         let (alone, together): (Vec<usize>, Vec<usize>) = self.pending.iter().partition(|position| self.solo.contains(position));
-        if !together.is_empty() && !self.commit_group(table, &together, budget).await? {
+        if !together.is_empty() && !self.commit_group(store, &together, budget).await? {
             // A commit was refused and its items now go alone: the caller plans again.
             return Ok(());
         }
         for position in alone {
-            self.commit_group(table, &[position], budget).await?;
+            self.commit_group(store, &[position], budget).await?;
         }
         Ok(())
     }
@@ -221,15 +264,15 @@ impl Run<'_> {
     /// when a commit failed for good for some of its items (DynamoDB refused it, or a condition
     /// failed on an item that is not tally's or is corrupt): nothing of it was written, and its
     /// items are set aside (one item) or marked to go alone (several).
-    async fn commit_group<T: Table>(&mut self, table: &T, positions: &[usize], budget: &mut RetryBudget) -> Result<bool, StoreError> {
-        let plan = plan(self.items, positions, &self.snapshot, self.max_actions, table.rules());
+    async fn commit_group<S: Store>(&mut self, store: &S, positions: &[usize], budget: &mut RetryBudget) -> Result<bool, StoreError> {
+        let plan = plan(self.items, positions, &self.snapshot, self.max_actions, self.rules);
         let records = |positions: &[usize]| positions.iter().map(|&position| self.items[position].records.len()).sum::<usize>();
         self.outcome.count(RecordClass::AlreadyApplied, records(&plan.already_applied));
         self.outcome.count(RecordClass::NoEffect, records(&plan.no_effect));
         let settled: HashSet<usize> = plan.already_applied.iter().chain(&plan.no_effect).copied().collect();
         self.pending.retain(|position| !settled.contains(position));
         for transaction in &plan.commits {
-            match table.commit(Commit::stream(&transaction.ledgers, &transaction.aggregates)).await {
+            match store.commit(Commit::stream(&transaction.ledgers, &transaction.aggregates)).await {
                 Ok(()) => {
                     self.outcome.transactions += 1;
                     self.outcome.count(RecordClass::Applied, records(&transaction.items));
@@ -260,7 +303,7 @@ impl Run<'_> {
         tracing::error!(record, error = %err, "Item refused for good; applying the rest of the batch.");
         self.pending.retain(|pending| *pending != position);
         self.solo.remove(&position);
-        self.refused.push((position, err.to_string()));
+        self.refused.push((position, err.clone()));
     }
 
     fn record_committed(&mut self, transaction: &PlannedCommit) {

@@ -13,8 +13,8 @@ use aggregates::{AggregateKey, AggregateValues, FieldId, Number, Rules};
 use serde_json::json;
 
 use super::*;
-use crate::plan::{AggregateWrite, StoredAggregate};
-use crate::store::codec;
+use crate::items::{AggregateWrite, StoredAggregate};
+use crate::items::ItemKey;
 use crate::store::memory::{Call, Fault, MemoryTable};
 use crate::store::SdkItem;
 use build::{assignment, changes, enrollment, expected, held, instructor, key, ledger, submission, Rec};
@@ -27,8 +27,9 @@ mod build {
     use aws_lambda_events::event::dynamodb::EventRecord;
     use serde_json::{json, Value};
 
-    use crate::decode::{decode_batch, Change, ItemKey};
-    use crate::plan::Ledger;
+    use crate::decode::{decode_batch, Change};
+    use crate::items::ItemKey;
+    use crate::items::Ledger;
     use crate::store::memory::MemoryTable;
     use aggregates::Rules;
 
@@ -133,7 +134,7 @@ mod build {
     }
 
     /// A batch, decoded as the handler decodes it.
-    pub fn changes(recs: &[Rec]) -> Vec<Change> {
+    pub fn changes(recs: &[Rec]) -> Vec<Change<'static>> {
         let records: Vec<EventRecord> = recs.iter().map(Rec::to_record).collect();
         decode_batch(&records, TABLE, Rules::university()).expect("test records decode")
     }
@@ -189,8 +190,12 @@ fn field(name: &str) -> FieldId {
     Rules::university().field(name).expect("a university field")
 }
 
+fn university() -> Arc<Rules> {
+    Arc::new(Rules::university().clone())
+}
+
 fn memory_table() -> MemoryTable {
-    MemoryTable::new(Rules::university())
+    MemoryTable::new(build::TABLE, university())
 }
 
 /// Records by class, classes with none left out.
@@ -212,21 +217,21 @@ async fn a_batch_applies_once_and_its_redelivery_applies_nothing() {
         Rec::modify(4, graded, submission("c1", "a1", "s1", Some("85.5"))),
         Rec::insert(5, enrollment("c2", "s1")),
     ];
-    let engine = Engine::new(memory_table());
+    let engine = Engine::new(university(), memory_table());
 
     let first = engine.process(&changes(&batch), ample()).await;
     assert!(first.failure.is_none(), "{:?}", first.failure);
     assert_eq!(classes(&first), [(RecordClass::Applied, 5)].into());
-    assert_eq!(held(engine.table()), expected(&batch));
-    assert_eq!(count(engine.table(), &course("c1"), field("gradeSum")).to_string(), "85.5");
+    assert_eq!(held(engine.store()), expected(&batch));
+    assert_eq!(count(engine.store(), &course("c1"), field("gradeSum")).to_string(), "85.5");
 
-    let stored = engine.table().items();
+    let stored = engine.store().items();
     let again = engine.process(&changes(&batch), ample()).await;
     assert!(again.failure.is_none(), "{:?}", again.failure);
     assert_eq!(classes(&again), [(RecordClass::AlreadyApplied, 5)].into());
     assert_eq!(again.transactions, 0, "a redelivery costs the read only");
     assert_eq!(again.usage.estimated_write_units, 0);
-    assert_eq!(engine.table().items(), stored, "nothing rewritten, not even a version");
+    assert_eq!(engine.store().items(), stored, "nothing rewritten, not even a version");
 }
 
 #[tokio::test(start_paused = true)]
@@ -245,7 +250,7 @@ async fn concurrent_engines_on_overlapping_batches_conflict_and_replan_to_the_ex
     let one = [0, 1, 2, 3].map(|i| records[i].clone());
     let other = [1, 3, 4, 5].map(|i| records[i].clone());
     let table = Arc::new(memory_table().with_latency(LATENCY));
-    let (left, right) = (Engine::new(Arc::clone(&table)), Engine::new(Arc::clone(&table)));
+    let (left, right) = (Engine::new(university(), Arc::clone(&table)), Engine::new(university(), Arc::clone(&table)));
 
     let (one, other) = (changes(&one), changes(&other));
     let (a, b) = tokio::join!(left.process(&one, ample()), right.process(&other, ample()));
@@ -265,14 +270,14 @@ async fn a_commit_whose_answer_was_lost_is_read_back_as_applied_not_counted_twic
         Rec::insert(3, enrollment("c1", "s2")),
     ];
     // One item per commit: the first lands, and its answer is lost; the rest follow it.
-    let engine = Engine::new(memory_table()).with_transaction_limit(1);
-    engine.table().inject(Call::Commit, Fault::LoseAnswer);
+    let engine = Engine::new(university(), memory_table()).with_transaction_limit(1);
+    engine.store().inject(Call::Commit, Fault::LoseAnswer);
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
-    assert_eq!(engine.table().pending_faults(), 0);
-    assert_eq!(held(engine.table()), expected(&batch));
+    assert_eq!(engine.store().pending_faults(), 0);
+    assert_eq!(held(engine.store()), expected(&batch));
     assert_eq!(outcome.retries, 1);
     assert_eq!(outcome.conflicts, 0, "the lost commit's items are read again, not committed from the stale snapshot");
     assert_eq!(outcome.count_of(RecordClass::Applied) + outcome.count_of(RecordClass::AlreadyApplied), 3);
@@ -282,19 +287,19 @@ async fn a_commit_whose_answer_was_lost_is_read_back_as_applied_not_counted_twic
 #[tokio::test(start_paused = true)]
 async fn throttled_reads_and_commits_are_retried_with_backoff_until_the_batch_applies() {
     let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, submission("c1", "a1", "s1", Some("90")))];
-    let engine = Engine::new(memory_table());
-    engine.table().inject(Call::Read, Fault::Throttle);
-    engine.table().inject(Call::Read, Fault::Throttle);
-    engine.table().inject(Call::Commit, Fault::Throttle);
+    let engine = Engine::new(university(), memory_table());
+    engine.store().inject(Call::Read, Fault::Throttle);
+    engine.store().inject(Call::Read, Fault::Throttle);
+    engine.store().inject(Call::Commit, Fault::Throttle);
     let start = Instant::now();
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
-    assert_eq!(engine.table().pending_faults(), 0);
+    assert_eq!(engine.store().pending_faults(), 0);
     assert_eq!((outcome.retries, outcome.conflicts), (3, 0));
     assert_eq!(classes(&outcome), [(RecordClass::Applied, 2)].into());
-    assert_eq!(held(engine.table()), expected(&batch));
+    assert_eq!(held(engine.store()), expected(&batch));
     // The waits are 15-30 ms, 30-60 ms and 60-120 ms.
     assert!(start.elapsed() >= Duration::from_millis(105), "retried without waiting: {:?}", start.elapsed());
 }
@@ -312,7 +317,7 @@ async fn a_deadline_mid_batch_reports_from_the_first_unapplied_record_and_the_re
     ];
     // One item per commit, each commit 10 ms after a 10 ms read: the deadline falls in the fourth
     // commit, that of the item at record 3, after the items of records 0, 1 (and 4) and 2.
-    let engine = Engine::new(memory_table().with_latency(LATENCY)).with_transaction_limit(1);
+    let engine = Engine::new(university(), memory_table().with_latency(LATENCY)).with_transaction_limit(1);
     let start = Instant::now();
     let deadline = start + LATENCY * 9 / 2;
 
@@ -326,21 +331,21 @@ async fn a_deadline_mid_batch_reports_from_the_first_unapplied_record_and_the_re
     assert_eq!(outcome.failed_from(), Some(3));
     assert_eq!(outcome.count_of(RecordClass::Applied), 4);
     let applied = [0, 1, 2, 4].map(|i| batch[i].clone());
-    assert_eq!(held(engine.table()), expected(&applied), "every item before the failure point is applied, nothing else");
+    assert_eq!(held(engine.store()), expected(&applied), "every item before the failure point is applied, nothing else");
 
     // Lambda delivers the batch again from the failure point.
     let retry = engine.process(&changes(&batch[3..]), ample()).await;
     assert!(retry.failure.is_none(), "{:?}", retry.failure);
     assert_eq!(classes(&retry), [(RecordClass::Applied, 2), (RecordClass::AlreadyApplied, 1)].into());
-    assert_eq!(held(engine.table()), expected(&batch));
+    assert_eq!(held(engine.store()), expected(&batch));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_failure_stops_the_batch_at_once_and_is_not_worth_retrying() {
     let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, enrollment("c1", "s2"))];
     for call in [Call::Read, Call::Commit] {
-        let engine = Engine::new(memory_table().with_latency(LATENCY));
-        engine.table().inject(call, Fault::Reject);
+        let engine = Engine::new(university(), memory_table().with_latency(LATENCY));
+        engine.store().inject(call, Fault::Reject);
         let start = Instant::now();
 
         let outcome = engine.process(&changes(&batch), ample()).await;
@@ -351,7 +356,7 @@ async fn a_permanent_failure_stops_the_batch_at_once_and_is_not_worth_retrying()
         assert_eq!(outcome.failed_from(), Some(0), "{call:?}");
         assert_eq!(outcome.retries, 0, "{call:?}");
         assert!(start.elapsed() <= LATENCY * 2, "{call:?}: waited {:?}: no backoff for a permanent failure", start.elapsed());
-        assert!(engine.table().items().is_empty(), "{call:?}: nothing half-applied");
+        assert!(engine.store().items().is_empty(), "{call:?}: nothing half-applied");
     }
 }
 
@@ -367,12 +372,12 @@ async fn an_item_dynamodb_refuses_for_good_does_not_keep_the_rest_of_its_batch_f
         Rec::modify(4, poison.clone(), moved),
         Rec::insert(5, submission("c1", "a1", "s1", Some("88"))),
     ];
-    let engine = Engine::new(memory_table());
-    engine.table().refuse(engine.table().codec().ledger_key(&key(&poison)));
+    let engine = Engine::new(university(), memory_table());
+    engine.store().refuse(engine.store().codec().ledger_key(&key(&poison)));
     let others = [0, 2, 4].map(|i| batch[i].clone());
 
     let first = engine.process(&changes(&batch), ample()).await;
-    let stored = engine.table().items();
+    let stored = engine.store().items();
     let again = engine.process(&changes(&batch), ample()).await;
 
     for (delivery, outcome) in [("first", &first), ("redelivery", &again)] {
@@ -386,8 +391,8 @@ async fn an_item_dynamodb_refuses_for_good_does_not_keep_the_rest_of_its_batch_f
     }
     assert_eq!(first.count_of(RecordClass::Applied), 3);
     assert_eq!((again.count_of(RecordClass::Applied), again.count_of(RecordClass::AlreadyApplied)), (0, 3));
-    assert_eq!(held(engine.table()), expected(&others));
-    assert_eq!(engine.table().items(), stored, "the redelivery applied nothing twice");
+    assert_eq!(held(engine.store()), expected(&others));
+    assert_eq!(engine.store().items(), stored, "the redelivery applied nothing twice");
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,28 +402,28 @@ async fn a_refused_commit_of_several_items_is_narrowed_to_the_item_dynamodb_refu
         Rec::insert(2, enrollment("c1", "s2")),
         Rec::insert(3, submission("c1", "a1", "s1", Some("60"))),
     ];
-    let engine = Engine::new(memory_table());
+    let engine = Engine::new(university(), memory_table());
     // The batch's one commit is refused, then the first item's commit alone: only it is at fault.
-    engine.table().inject(Call::Commit, Fault::Refuse);
-    engine.table().inject(Call::Commit, Fault::Refuse);
+    engine.store().inject(Call::Commit, Fault::Refuse);
+    engine.store().inject(Call::Commit, Fault::Refuse);
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
-    assert_eq!(engine.table().pending_faults(), 0);
+    assert_eq!(engine.store().pending_faults(), 0);
     let failure = outcome.failure.as_ref().expect("the refused item is reported");
     assert!(failure.cause.is_none(), "{failure}");
     assert_eq!(failure.refused.iter().map(|refused| refused.index).collect::<Vec<_>>(), vec![0]);
     assert_eq!(outcome.failed_from(), Some(0));
     assert_eq!((outcome.count_of(RecordClass::Refused), outcome.count_of(RecordClass::Applied)), (1, 2));
     assert_eq!(outcome.retries, 0, "a refusal is narrowed, not waited out");
-    assert_eq!(held(engine.table()), expected(&batch[1..]));
+    assert_eq!(held(engine.store()), expected(&batch[1..]));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_value() {
     // Three items, one commit each: course c1 (records 0 and 2) and course c2 (record 1).
     let batch = [Rec::insert(1, instructor("c1", "i1")), Rec::insert(2, instructor("c2", "i2")), Rec::insert(3, assignment("c1", "a1"))];
-    let engine = Engine::new(memory_table().with_latency(LATENCY)).with_transaction_limit(1);
+    let engine = Engine::new(university(), memory_table().with_latency(LATENCY)).with_transaction_limit(1);
     // Read at 10 ms, commits at 20, 30 and 40 ms. At 25 ms another writer (a second processor)
     // leaves course c2 with 5 instructors, under the second commit's feet.
     let mut theirs = AggregateValues::zero(Rules::university(), course("c2").kind);
@@ -427,8 +432,8 @@ async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_va
     let concurrent_writer = async {
         tokio::time::sleep(LATENCY * 5 / 2).await;
         engine
-            .table()
-            .put_item(codec::aggregate_key(&course("c2")), engine.table().codec().encode_aggregate(&write, chrono::Utc::now()).item);
+            .store()
+            .put_item(ItemKey::from(&course("c2")), engine.store().codec().encode_aggregate(&write, chrono::Utc::now()).item);
     };
     let changes = changes(&batch);
 
@@ -436,7 +441,7 @@ async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_va
 
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     assert_eq!(classes(&outcome), [(RecordClass::Applied, 3)].into());
-    let held = |key: &AggregateKey, field| count(engine.table(), key, field);
+    let held = |key: &AggregateKey, field| count(engine.store(), key, field);
     assert_eq!(held(&course("c2"), field("instructorCount")), Number::from(6), "their 5 and our 1: no lost update");
     assert_eq!(
         (held(&course("c1"), field("instructorCount")), held(&course("c1"), field("assignmentCount"))),
@@ -456,7 +461,7 @@ async fn a_call_in_flight_at_the_deadline_is_abandoned_by_the_deadline() {
     // A read takes 1 s and so does a commit: a deadline at 0.5 s falls in the read, one at 1.5 s
     // in the commit. Lambda's own deadline does not wait for a slow call.
     for (after, stage) in [(Duration::from_millis(500), Stage::Read), (Duration::from_millis(1500), Stage::Commit)] {
-        let engine = Engine::new(memory_table().with_latency(Duration::from_secs(1)));
+        let engine = Engine::new(university(), memory_table().with_latency(Duration::from_secs(1)));
         let deadline = Instant::now() + after;
 
         let outcome = engine.process(&changes(&batch), deadline).await;
@@ -466,7 +471,7 @@ async fn a_call_in_flight_at_the_deadline_is_abandoned_by_the_deadline() {
         assert!(matches!(failure.cause, Some(Cause::Deadline { during, .. }) if during == stage), "{stage:?}: {failure}");
         assert!(failure.is_retryable());
         assert_eq!(outcome.failed_from(), Some(0));
-        assert!(engine.table().items().is_empty());
+        assert!(engine.store().items().is_empty());
     }
 }
 
@@ -475,14 +480,14 @@ async fn after_ttl_deletes_a_ledger_the_next_records_are_measured_from_their_old
     let enrolled = enrollment("c1", "s1");
     let graded = submission("c1", "a1", "s1", Some("90"));
     let first = [Rec::insert(1, enrolled.clone()), Rec::insert(2, graded.clone())];
-    let engine = Engine::new(memory_table());
+    let engine = Engine::new(university(), memory_table());
     assert!(engine.process(&changes(&first), ample()).await.failure.is_none());
-    let expired = ledger(engine.table(), &key(&graded)).expect("a ledger per applied item");
+    let expired = ledger(engine.store(), &key(&graded)).expect("a ledger per applied item");
 
     // 48 h later TTL deletes both ledgers; only then do the items change again (a regrade, and
     // the enrollment's own TTL deletion).
     for image in [&enrolled, &graded] {
-        engine.table().delete_item(&engine.table().codec().ledger_key(&key(image))).expect("the ledger was there");
+        engine.store().delete_item(&engine.store().codec().ledger_key(&key(image))).expect("the ledger was there");
     }
     let second = [Rec::modify(10, graded.clone(), submission("c1", "a1", "s1", Some("70"))), Rec::ttl_remove(11, enrolled.clone())];
     let outcome = engine.process(&changes(&second), ample()).await;
@@ -490,17 +495,17 @@ async fn after_ttl_deletes_a_ledger_the_next_records_are_measured_from_their_old
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     assert_eq!((outcome.count_of(RecordClass::Applied), outcome.ttl_deletions), (2, 1));
     let history: Vec<Rec> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(held(engine.table()), expected(&history), "the regrade moves 90 to 70, the TTL deletion retracts the enrollment once");
-    let recreated = ledger(engine.table(), &key(&graded)).expect("the ledger is created anew");
+    assert_eq!(held(engine.store()), expected(&history), "the regrade moves 90 to 70, the TTL deletion retracts the enrollment once");
+    let recreated = ledger(engine.store(), &key(&graded)).expect("the ledger is created anew");
     let assumed = recreated.assumed.as_ref().expect("a ledgerless record's old image is taken on trust");
     let regrade = &changes(&second)[0];
     assert_eq!((&assumed.from, &assumed.baseline), (&regrade.sequence, regrade.old.contribution()));
     assert!(![expired.version, expired.version + 1].contains(&recreated.version), "a new incarnation, at a fresh version");
 
-    let stored = engine.table().items();
+    let stored = engine.store().items();
     let again = engine.process(&changes(&second), ample()).await;
     assert_eq!(classes(&again), [(RecordClass::AlreadyApplied, 2)].into());
-    assert_eq!(engine.table().items(), stored);
+    assert_eq!(engine.store().items(), stored);
 }
 
 /// An item as another writer puts it, from DynamoDB JSON.
@@ -511,7 +516,7 @@ fn item(image: serde_json::Value) -> SdkItem {
 /// The batch positions of the items refused, and the causes given.
 fn refusals(outcome: &BatchOutcome) -> (Vec<usize>, Vec<String>) {
     let refused = outcome.failure.as_ref().map(|failure| failure.refused.as_slice()).unwrap_or_default();
-    (refused.iter().map(|refused| refused.index).collect(), refused.iter().map(|refused| refused.cause.clone()).collect())
+    (refused.iter().map(|refused| refused.index).collect(), refused.iter().map(|refused| refused.cause.to_string()).collect())
 }
 
 /// A rules file whose aggregate key template gives an application item's key: tally must
@@ -527,9 +532,9 @@ async fn an_application_item_at_an_aggregate_key_is_left_as_it_is_and_only_the_r
         Rec::insert(3, enrollment("c2", "s3")),
         Rec::insert(4, submission("c3", "a1", "s2", Some("70"))),
     ];
-    let engine = Engine::new(memory_table());
-    engine.table().put_item(codec::aggregate_key(&course("c1")), note.clone());
-    engine.table().put_item(codec::aggregate_key(&course("c2")), untyped.clone());
+    let engine = Engine::new(university(), memory_table());
+    engine.store().put_item(ItemKey::from(&course("c1")), note.clone());
+    engine.store().put_item(ItemKey::from(&course("c2")), untyped.clone());
 
     let first = engine.process(&changes(&batch), ample()).await;
     let again = engine.process(&changes(&batch), ample()).await;
@@ -549,18 +554,18 @@ async fn an_application_item_at_an_aggregate_key_is_left_as_it_is_and_only_the_r
     }
     assert_eq!(first.count_of(RecordClass::Applied), 2);
     assert_eq!(again.count_of(RecordClass::AlreadyApplied), 2);
-    let items = engine.table().items();
-    assert_eq!(items.get(&codec::aggregate_key(&course("c1"))), Some(&note), "the application's item, untouched");
-    assert_eq!(items.get(&codec::aggregate_key(&course("c2"))), Some(&untyped), "the application's item, untouched");
-    assert_eq!(held(engine.table()), expected(&[batch[1].clone(), batch[3].clone()]));
+    let items = engine.store().items();
+    assert_eq!(items.get(&ItemKey::from(&course("c1"))), Some(&note), "the application's item, untouched");
+    assert_eq!(items.get(&ItemKey::from(&course("c2"))), Some(&untyped), "the application's item, untouched");
+    assert_eq!(held(engine.store()), expected(&[batch[1].clone(), batch[3].clone()]));
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_item_that_cannot_be_read_costs_a_bisection_not_a_read_per_item() {
     let batch: Vec<Rec> = (0..64).map(|i| Rec::insert(i + 1, enrollment(&format!("c{i}"), &format!("s{i}")))).collect();
-    let engine = Engine::new(memory_table());
+    let engine = Engine::new(university(), memory_table());
     let note = item(json!({"pk": {"S": "course#c40"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}}));
-    engine.table().put_item(codec::aggregate_key(&course("c40")), note);
+    engine.store().put_item(ItemKey::from(&course("c40")), note);
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
@@ -576,8 +581,8 @@ async fn one_item_that_cannot_be_read_costs_a_bisection_not_a_read_per_item() {
 async fn an_application_item_with_a_string_under_a_fields_name_is_refused_not_corrupt() {
     let note = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "enrollmentCount": {"S": "many"}}));
     let batch = [Rec::insert(1, enrollment("c2", "s1")), Rec::insert(2, enrollment("c1", "s2")), Rec::insert(3, enrollment("c2", "s3"))];
-    let engine = Engine::new(memory_table());
-    engine.table().put_item(codec::aggregate_key(&course("c1")), note.clone());
+    let engine = Engine::new(university(), memory_table());
+    engine.store().put_item(ItemKey::from(&course("c1")), note.clone());
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
@@ -587,8 +592,8 @@ async fn an_application_item_with_a_string_under_a_fields_name_is_refused_not_co
     assert_eq!(positions, vec![1]);
     assert!(causes[0].contains("is not tally's `stats`") && !causes[0].contains("many"), "{}", causes[0]);
     assert_eq!(outcome.count_of(RecordClass::Applied), 2);
-    assert_eq!(engine.table().items().get(&codec::aggregate_key(&course("c1"))), Some(&note));
-    assert_eq!(held(engine.table()), expected(&[batch[0].clone(), batch[2].clone()]));
+    assert_eq!(engine.store().items().get(&ItemKey::from(&course("c1"))), Some(&note));
+    assert_eq!(held(engine.store()), expected(&[batch[0].clone(), batch[2].clone()]));
 }
 
 #[tokio::test(start_paused = true)]
@@ -596,11 +601,11 @@ async fn an_application_item_written_between_read_and_commit_is_not_overwritten(
     // One commit for the whole batch, at 20 ms, after the read at 10 ms; at 15 ms the
     // application writes its own item at course c2's aggregate key.
     let batch = [Rec::insert(1, enrollment("c1", "s1")), Rec::insert(2, enrollment("c2", "s2")), Rec::insert(3, enrollment("c3", "s3"))];
-    let engine = Engine::new(memory_table().with_latency(LATENCY));
+    let engine = Engine::new(university(), memory_table().with_latency(LATENCY));
     let note = item(json!({"pk": {"S": "course#c2"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "title": {"S": "Syllabus"}}));
     let application = async {
         tokio::time::sleep(LATENCY * 3 / 2).await;
-        engine.table().put_item(codec::aggregate_key(&course("c2")), note.clone());
+        engine.store().put_item(ItemKey::from(&course("c2")), note.clone());
     };
     let changes = changes(&batch);
 
@@ -611,8 +616,8 @@ async fn an_application_item_written_between_read_and_commit_is_not_overwritten(
     assert_eq!(refusals(&outcome).0, vec![1]);
     assert_eq!(outcome.count_of(RecordClass::Applied), 2);
     assert_eq!(outcome.retries, 0, "narrowed, not waited out");
-    assert_eq!(engine.table().items().get(&codec::aggregate_key(&course("c2"))), Some(&note));
-    assert_eq!(held(engine.table()), expected(&[batch[0].clone(), batch[2].clone()]));
+    assert_eq!(engine.store().items().get(&ItemKey::from(&course("c2"))), Some(&note));
+    assert_eq!(held(engine.store()), expected(&[batch[0].clone(), batch[2].clone()]));
 }
 
 #[tokio::test(start_paused = true)]
@@ -627,8 +632,8 @@ async fn a_corrupt_aggregate_sets_aside_only_the_records_that_need_it() {
         Rec::insert(3, instructor("c1", "i1")),
         Rec::insert(4, enrollment("c3", "s3")),
     ];
-    let engine = Engine::new(memory_table());
-    engine.table().put_item(codec::aggregate_key(&course("c1")), corrupt.clone());
+    let engine = Engine::new(university(), memory_table());
+    engine.store().put_item(ItemKey::from(&course("c1")), corrupt.clone());
 
     let outcome = engine.process(&changes(&batch), ample()).await;
 
@@ -639,14 +644,14 @@ async fn a_corrupt_aggregate_sets_aside_only_the_records_that_need_it() {
     assert_eq!(positions, vec![1, 2]);
     assert!(causes.iter().all(|cause| cause == "item pk=`course#c1` sk=`stats` is corrupt: `enrollmentCount`: not a number"), "{causes:?}");
     assert_eq!((outcome.count_of(RecordClass::Applied), outcome.count_of(RecordClass::Refused)), (2, 2));
-    let items = engine.table().items();
-    assert_eq!(items.get(&codec::aggregate_key(&course("c1"))), Some(&corrupt));
+    let items = engine.store().items();
+    assert_eq!(items.get(&ItemKey::from(&course("c1"))), Some(&corrupt));
     for course_id in ["c2", "c3"] {
-        let stored = items.get(&codec::aggregate_key(&course(course_id))).expect("the other courses' records applied");
-        let stored = engine.table().codec().read_aggregate(&course(course_id), stored).expect("tally's aggregate");
+        let stored = items.get(&ItemKey::from(&course(course_id))).expect("the other courses' records applied");
+        let stored = engine.store().codec().read_aggregate(&course(course_id), stored).expect("tally's aggregate");
         assert_eq!(stored.values.get(field("enrollmentCount")), Number::one(), "{course_id}");
     }
-    assert!(ledger(engine.table(), &key(&enrollment("c1", "s2"))).is_none(), "nothing of the refused items written");
+    assert!(ledger(engine.store(), &key(&enrollment("c1", "s2"))).is_none(), "nothing of the refused items written");
 }
 
 /// Aggregates written before tally versioned its items carry its type but no `version`: they
@@ -654,14 +659,14 @@ async fn a_corrupt_aggregate_sets_aside_only_the_records_that_need_it() {
 #[tokio::test(start_paused = true)]
 async fn an_old_aggregate_of_tallys_type_without_a_version_is_still_updated() {
     let old = item(json!({"pk": {"S": "course#c1"}, "sk": {"S": "stats"}, "entityType": {"S": "stats"}, "enrollmentCount": {"N": "2"}}));
-    let engine = Engine::new(memory_table());
-    engine.table().put_item(codec::aggregate_key(&course("c1")), old);
+    let engine = Engine::new(university(), memory_table());
+    engine.store().put_item(ItemKey::from(&course("c1")), old);
 
     let outcome = engine.process(&changes(&[Rec::insert(1, enrollment("c1", "s3"))]), ample()).await;
 
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
-    assert_eq!(count(engine.table(), &course("c1"), field("enrollmentCount")), Number::from(3));
-    let stored = &engine.table().items()[&codec::aggregate_key(&course("c1"))];
-    let stored = engine.table().codec().read_aggregate(&course("c1"), stored).expect("still tally's");
+    assert_eq!(count(engine.store(), &course("c1"), field("enrollmentCount")), Number::from(3));
+    let stored = &engine.store().items()[&ItemKey::from(&course("c1"))];
+    let stored = engine.store().codec().read_aggregate(&course("c1"), stored).expect("still tally's");
     assert_ne!(stored.version, 0, "versioned from now on");
 }

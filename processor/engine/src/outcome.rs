@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::decode::{ItemKey, Origin};
+use crate::decode::Origin;
+use crate::items::ItemKey;
 use crate::store::{StoreError, Usage};
 
 /// What happened to a record; the `Class` dimension of the `Records` metric.
@@ -78,7 +79,7 @@ pub struct BatchOutcome {
     /// Records by what happened to them.
     pub by_class: BTreeMap<RecordClass, u64>,
     /// Rejected images by reason; the records still count in `by_class`.
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<String, u64>,
     pub ttl_deletions: u64,
     /// Commits that found an item changed since it was read, and were re-planned.
     pub conflicts: u64,
@@ -160,7 +161,7 @@ pub enum Cause {
     Deadline {
         during: Stage,
         /// The conflict or transient failure that made the last attempt fail, if one did.
-        last_failure: Option<String>,
+        last_failure: Option<StoreError>,
     },
     /// A failure that retrying cannot fix. Permanent.
     Store(StoreError),
@@ -202,13 +203,16 @@ impl fmt::Display for Cause {
 /// A source item refused for good: DynamoDB refused its reads or writes, or one of its ledgers
 /// or aggregates is an item that is not tally's or is corrupt. Its records stay unapplied: they
 /// are reported as failures, and a redelivery fails the same way (SPEC, "No poison").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Refused {
     /// Batch position of the item's first record.
     pub index: usize,
+    /// The `eventID` of that record.
     pub event_id: String,
+    /// The source item.
     pub key: ItemKey,
-    pub cause: String,
+    /// Why: [`StoreError::is_permanent_for_its_items`] holds of it.
+    pub cause: StoreError,
 }
 
 impl fmt::Display for Refused {
@@ -223,7 +227,7 @@ impl fmt::Display for Refused {
 pub struct Totals {
     pub records: u64,
     pub by_class: BTreeMap<RecordClass, u64>,
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<String, u64>,
     pub ttl_deletions: u64,
     pub conflicts: u64,
     pub dynamodb_requests: u64,
@@ -242,7 +246,7 @@ impl Totals {
             *self.by_class.entry(*class).or_default() += count;
         }
         for (reason, count) in &outcome.rejected {
-            *self.rejected.entry(reason).or_default() += count;
+            *self.rejected.entry(reason.clone()).or_default() += count;
         }
         self.ttl_deletions += outcome.ttl_deletions;
         self.conflicts += outcome.conflicts;
@@ -261,12 +265,13 @@ mod tests {
 
     fn refused(index: usize) -> Refused {
         let key = ItemKey { pk: "course#c1".into(), sk: format!("e{index}") };
-        Refused { index, event_id: format!("ev{index}"), key, cause: "too big".into() }
+        let cause = StoreError::Refused(Failure::new("TransactWriteItems", "too big"));
+        Refused { index, event_id: format!("ev{index}"), key, cause }
     }
 
     #[test]
     fn only_a_batch_the_deadline_cut_short_is_worth_retrying() {
-        let deadline = Cause::Deadline { during: Stage::Commit, last_failure: Some("throttled".into()) };
+        let deadline = Cause::Deadline { during: Stage::Commit, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
         let failure = |cause, refused| BatchFailure { from: 3, cause, refused };
         assert!(failure(Some(deadline.clone()), vec![]).is_retryable());
         assert!(failure(Some(deadline), vec![refused(1)]).is_retryable(), "the items the deadline held back may still apply");
@@ -277,17 +282,19 @@ mod tests {
 
     #[test]
     fn a_failure_says_what_was_left_and_why() {
-        let deadline = Cause::Deadline { during: Stage::Read, last_failure: Some("throttled".into()) };
+        let deadline = Cause::Deadline { during: Stage::Read, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
         let both = BatchFailure { from: 1, cause: Some(deadline), refused: vec![refused(1), refused(4)] };
         assert_eq!(
             both.to_string(),
-            "deadline reached during a read; last failure: throttled; and 2 item(s) refused by DynamoDB for good; retrying them \
-             cannot help: record 1 (eventID `ev1`): too big; record 4 (eventID `ev4`): too big"
+            "deadline reached during a read; last failure: transient DynamoDB failure in BatchGetItem: throttled; and 2 item(s) \
+             refused by DynamoDB for good; retrying them cannot help: record 1 (eventID `ev1`): DynamoDB refused TransactWriteItems \
+             for its items: too big; record 4 (eventID `ev4`): DynamoDB refused TransactWriteItems for its items: too big"
         );
         let alone = BatchFailure { from: 4, cause: None, refused: vec![refused(4)] };
         assert_eq!(
             alone.to_string(),
-            "1 item(s) refused by DynamoDB for good, every other item applied; retrying them cannot help: record 4 (eventID `ev4`): too big"
+            "1 item(s) refused by DynamoDB for good, every other item applied; retrying them cannot help: record 4 (eventID `ev4`): \
+             DynamoDB refused TransactWriteItems for its items: too big"
         );
     }
 
