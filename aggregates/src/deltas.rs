@@ -15,10 +15,12 @@ use crate::rules::FieldId;
 pub struct Deltas(BTreeMap<AggregateKey, BTreeMap<FieldId, Number>>);
 
 impl Deltas {
+    /// No amounts: what an absent or invalid image contributes.
     pub const fn new() -> Self {
         Deltas(BTreeMap::new())
     }
 
+    /// Whether it holds no amount: nothing was added, or everything added cancelled out.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

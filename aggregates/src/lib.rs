@@ -3,7 +3,7 @@
 //! Nothing here does I/O, reads a clock or knows the AWS SDK, so every rule is testable in
 //! isolation and the stream path, backfill and verify all share one definition of "correct".
 //!
-//! - [`rules`] loads a rules file (the university's, SPEC's, is embedded) and evaluates images:
+//! - [`rules`] loads a rules file (the university's, docs/university.md, is embedded) and evaluates images:
 //!   what an image is, why it is invalid, what it contributes;
 //! - [`deltas`] holds signed amounts per aggregate item and field: a contribution, a record's
 //!   change ([`Deltas::between`]), a batch's sum;
@@ -13,6 +13,7 @@
 //! - [`dates`] reads the dates source items carry.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod dates;

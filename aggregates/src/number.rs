@@ -20,7 +20,7 @@ const EXPONENTS: std::ops::RangeInclusive<i64> = -130..=125;
 /// Longest input an error message repeats: a hostile value can be megabytes long.
 const SHOWN_CHARS: usize = 64;
 
-/// `text` as an error message may repeat it: cut to [`SHOWN_CHARS`] characters.
+/// `text` as an error message may repeat it: its first 64 characters, then `…` if it goes on.
 pub fn excerpt(text: &str) -> String {
     match text.char_indices().nth(SHOWN_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
@@ -31,19 +31,32 @@ pub fn excerpt(text: &str) -> String {
 /// Decimal places of `gradeAverage`.
 pub const AVERAGE_SCALE: i64 = 4;
 
-/// Most digits a summed value (`grade`, `amount`) may have before and after the decimal point
-/// (SPEC, `out_of_range`): then any sum of up to 10^10 such values, and its average to
+/// Most digits a summed value (`grade`, `amount`) may have before the decimal point, past which
+/// the university contract (docs/university.md) rejects it as `out_of_range`: with at most
+/// [`MAX_FRACTION_DIGITS`] after it, any sum of up to 10^10 such values, and its average to
 /// [`AVERAGE_SCALE`] places, fits DynamoDB's 38 digits.
 pub const MAX_INTEGER_DIGITS: u64 = 20;
+/// Most digits a summed value may have after the decimal point, trailing zeros not counted
+/// (see [`MAX_INTEGER_DIGITS`]).
 pub const MAX_FRACTION_DIGITS: u64 = 8;
 
 /// Why a string is not a DynamoDB number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
+    /// The text is not a decimal number (`12a`, `1,5`, an empty string). Holds an [`excerpt`] of
+    /// it.
     #[error("`{0}` is not a number")]
     NotANumber(String),
+    /// The number has more than [`MAX_SIGNIFICANT_DIGITS`] significant digits.
     #[error("`{value}` has {digits} significant digits, more than DynamoDB's 38")]
-    TooPrecise { value: String, digits: u64 },
+    TooPrecise {
+        /// An [`excerpt`] of the number.
+        value: String,
+        /// Its significant digits, leading and trailing zeros not counted.
+        digits: u64,
+    },
+    /// The number's magnitude is outside DynamoDB's range: below 1E-130, or 1E+126 and over.
+    /// Holds an [`excerpt`] of it.
     #[error("`{0}` is outside DynamoDB's number range (1E-130 to 9.9999999999999999999999999999999999999E+125)")]
     OutOfRange(String),
 }
@@ -53,18 +66,22 @@ pub enum NumberError {
 pub struct Number(BigDecimal);
 
 impl Number {
+    /// The number 0.
     pub fn zero() -> Self {
         Number(BigDecimal::zero())
     }
 
+    /// The number 1: what a counter adds per item.
     pub fn one() -> Self {
         Number(BigDecimal::one())
     }
 
+    /// Whether the value is 0 (however it was written: `0.00`, `-0`).
     pub fn is_zero(&self) -> bool {
         self.0.is_zero()
     }
 
+    /// Whether the value is below 0.
     pub fn is_negative(&self) -> bool {
         self.0.is_negative()
     }

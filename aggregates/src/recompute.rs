@@ -17,18 +17,25 @@ use crate::rules::{AggregateId, Average, FieldId, RuleAssessment, Rules};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recompute<'r> {
     rules: &'r Rules,
+    /// The sum of every valid source item's contribution: each aggregate as it should be.
     pub totals: Deltas,
+    /// Items added ([`Recompute::add_item`]), whatever they turned out to be.
     pub items: u64,
+    /// Items skipped as tally's own by their keys (aggregates, bookkeeping).
     pub own_items: u64,
+    /// Items no entity matches.
     pub unknown: u64,
+    /// Invalid items, by rejection reason ([`crate::Violation::reason`]).
     pub rejected: BTreeMap<&'r str, u64>,
 }
 
 impl<'r> Recompute<'r> {
+    /// Nothing recomputed yet, under `rules`.
     pub fn new(rules: &'r Rules) -> Self {
         Recompute { rules, totals: Deltas::new(), items: 0, own_items: 0, unknown: 0, rejected: BTreeMap::new() }
     }
 
+    /// The rules items are assessed with.
     pub fn rules(&self) -> &'r Rules {
         self.rules
     }
@@ -56,6 +63,7 @@ impl<'r> Recompute<'r> {
         Some(assessment)
     }
 
+    /// Adds another recompute's totals and counts: that of a disjoint slice of the same table.
     pub fn combine(&mut self, other: &Recompute<'r>) {
         self.totals.merge(&other.totals);
         self.items += other.items;
@@ -81,7 +89,9 @@ impl<'r> Recompute<'r> {
 /// The stored fields of one aggregate item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateValues {
+    /// The aggregate it is an item of.
     pub kind: AggregateId,
+    /// Each counter and sum of the item, with its value.
     pub fields: BTreeMap<FieldId, Number>,
 }
 
@@ -91,6 +101,7 @@ impl AggregateValues {
         AggregateValues { kind, fields: rules.aggregate(kind).fields().map(|field| (field, Number::zero())).collect() }
     }
 
+    /// The value of `field`: 0 if the item does not have it.
     pub fn get(&self, field: FieldId) -> Number {
         self.fields.get(&field).cloned().unwrap_or_default()
     }

@@ -10,6 +10,9 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::compiled::{
+    Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
+};
 use super::digest;
 use super::errors::{Position, Problem, RuleError, RulesErrors};
 use super::model::{
@@ -17,9 +20,6 @@ use super::model::{
     Targets, Text, WhenDecl,
 };
 use super::pattern::{CaptureType, Pattern};
-use super::compiled::{
-    Add, Aggregate, AggregateId, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Index, Limits, Rules, Table,
-};
 use super::safety::{self, Places};
 use crate::keys::{
     attributes, LEDGER_PK_INFIX, MAX_PARTITION_KEY_BYTES, MAX_SOURCE_PK_BYTES, MAX_SOURCE_SK_BYTES, TALLY_TYPE_PREFIX, TYPE_ATTRIBUTE,
@@ -27,12 +27,12 @@ use crate::keys::{
 use crate::number::AVERAGE_SCALE;
 
 /// Most digits, integer and fraction together, a summed attribute may allow: a sum of 10^10
-/// values (SPEC) then fits DynamoDB's 38.
+/// values (the university contract's bound) then fits DynamoDB's 38.
 const SUMMED_DIGITS: u64 = 28;
 
 /// The reason of a negative value when `non_negative` names none.
 const NEGATIVE_REASON: &str = "negative_number";
-/// The TTL attribute of a table whose file names none (SPEC's).
+/// The TTL attribute of a table whose file names none (the university's).
 const DEFAULT_TTL: &str = "ttl";
 
 /// Parses, checks and compiles `text`.

@@ -58,10 +58,12 @@ impl Rules {
         self.digest == Rules::university().digest
     }
 
+    /// How the table names its keys and types, and which keys are tally's own.
     pub fn table(&self) -> &Table {
         &self.table
     }
 
+    /// The longest own keys a source item may have.
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -81,6 +83,7 @@ impl Rules {
         &self.aggregates
     }
 
+    /// The aggregate `id` names.
     pub fn aggregate(&self, id: AggregateId) -> &Aggregate {
         &self.aggregates[id.0]
     }
@@ -179,6 +182,7 @@ pub struct Index {
 }
 
 impl Index {
+    /// The index's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -194,12 +198,17 @@ impl Index {
     }
 }
 
-/// The longest own keys a source item may have, in UTF-8 bytes (SPEC: 1,984 and 960, which
-/// leave room for its ledger's key). A file may lower them, never raise them. Aggregate keys
-/// are held to DynamoDB's own limits ([`crate::keys::MAX_PARTITION_KEY_BYTES`], ...).
+/// The longest own keys a source item may have, in UTF-8 bytes (by default 1,984 and 960, as
+/// the university contract sets them, which leave room for its ledger's key). A file may lower
+/// them, never raise them. Aggregate keys are held to DynamoDB's own limits
+/// ([`crate::keys::MAX_PARTITION_KEY_BYTES`], ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Most bytes in a source item's own partition key (`limits.source_pk_bytes`); over it, the
+    /// image is rejected (`key_too_long`).
     pub source_pk_bytes: usize,
+    /// Most bytes in a source item's own sort key (`limits.source_sk_bytes`); over it, the image
+    /// is rejected (`key_too_long`).
     pub source_sk_bytes: usize,
 }
 
@@ -362,7 +371,7 @@ impl Aggregate {
 }
 
 /// `sum / count`, rounded half-even to `places`; absent (the attribute removed) when `count`
-/// is not positive. SPEC's `gradeAverage`.
+/// is not positive. The university's `gradeAverage` is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Average {
     pub(crate) name: String,
@@ -377,14 +386,17 @@ impl Average {
         &self.name
     }
 
+    /// The sum it divides: a sum of the same aggregate.
     pub fn sum(&self) -> FieldId {
         self.sum
     }
 
+    /// The count it divides by: a counter of the same aggregate.
     pub fn count(&self) -> FieldId {
         self.count
     }
 
+    /// Decimal places it is rounded to, 0 to 4.
     pub fn places(&self) -> u32 {
         self.places
     }
@@ -408,6 +420,7 @@ impl Average {
 pub struct AggregateId(pub(crate) usize);
 
 impl AggregateId {
+    /// Its position in [`Rules::aggregates`].
     pub fn index(self) -> usize {
         self.0
     }
@@ -418,6 +431,7 @@ impl AggregateId {
 pub struct FieldId(pub(crate) usize);
 
 impl FieldId {
+    /// Its position among the rules' counters and sums, each name once across all aggregates.
     pub fn index(self) -> usize {
         self.0
     }

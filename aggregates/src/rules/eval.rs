@@ -9,9 +9,9 @@ use chrono::NaiveDate;
 use serde_dynamo::{AttributeValue, Item};
 
 use super::assessment::{NumberProblem, RuleAssessment, Violation};
+use super::compiled::{Add, Aggregate, AggregateId, Amount, Attribute, Condition, Entity, Group, Rules};
 use super::model::AttributeType;
 use super::pattern::{Capture, CaptureType, KeyPart, Pattern, DAY_FORMAT};
-use super::compiled::{Add, Aggregate, AggregateId, Amount, Attribute, Condition, Entity, Group, Rules};
 use crate::dates::{calendar_date, utc_day};
 use crate::deltas::Deltas;
 use crate::keys::{AggregateKey, KeyOwner, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
@@ -98,8 +98,8 @@ impl Rules {
                 continue;
             }
             let aggregate = &self.aggregates[group.aggregate.0];
-            // A key parameter bound to an absent attribute: nothing to add there (SPEC: "an
-            // item with no date adds nothing here").
+            // A key parameter bound to an absent attribute: nothing to add there (the university
+            // contract: "an item without a date adds nothing there").
             let Some(key) = render(aggregate, group, values) else { continue };
             if let Some(violation) = self.oversized(aggregate, &key).or_else(|| self.ambiguous(aggregate, group, values, &key)) {
                 if unwritable.as_ref().is_none_or(|(first, _)| key < *first) {

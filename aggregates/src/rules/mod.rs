@@ -1,6 +1,6 @@
 //! Rules as data: a single-table design's entities and aggregates, declared in a TOML file,
-//! checked and compiled once, then evaluated per image with the exact semantics of the
-//! rules SPEC states for the university table.
+//! checked and compiled once, then evaluated per image with exactly the semantics the university
+//! contract (docs/university.md) states for its table.
 //!
 //! # The file
 //!
@@ -32,7 +32,7 @@
 //! # when = { present = "coupon", equals = { status = "paid" } }
 //! ```
 //!
-//! [`UNIVERSITY`] (`aggregates/rules/university.toml`) is SPEC's table, and
+//! [`UNIVERSITY`] (`aggregates/rules/university.toml`) is the university contract's table, and
 //! `aggregates/rules/rules.schema.json` a JSON Schema of the format for editors.
 //!
 //! Why TOML: it has comments (a rules file explains itself, as `university.toml` does), no
@@ -61,23 +61,24 @@
 
 mod assessment;
 mod compile;
+mod compiled;
 mod digest;
 mod errors;
 mod eval;
 mod language;
 mod model;
 mod pattern;
-mod compiled;
 mod safety;
 
 use std::sync::OnceLock;
 
 pub use assessment::{NumberProblem, RuleAssessment, Violation};
+pub use compiled::{Aggregate, AggregateId, Average, Entity, FieldId, Index, Limits, Rules, Table};
 pub use errors::{Position, Problem, RuleError, RulesErrors};
 pub use pattern::PatternError;
-pub use compiled::{Aggregate, AggregateId, Average, Entity, FieldId, Index, Limits, Rules, Table};
 
-/// SPEC's university table, as rules: the default.
+/// The university table of the university contract (docs/university.md), as rules: the
+/// default.
 pub const UNIVERSITY: &str = include_str!("../../rules/university.toml");
 
 /// The name [`Rules::university`] is loaded under, as errors and [`Rules::source_name`] show it.

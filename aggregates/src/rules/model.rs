@@ -152,7 +152,7 @@ pub(crate) struct AttributeDecl {
     pub max_digits: Option<Spanned<DigitsDecl>>,
 }
 
-/// `max_digits = { integer = 20, fraction = 8 }`: SPEC's `out_of_range` bounds.
+/// `max_digits = { integer = 20, fraction = 8 }`: the university contract's `out_of_range` bounds.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DigitsDecl {

@@ -23,7 +23,8 @@ pub(crate) enum CaptureType {
 }
 
 impl CaptureType {
-    /// How a capture of this type is written in a shape (SPEC writes `{YYYY-MM-DD}`).
+    /// How a capture of this type is written in a shape (the university contract writes
+    /// `{YYYY-MM-DD}`).
     fn shape(self, name: &str, shape: &mut String) {
         match self {
             CaptureType::Id => {
@@ -67,16 +68,29 @@ pub(crate) struct Pattern {
 /// Why a pattern does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
+    /// The pattern is `""`.
     #[error("a key cannot be empty")]
     Empty,
+    /// A `{` opens a capture that no `}` closes.
     #[error("`{{` is not closed")]
     Unclosed,
+    /// A single `}` outside any capture.
     #[error("`}}` closes nothing (write `}}}}` for a literal one)")]
     Stray,
+    /// A capture's name, given, is not a letter or `_` followed by letters, digits or `_`
+    /// (`{}`, `{1st}`).
     #[error("`{0}` is not a capture name (a letter or `_`, then letters, digits or `_`)")]
     BadName(String),
+    /// A capture's type, after its `:`, is not `id`, `date` or `datetime`.
     #[error("capture `{name}` has unknown type `{kind}` (expected `id`, `date` or `datetime`)")]
-    UnknownType { name: String, kind: String },
+    UnknownType {
+        /// The capture's name.
+        name: String,
+        /// The type as written.
+        kind: String,
+    },
+    /// Two captures, named, follow each other with no literal text between them: where the first
+    /// ends could not be told.
     #[error("captures `{0}` and `{1}` need literal text between them")]
     Adjacent(String, String),
 }
