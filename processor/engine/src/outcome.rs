@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
 
 use crate::decode::Origin;
@@ -95,6 +97,26 @@ impl BatchOutcome {
     /// Position of the first record not applied, if any was not.
     pub fn failed_from(&self) -> Option<usize> {
         self.failure.as_ref().map(|failure| failure.from)
+    }
+
+    /// The answer to Lambda for the batch `records` this is the outcome of, with
+    /// `ReportBatchItemFailures`: every record from the first not applied to the end of the batch,
+    /// by sequence number, to be delivered again; none when all were applied.
+    pub fn response(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(from) = self.failed_from() {
+            response.batch_item_failures = records
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .map(|record| {
+                    let mut failure = DynamoDbBatchItemFailure::default();
+                    failure.item_identifier = record.change.sequence_number.clone();
+                    failure
+                })
+                .collect();
+        }
+        response
     }
 
     /// Records of `class`.

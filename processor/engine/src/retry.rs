@@ -10,7 +10,7 @@
 //! of it, so the first wait is 15–30 ms and the longest 1.5–3 s (the same bounds as the ±50 %
 //! around 20 ms…2 s this had with `backoff`). No attempt or total-time limit: the deadline is it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use std::future::Future;
 
@@ -76,6 +76,25 @@ impl RetryBudget {
     pub fn reset(&mut self) {
         self.backoff = BACKOFF.build();
     }
+}
+
+/// Time kept back from a Lambda invocation's deadline to report failures before Lambda ends it.
+const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Deadlines below this (in ms) cannot be epoch times (they fall before 2001): runtime emulators,
+/// cargo-lambda's among them, send the time budget itself (`600000`) rather than an epoch instant.
+const EPOCH_DEADLINE_FLOOR_MS: u64 = 1_000_000_000_000;
+
+/// The instant a Lambda handler stops retrying: the invocation's deadline (epoch ms, the
+/// runtime's `Lambda-Runtime-Deadline-Ms`, `lambda_runtime::Context::deadline`) less a margin of
+/// a fifth of the time left, at most 3 s, to report what was not applied.
+pub fn lambda_deadline(deadline_ms: u64) -> Instant {
+    let remaining = if deadline_ms < EPOCH_DEADLINE_FLOOR_MS {
+        Duration::from_millis(deadline_ms)
+    } else {
+        (SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)).duration_since(SystemTime::now()).unwrap_or_default()
+    };
+    Instant::now() + remaining - (remaining / 5).min(MAX_SAFETY_MARGIN)
 }
 
 /// Why [`retry_until`] stopped without a result.
@@ -179,6 +198,26 @@ mod tests {
         let gave_up = retry_until(&mut budget, || async { Err::<(), _>(transient()) }).await.unwrap_err();
         assert!(gave_up.is_gave_up() && gave_up.to_string().starts_with("giving up after retries: transient"), "{gave_up}");
         assert!(Instant::now() - started < Duration::from_secs(5));
+    }
+
+    fn epoch_ms(at: SystemTime) -> u64 {
+        at.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_millis() as u64
+    }
+
+    #[test]
+    fn keeps_a_margin_before_lambdas_deadline() {
+        let now = Instant::now();
+        let left = lambda_deadline(epoch_ms(SystemTime::now() + Duration::from_secs(60))) - now;
+        assert!(left > Duration::from_millis(56_900) && left < Duration::from_millis(57_100), "{left:?}");
+        let short = lambda_deadline(epoch_ms(SystemTime::now() + Duration::from_secs(1))) - Instant::now();
+        assert!(short <= Duration::from_millis(800), "{short:?}");
+        assert!(lambda_deadline(epoch_ms(SystemTime::now() - Duration::from_secs(5))) <= Instant::now());
+    }
+
+    #[test]
+    fn an_emulators_relative_budget_is_a_budget() {
+        let left = lambda_deadline(600_000) - Instant::now();
+        assert!(left > Duration::from_millis(596_900) && left <= Duration::from_secs(597), "{left:?}");
     }
 
     #[tokio::test(start_paused = true)]
