@@ -2,7 +2,7 @@
 //!
 //! A record that cannot be identified (no table keys, no sequence number) fails the whole batch
 //! before anything is written: it has no stable identity to report or to skip safely. A record
-//! whose images break SPEC's rules is not malformed: its bad image simply contributes nothing.
+//! whose images the rules reject is not malformed: its bad image simply contributes nothing.
 
 use aggregates::{excerpt, KeyOwner, RuleAssessment, Rules, Violation};
 use aws_lambda_events::event::dynamodb::EventRecord;
@@ -101,11 +101,18 @@ pub enum Origin {
 pub struct Change<'r> {
     /// Position in the batch.
     pub index: usize,
+    /// The record's `eventID`, as delivered.
     pub event_id: String,
+    /// The record's `dynamodb.SequenceNumber`; zero for another table's record without one.
     pub sequence: SequenceNumber,
+    /// The table key of the item the record is about, from `dynamodb.Keys`; for another table's
+    /// record, empty where its keys are not the rules' key attributes.
     pub key: ItemKey,
+    /// Whose item it is: only a [`Origin::Source`] record is applied.
     pub origin: Origin,
+    /// The old image as the rules assess it; absent on an INSERT and for another table's record.
     pub old: RuleAssessment<'r>,
+    /// The new image as the rules assess it; absent on a REMOVE and for another table's record.
     pub new: RuleAssessment<'r>,
     /// A deletion by DynamoDB's TTL sweeper.
     pub ttl_deletion: bool,
@@ -130,8 +137,8 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
     let fail = |kind: DecodeErrorKind| DecodeError { index, event_id: record.event_id.clone(), kind };
     let stream = &record.change;
     // Another table's record is skipped whatever its keys are called, and never fails a batch
-    // (SPEC): so the table is judged before anything else is read. A record without an ARN (a
-    // hand-written fixture) is taken as this table's.
+    // (the university contract, docs/university.md): so the table is judged before anything else
+    // is read. A record without an ARN (a hand-written fixture) is taken as this table's.
     let other_table = match record.event_source_arn.as_deref() {
         None => false,
         Some(arn) => match table_of_stream(arn) {
@@ -145,9 +152,7 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
         // Nothing is applied or reported by it: its position is moot.
         (_, true) => SequenceNumber::zero(),
         (None, false) => return Err(fail(DecodeErrorKind::MissingSequenceNumber)),
-        (Some((text, None)), false) => {
-            return Err(fail(DecodeErrorKind::BadSequenceNumber(excerpt(text))))
-        }
+        (Some((text, None)), false) => return Err(fail(DecodeErrorKind::BadSequenceNumber(excerpt(text)))),
     };
     // Read the table keys by name: DynamoDB Local mixes GSI keys into `Keys` on TTL deletions.
     let key_attr = |name: &str| match stream.keys.get(name) {

@@ -10,12 +10,13 @@
 //! - [`retry`] decides when to try again;
 //! - [`rules_file`] loads the rules a process runs under (`TALLY_RULES`);
 //! - [`telemetry`] holds logging and metric names;
-//! - [`stream`] (feature `streams`) reads a table's stream outside Lambda.
+//! - `stream` (feature `streams`) reads a table's stream outside Lambda.
 //!
 //! A team's own Lambda handler builds one [`Engine`] at init, from its rules and a
 //! [`store::DynamoTable`], and calls [`Engine::apply`] with each batch.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 mod batch;

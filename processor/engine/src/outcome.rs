@@ -21,8 +21,9 @@ pub enum RecordClass {
     AlreadyApplied,
     /// It changed nothing any aggregate counts.
     NoEffect,
-    /// Its item was refused for good (SPEC, "No poison"): DynamoDB cannot store it, or it needs
-    /// a ledger or an aggregate whose item is not tally's or is corrupt.
+    /// Its item was refused for good (the university contract, docs/university.md: "No poison"):
+    /// DynamoDB cannot store it, or it needs a ledger or an aggregate whose item is not tally's or
+    /// is corrupt.
     Refused,
     /// An aggregate tally wrote, coming back on the stream.
     OwnAggregate,
@@ -47,6 +48,8 @@ impl RecordClass {
         }
     }
 
+    /// Its name as the metric's `Class` dimension, in logs and in JSON: `applied`,
+    /// `already_applied`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             RecordClass::Applied => "applied",
@@ -77,19 +80,23 @@ impl fmt::Display for RecordClass {
 /// What became of a batch.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutcome {
+    /// Records in the batch.
     pub records: usize,
     /// Records by what happened to them.
     pub by_class: BTreeMap<RecordClass, u64>,
     /// Rejected images by reason; the records still count in `by_class`.
     pub rejected: BTreeMap<String, u64>,
+    /// Source records of deletions by DynamoDB's TTL.
     pub ttl_deletions: u64,
     /// Commits that found an item changed since it was read, and were re-planned.
     pub conflicts: u64,
     /// Waits after a transient failure or a conflict.
     pub retries: u64,
+    /// Transactions committed.
     pub transactions: u64,
     /// Set when some records were not applied.
     pub failure: Option<BatchFailure>,
+    /// The DynamoDB work the batch took.
     pub usage: Usage,
 }
 
@@ -181,6 +188,7 @@ impl fmt::Display for BatchFailure {
 pub enum Cause {
     /// The deadline came before they could be applied. Transient: a redelivery may apply them.
     Deadline {
+        /// Where in the loop it passed.
         during: Stage,
         /// The conflict or transient failure that made the last attempt fail, if one did.
         last_failure: Option<StoreError>,
@@ -224,7 +232,8 @@ impl fmt::Display for Cause {
 
 /// A source item refused for good: DynamoDB refused its reads or writes, or one of its ledgers
 /// or aggregates is an item that is not tally's or is corrupt. Its records stay unapplied: they
-/// are reported as failures, and a redelivery fails the same way (SPEC, "No poison").
+/// are reported as failures, and a redelivery fails the same way (the university contract,
+/// docs/university.md: "No poison").
 #[derive(Debug, Clone)]
 pub struct Refused {
     /// Batch position of the item's first record.
@@ -247,21 +256,30 @@ impl fmt::Display for Refused {
 /// Many batches' outcomes added up: what `replay` and `consume` report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
+    /// Records, every batch's.
     pub records: u64,
+    /// Records by what happened to them.
     pub by_class: BTreeMap<RecordClass, u64>,
+    /// Rejected images by reason; the records still count in `by_class`.
     pub rejected: BTreeMap<String, u64>,
+    /// Source records of deletions by DynamoDB's TTL.
     pub ttl_deletions: u64,
+    /// Commits that found an item changed since it was read, and were re-planned.
     pub conflicts: u64,
+    /// DynamoDB requests sent.
     pub dynamodb_requests: u64,
-    /// Capacity as DynamoDB reported it.
+    /// Read capacity as DynamoDB reported it.
     pub read_units: f64,
+    /// Write capacity as DynamoDB reported it.
     pub write_units: f64,
-    /// Capacity from the documented sizing rules (DynamoDB Local under-reports).
+    /// Read capacity from the documented sizing rules (DynamoDB Local under-reports).
     pub estimated_read_units: u64,
+    /// Write capacity from the documented sizing rules.
     pub estimated_write_units: u64,
 }
 
 impl Totals {
+    /// Adds one batch's outcome.
     pub fn add(&mut self, outcome: &BatchOutcome) {
         self.records += outcome.records as u64;
         for (class, count) in &outcome.by_class {
@@ -293,7 +311,8 @@ mod tests {
 
     #[test]
     fn only_a_batch_the_deadline_cut_short_is_worth_retrying() {
-        let deadline = Cause::Deadline { during: Stage::Commit, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
+        let deadline =
+            Cause::Deadline { during: Stage::Commit, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
         let failure = |cause, refused| BatchFailure { from: 3, cause, refused };
         assert!(failure(Some(deadline.clone()), vec![]).is_retryable());
         assert!(failure(Some(deadline), vec![refused(1)]).is_retryable(), "the items the deadline held back may still apply");
@@ -304,7 +323,8 @@ mod tests {
 
     #[test]
     fn a_failure_says_what_was_left_and_why() {
-        let deadline = Cause::Deadline { during: Stage::Read, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
+        let deadline =
+            Cause::Deadline { during: Stage::Read, last_failure: Some(StoreError::Transient(Failure::new("BatchGetItem", "throttled"))) };
         let both = BatchFailure { from: 1, cause: Some(deadline), refused: vec![refused(1), refused(4)] };
         assert_eq!(
             both.to_string(),

@@ -18,6 +18,7 @@ pub use aggregates::keys::MAX_TRANSACTION_ACTIONS;
 /// All of one source item's records in a batch, coalesced.
 #[derive(Debug, Clone)]
 pub struct ItemChanges {
+    /// The source item.
     pub key: ItemKey,
     /// `(batch position, sequence number)` in sequence order, redelivered duplicates dropped.
     pub records: Vec<(usize, SequenceNumber)>,
@@ -32,15 +33,18 @@ pub struct ItemChanges {
 }
 
 impl ItemChanges {
-    pub fn first_index(&self) -> usize {
+    /// Batch position of the item's first record.
+    pub(crate) fn first_index(&self) -> usize {
         self.records.iter().map(|(index, _)| *index).min().unwrap_or(usize::MAX)
     }
 
-    pub fn first_sequence(&self) -> &SequenceNumber {
+    /// Sequence number of the item's oldest record.
+    pub(crate) fn first_sequence(&self) -> &SequenceNumber {
         &self.records.first().expect("an item has at least one record").1
     }
 
-    pub fn last_sequence(&self) -> &SequenceNumber {
+    /// Sequence number of the item's newest record.
+    pub(crate) fn last_sequence(&self) -> &SequenceNumber {
         &self.records.last().expect("an item has at least one record").1
     }
 }
@@ -77,7 +81,9 @@ pub fn group(changes: &[Change<'_>]) -> Vec<ItemChanges> {
 /// The ledgers and aggregates a plan is computed from; `None` means the item does not exist.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
+    /// Ledgers, by the source item they belong to.
     pub ledgers: HashMap<ItemKey, Option<Ledger>>,
+    /// Aggregates, by key.
     pub aggregates: HashMap<AggregateKey, Option<StoredAggregate>>,
 }
 
@@ -86,12 +92,15 @@ pub struct Snapshot {
 pub struct PlannedCommit {
     /// Positions in the plan's item list this commit applies.
     pub items: Vec<usize>,
+    /// One ledger per item.
     pub ledgers: Vec<LedgerWrite>,
+    /// Every aggregate the items move, with its new absolute values.
     pub aggregates: Vec<AggregateWrite>,
 }
 
 impl PlannedCommit {
-    pub fn actions(&self) -> usize {
+    /// Its puts: ledgers and aggregates.
+    pub(crate) fn actions(&self) -> usize {
         self.ledgers.len() + self.aggregates.len()
     }
 }
@@ -104,6 +113,8 @@ pub struct Plan {
     /// Items that never touch an aggregate (courses, users, sessions, always-invalid images):
     /// nothing to write.
     pub no_effect: Vec<usize>,
+    /// The transactions of every other item, to commit in order: each expects the versions the
+    /// one before it writes.
     pub commits: Vec<PlannedCommit>,
 }
 

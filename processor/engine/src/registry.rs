@@ -17,6 +17,7 @@ use crate::items::ItemKey;
 /// (`tally#` for the university) and carries its own type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bookkeeping {
+    /// The type it carries in the rules' type attribute (`tally_ledger`).
     pub entity_type: &'static str,
     /// The partition key after the bookkeeping prefix, or the start of it when the kind has
     /// many partitions.

@@ -40,6 +40,7 @@ pub struct RetryBudget {
 pub struct DeadlineReached;
 
 impl RetryBudget {
+    /// A budget that ends at `deadline`, its first wait a short one.
     pub fn new(deadline: Instant) -> Self {
         RetryBudget { deadline, backoff: BACKOFF.build() }
     }
@@ -54,10 +55,12 @@ impl RetryBudget {
         RetryBudget::new(Instant::now() + time)
     }
 
+    /// When the budget ends.
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
 
+    /// Whether the deadline has come.
     pub fn expired(&self) -> bool {
         Instant::now() >= self.deadline
     }

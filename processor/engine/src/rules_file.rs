@@ -16,7 +16,12 @@ pub const RULES_ENV: &str = "TALLY_RULES";
 pub enum LoadError {
     /// The file could not be read at all (missing, a directory, no permission).
     #[error("{}: cannot read: {problem}", .path.display())]
-    Read { path: PathBuf, problem: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read, as the system said.
+        problem: String,
+    },
     /// The file was read but does not load: every problem, at its line and column.
     #[error("{0}")]
     Invalid(RulesErrors),

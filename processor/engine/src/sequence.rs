@@ -24,6 +24,7 @@ impl SequenceNumber {
         SequenceNumber("0".to_owned())
     }
 
+    /// Its digits, leading zeros stripped (`0` for zero).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -10,20 +10,33 @@ use metrics::{counter, describe_histogram, histogram, Unit};
 
 use crate::outcome::{BatchOutcome, RecordClass};
 
+/// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "Tally";
 
+/// Records, by what became of them: dimension `Class`, a [`RecordClass`].
 pub const RECORDS: &str = "Records";
+/// Rejected images, every reason together.
 pub const RECORDS_REJECTED: &str = "RecordsRejected";
+/// Rejected images, by dimension `Reason`.
 pub const RECORDS_REJECTED_BY_REASON: &str = "RecordsRejectedByReason";
+/// Records left unapplied, to be delivered again: from a batch's first unapplied record to its end.
 pub const RECORDS_FAILED: &str = "RecordsFailed";
-/// Records of items DynamoDB refused for good (SPEC, "No poison"); alarmed in infra/.
+/// Records of items DynamoDB refused for good (the university contract, docs/university.md:
+/// "No poison"); alarmed in infra/.
 pub const RECORDS_REFUSED: &str = "RecordsRefused";
+/// Source records of deletions by DynamoDB's TTL.
 pub const TTL_DELETIONS: &str = "TtlDeletions";
+/// Commits that found an item changed since it was read, and were re-planned.
 pub const CONFLICT_RETRIES: &str = "ConflictRetries";
+/// Waits after a transient failure or a conflict.
 pub const RETRIES: &str = "Retries";
+/// DynamoDB requests sent.
 pub const DYNAMODB_REQUESTS: &str = "DynamoDbRequests";
+/// Write capacity units one batch consumed, as DynamoDB reported them (a histogram).
 pub const CONSUMED_WRITE_UNITS: &str = "ConsumedWriteUnits";
+/// Read capacity units one batch consumed, as DynamoDB reported them (a histogram).
 pub const CONSUMED_READ_UNITS: &str = "ConsumedReadUnits";
+/// Time to apply one batch, in milliseconds (a histogram).
 pub const BATCH_DURATION: &str = "BatchDuration";
 
 /// Installs the log subscriber; `RUST_LOG` filters (default `info`).

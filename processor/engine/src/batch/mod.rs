@@ -5,7 +5,7 @@
 //! condition that every item is still as read. A failed condition means a concurrent writer or
 //! a redelivery got there first: the cancellation reasons carry the items' current state, the
 //! snapshot is corrected and the rest re-planned. See docs/design.md for why this is exact under
-//! every delivery schedule SPEC lists.
+//! every delivery schedule the university contract (docs/university.md) lists.
 //!
 //! # No poison
 //! An item that can never be applied must not hold back the rest of its batch: DynamoDB refuses

@@ -1,9 +1,9 @@
 //! Engine-loop tests over the in-memory table: no server, paused clock.
 //!
 //! Each test delivers stream records as Lambda would (built by [`build`]), scripts what the
-//! network does ([`Fault`]s, latency, a concurrent writer), and checks what SPEC's guarantees
-//! promise: aggregates equal to a recompute from the items' final images, and an outcome that
-//! reports exactly the records left unapplied.
+//! network does ([`Fault`]s, latency, a concurrent writer), and checks what the guarantees of the
+//! university contract (docs/university.md) promise: aggregates equal to a recompute from the
+//! items' final images, and an outcome that reports exactly the records left unapplied.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use aggregates::{AggregateKey, AggregateValues, FieldId, Number, Rules};
 use serde_json::json;
 
 use super::*;
-use crate::items::{AggregateWrite, StoredAggregate};
 use crate::items::ItemKey;
+use crate::items::{AggregateWrite, StoredAggregate};
 use crate::store::memory::{Call, Fault, MemoryTable};
 use crate::store::SdkItem;
 use build::{assignment, changes, enrollment, expected, held, instructor, key, ledger, submission, Rec};
@@ -431,9 +431,7 @@ async fn a_concurrent_write_between_read_and_commit_is_replanned_from_its_new_va
     let write = AggregateWrite { key: course("c2"), expected_version: None, stored: StoredAggregate { values: theirs, version: 7 } };
     let concurrent_writer = async {
         tokio::time::sleep(LATENCY * 5 / 2).await;
-        engine
-            .store()
-            .put_item(ItemKey::from(&course("c2")), engine.store().codec().encode_aggregate(&write, chrono::Utc::now()).item);
+        engine.store().put_item(ItemKey::from(&course("c2")), engine.store().codec().encode_aggregate(&write, chrono::Utc::now()).item);
     };
     let changes = changes(&batch);
 

@@ -18,7 +18,9 @@ use crate::registry::CHECKPOINT;
 /// One shard's position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The sequence number of the last record applied from the shard; `None` until one is.
     pub sequence: Option<String>,
+    /// Whether the shard is closed and was read to its end.
     pub finished: bool,
 }
 
@@ -30,11 +32,13 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
+    /// The checkpoints of the stream `stream_arn`, kept in `table`.
     pub fn new(table: DynamoTable, stream_arn: &str) -> Self {
         let pk = format!("{}{stream_arn}", CHECKPOINT.pk_prefix(table.codec().rules().table()));
         Checkpoints { table, pk }
     }
 
+    /// Every shard's checkpoint, by shard id (consistent reads).
     pub async fn load(&self) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let mut checkpoints = HashMap::new();
         let sk = self.table.codec().rules().table().sk();
@@ -53,6 +57,7 @@ impl Checkpoints {
         Ok(checkpoints)
     }
 
+    /// Writes `shard`'s checkpoint, replacing the one before.
     pub async fn save(&self, shard: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let key = ItemKey { pk: self.pk.clone(), sk: shard.to_owned() };
         let mut item = self.table.codec().bookkeeping_item(CHECKPOINT, &key, Utc::now());

@@ -1,9 +1,10 @@
 //! The items tally writes, to and from DynamoDB attributes.
 //!
-//! Aggregate items carry SPEC's fields plus `version`, the counter their optimistic writes are
-//! conditioned on. Ledger items (`pk` = `tally#ledger#{source pk}`, `sk` = source sk) hold the last
-//! sequence number applied for one source item and the contribution the aggregates hold for it;
-//! they expire by TTL after the stream's 24 h retention.
+//! Aggregate items carry the fields the rules give them (the university's: docs/university.md)
+//! plus `version`, the counter their optimistic writes are conditioned on. Ledger items (`pk` =
+//! `tally#ledger#{source pk}`, `sk` = source sk) hold the last sequence number applied for one
+//! source item and the contribution the aggregates hold for it; they expire by TTL after the
+//! stream's 24 h retention.
 //!
 //! Names come from the rules: the key attributes, the TTL attribute, the bookkeeping prefix,
 //! each aggregate's fields and averages, and the attribute tally's items carry their type in.
@@ -16,23 +17,31 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::items::ItemKey;
 use crate::items::{AggregateWrite, Assumption, Ledger, LedgerWrite, StoredAggregate};
 use crate::registry::{self, Bookkeeping, LEDGER};
-use std::sync::Arc;
 use crate::sequence::SequenceNumber;
 use crate::store::error::{Current, SdkItem, StoreError};
 use crate::store::Commit;
+use std::sync::Arc;
 
-use registry::attributes::{ASSUMED_BASELINE, ASSUMED_FROM, BACKFILL_RUN, CONTRIBUTION, FIELDS, RULES_DIGEST, SEQUENCE_NUMBER, VERSION, WRITTEN_BY};
+use registry::attributes::{
+    ASSUMED_BASELINE, ASSUMED_FROM, BACKFILL_RUN, CONTRIBUTION, FIELDS, RULES_DIGEST, SEQUENCE_NUMBER, VERSION, WRITTEN_BY,
+};
 use registry::LEDGER_RETENTION;
 
 /// Who wrote a ledger: backfill's writes must not look like stream activity to the next backfill,
 /// and a segmented run's workers must see which ledgers another worker of the run has reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writer<'a> {
+    /// The engine, applying the stream's records.
     Stream,
-    Backfill { run: Option<&'a str> },
+    /// A backfill.
+    Backfill {
+        /// The segmented run it belongs to; `None` for a whole-table backfill.
+        run: Option<&'a str>,
+    },
 }
 
 impl Writer<'_> {
+    /// The writer as a ledger's `writtenBy` records it: `stream` or `backfill`.
     pub fn as_str(self) -> &'static str {
         match self {
             Writer::Stream => "stream",
@@ -40,7 +49,6 @@ impl Writer<'_> {
         }
     }
 }
-
 
 /// A write that must find the item as it was read.
 #[derive(Debug, Clone, PartialEq)]
@@ -431,7 +439,9 @@ mod tests {
         untyped.remove("entityType");
         assert!(matches!(codec.read_aggregate(&key, &untyped), Err(StoreError::NotOwned { .. })));
         let ledger = ItemKey { pk: "tally#ledger#course#c1".into(), sk: "student#s1".into() };
-        assert!(matches!(codec.read_ledger(&ledger, &note), Err(StoreError::NotOwned { ref entity_type, .. }) if entity_type == "tally_ledger"));
+        assert!(
+            matches!(codec.read_ledger(&ledger, &note), Err(StoreError::NotOwned { ref entity_type, .. }) if entity_type == "tally_ledger")
+        );
         let mut own = note;
         own.insert("entityType".into(), s("stats"));
         assert_eq!(codec.read_aggregate(&key, &own).unwrap().version, 0, "tally's, from before versions");

@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::Client as DynamoDbClient;
 use chrono::Utc;
 
 use crate::items::ItemKey;
-use crate::retry::RetryBudget;
 use crate::registry::attributes::VERSION;
+use crate::retry::RetryBudget;
 use crate::store::codec::{Codec, ConditionalPut, Expect};
 use crate::store::error::{self, Failure, SdkItem, StoreError};
 use crate::store::{capacity, Commit, Found, Store, Usage};

@@ -46,19 +46,43 @@ pub enum StoreError {
         .key.pk,
         .key.sk
     )]
-    NotOwned { key: ItemKey, entity_type: String, type_attribute: String },
+    NotOwned {
+        /// Where tally keeps the ledger or the aggregate.
+        key: ItemKey,
+        /// The type tally gives that item: the aggregate's name, or `tally_ledger`.
+        entity_type: String,
+        /// The rules' type attribute (`entityType`).
+        type_attribute: String,
+    },
     /// An item of tally's own type does not have the shape tally writes. Permanent for the items
     /// that need it, but other items may go through: the engine narrows it down as it does
     /// [`StoreError::Refused`].
     #[error("item pk=`{}` sk=`{}` is corrupt: {problem}", .key.pk, .key.sk)]
-    Corrupt { key: ItemKey, problem: String },
+    Corrupt {
+        /// The item's key.
+        key: ItemKey,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// The state, at the failed commit, of an item whose condition failed (`None`: it is absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Current {
-    Ledger { source: ItemKey, ledger: Option<Ledger> },
-    Aggregate { key: AggregateKey, stored: Option<StoredAggregate> },
+    /// A ledger.
+    Ledger {
+        /// The source item it belongs to.
+        source: ItemKey,
+        /// The ledger as it is.
+        ledger: Option<Ledger>,
+    },
+    /// An aggregate.
+    Aggregate {
+        /// The aggregate.
+        key: AggregateKey,
+        /// The aggregate as it is.
+        stored: Option<StoredAggregate>,
+    },
 }
 
 /// A failed DynamoDB operation: what DynamoDB (or the SDK) said, and the SDK's typed error when
@@ -66,9 +90,11 @@ pub enum Current {
 /// chain the failure as its source: an error printed with its causes would repeat it.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The operation that failed (`BatchGetItem`, `TransactWriteItems`, ...).
     pub operation: &'static str,
     /// DynamoDB's error code (`ThrottlingException`, `ValidationException`, ...), when it gave one.
     pub code: Option<String>,
+    /// What DynamoDB or the SDK said; for an error DynamoDB answered, its code first.
     pub message: String,
     sdk_error: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -350,11 +376,7 @@ mod tests {
             CancellationReason::builder().code("ConditionalCheckFailed").set_item(Some(item)).build(),
             reason("ConditionalCheckFailed"),
         ];
-        let keys = [
-            ItemKey::from(&course("c0")),
-            ItemKey::from(&key),
-            codec().ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() }),
-        ];
+        let keys = [ItemKey::from(&course("c0")), ItemKey::from(&key), codec().ledger_key(&ItemKey { pk: "p".into(), sk: "s".into() })];
         match classify_commit(cancelled(reasons), &keys, &codec()) {
             StoreError::Changed(changed) => assert_eq!(
                 changed,

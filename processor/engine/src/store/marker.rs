@@ -1,4 +1,4 @@
-//! The mark a backfill keeps on the table while it writes (why: `tally_cli::backfill::marker`).
+//! The mark a backfill keeps on the table while it writes (why: `tally_jobs::backfill::in_progress`).
 //!
 //! One bookkeeping item, `pk` = `tally#backfill`, `sk` = `in-progress`, which the engine skips on
 //! the stream and scans count as [`TableItem::Other`](super::scan::TableItem::Other). `owner`
@@ -47,6 +47,7 @@ pub struct Mark {
 /// What [`Marker::clear`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cleared {
+    /// The mark was `owner`'s, and is cleared.
     Cleared,
     /// Another backfill set the mark since (or it is gone): it stays as it is.
     HeldByAnother,
@@ -59,6 +60,7 @@ pub struct Marker<'a> {
 }
 
 impl<'a> Marker<'a> {
+    /// The backfill mark of `table`.
     pub fn new(table: &'a DynamoTable) -> Self {
         Marker { table }
     }

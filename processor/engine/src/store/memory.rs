@@ -1,10 +1,10 @@
 //! [`Store`] in memory, for engine tests that need no server.
 //!
-//! Items are kept as the attributes [`codec`] writes, and each commit's conditions are evaluated
-//! on them as DynamoDB evaluates the ones [`DynamoTable`](super::DynamoTable) sends: all hold or
-//! nothing is written, and each failed condition is reported with the item's current state. What
-//! the network adds (throttling, an answer lost after the write landed, a refusal, latency) is
-//! scripted with [`Fault`]s, so a test decides exactly when each happens.
+//! Items are kept as the attributes the store's codec writes, and each commit's conditions are
+//! evaluated on them as DynamoDB evaluates the ones [`DynamoTable`](super::DynamoTable) sends: all
+//! hold or nothing is written, and each failed condition is reported with the item's current
+//! state. What the network adds (throttling, an answer lost after the write landed, a refusal,
+//! latency) is scripted with [`Fault`]s, so a test decides exactly when each happens.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +36,9 @@ pub enum Fault {
 /// Which calls a scripted fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// [`Store::read`].
     Read,
+    /// [`Store::commit`].
     Commit,
 }
 

@@ -41,12 +41,15 @@ use crate::items::{AggregateWrite, ItemKey, Ledger, LedgerWrite, StoredAggregate
 /// (DynamoDB Local does not report it faithfully).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
+    /// Requests sent.
     pub requests: u64,
-    /// Capacity as the responses report it.
+    /// Read capacity as the responses report it.
     pub read_units: f64,
+    /// Write capacity as the responses report it.
     pub write_units: f64,
-    /// Capacity from DynamoDB's documented sizing rules ([`capacity`]).
+    /// Read capacity from DynamoDB's documented sizing rules ([`capacity`]).
     pub estimated_read_units: u64,
+    /// Write capacity from DynamoDB's documented sizing rules ([`capacity`]).
     pub estimated_write_units: u64,
 }
 
@@ -68,6 +71,7 @@ impl std::ops::Sub for Usage {
 pub struct Found {
     /// Ledgers, by the source item they belong to.
     pub ledgers: HashMap<ItemKey, Ledger>,
+    /// Aggregates, by key.
     pub aggregates: HashMap<AggregateKey, StoredAggregate>,
 }
 
@@ -75,7 +79,9 @@ pub struct Found {
 /// version it was read at, or none does.
 #[derive(Debug, Clone, Copy)]
 pub struct Commit<'a> {
+    /// The ledgers to write.
     pub ledgers: &'a [LedgerWrite],
+    /// The aggregates to write.
     pub aggregates: &'a [AggregateWrite],
     /// Recorded on the ledgers: the next backfill must tell its own writes from the stream's.
     pub writer: Writer<'a>,

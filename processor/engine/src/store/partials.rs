@@ -1,5 +1,5 @@
 //! The partial sums of a segmented backfill run, kept in the table between its workers and the
-//! combine (why: `tally_cli::backfill`).
+//! combine (why: `tally_jobs::backfill`).
 //!
 //! Bookkeeping items under `pk` = `tally#backfill#{run}`, which the engine skips on the stream:
 //! - `sk` = `part#{segment:06}#{index:09}`: one aggregate's partial sums over one segment
@@ -19,12 +19,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use crate::items::ItemKey;
-use aggregates::keys::MAX_TRANSACTION_ACTIONS;
 use crate::registry::attributes::{AGGREGATE_PK, AGGREGATE_SK, ENTRIES, FIELDS, SCANNED_VERSION, TOTAL_SEGMENTS};
 use crate::registry::BACKFILL_PARTIAL;
 use crate::store::codec::{text, Codec, ConditionalPut, Expect};
 use crate::store::error::{SdkItem, StoreError};
 use crate::store::DynamoTable;
+use aggregates::keys::MAX_TRANSACTION_ACTIONS;
 
 const PART_PREFIX: &str = "part#";
 const DONE_PREFIX: &str = "done#";
@@ -38,6 +38,7 @@ pub const MAX_SUMS_PER_WRITE: usize = MAX_TRANSACTION_ACTIONS;
 /// One segment's sums of one aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialSum {
+    /// The aggregate summed.
     pub aggregate: AggregateKey,
     /// The fields the segment counts something for; none for an aggregate nothing counts any
     /// more (the combine then zeroes it).
@@ -50,6 +51,7 @@ pub struct PartialSum {
 /// A segment's marker as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentMark {
+    /// The segment it marks.
     pub segment: u32,
     /// `None` when the attribute is missing or not a whole number.
     pub total_segments: Option<u64>,
@@ -61,7 +63,9 @@ pub struct SegmentMark {
 /// One stored sum, as far as it could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSum {
+    /// The segment that wrote it.
     pub segment: u32,
+    /// Its number among the segment's sums, from 0.
     pub index: u64,
     /// Its sort key, to name it in messages.
     pub name: String,
@@ -73,12 +77,16 @@ pub struct StoredSum {
 /// Why a stored sum cannot be used. Permanent: only running the run's segments again rewrites it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unreadable {
+    /// `aggregatePk` or `aggregateSk` is missing, or together they name no aggregate of the rules.
     #[error("names no aggregate")]
     NoAggregate,
+    /// A field the rules do not have, named.
     #[error("has unknown field `{0}`")]
     UnknownField(String),
+    /// A field, named, whose value is not a DynamoDB number.
     #[error("field `{0}` is not a number")]
     NotANumber(String),
+    /// A field, named, whose value is not a number tally can hold, and why.
     #[error("field `{0}`: {1}")]
     BadNumber(String, NumberError),
 }
@@ -86,7 +94,9 @@ pub enum Unreadable {
 /// Everything a run has stored so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunState {
+    /// The segments' markers.
     pub marks: Vec<SegmentMark>,
+    /// Every sum, as far as it could be read.
     pub sums: Vec<StoredSum>,
 }
 
@@ -98,6 +108,7 @@ pub struct Partials<'a> {
 }
 
 impl<'a> Partials<'a> {
+    /// The partial sums of the run `run` in `table`.
     pub fn new(table: &'a DynamoTable, run: &str) -> Self {
         Partials { table, pk: format!("{}{run}", BACKFILL_PARTIAL.pk_prefix(table.codec().rules().table())) }
     }

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::items::ItemKey;
 use crate::items::{Ledger, StoredAggregate};
-use crate::registry::is_bookkeeping_type;
 use crate::registry::attributes::{BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
+use crate::registry::is_bookkeeping_type;
 use crate::store::codec::{text, Codec, Writer};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
@@ -23,16 +23,24 @@ use crate::store::DynamoTable;
 pub enum TableItem {
     /// The application's item, or one whose `pk` and `sk` are not both strings (the rules then
     /// judge it, and find it unknown): its image, as the rules assess it.
-    Source { key: Option<ItemKey>, image: serde_dynamo::Item },
+    Source {
+        /// Its key; `None` when `pk` and `sk` are not both strings.
+        key: Option<ItemKey>,
+        /// The item whole.
+        image: serde_dynamo::Item,
+    },
     /// One of tally's aggregate items.
     Aggregate {
+        /// The aggregate.
         key: AggregateKey,
+        /// Its values and version.
         stored: StoredAggregate,
         /// Each of its kind's averages (`gradeAverage`), in the rules' order: the attribute's
         /// text as stored, if it is a number. Readers see it, so a drifted one is drift even
         /// when the sums agree.
         averages: Vec<Option<String>>,
-        /// The digest of the rules it was written under ([`written_under`]).
+        /// The digest of the rules it was written under; the university rules' for an item
+        /// without one. Compare it with [`Rules::wrote`], never with `==`.
         rules_digest: String,
     },
     /// A ledger.
@@ -47,6 +55,8 @@ pub enum TableItem {
 pub struct ScannedLedger {
     /// The source item it belongs to.
     pub source: ItemKey,
+    /// The ledger; one written under other rules holds its version and position only, no
+    /// contribution.
     pub ledger: Ledger,
     /// Whether backfill wrote it last; a ledger without a writer is the stream's.
     pub by_backfill: bool,
@@ -54,7 +64,8 @@ pub struct ScannedLedger {
     pub backfill_run: Option<String>,
     /// When it was last written (`updatedAt`, RFC 3339).
     pub updated_at: Option<String>,
-    /// The digest of the rules it was written under ([`written_under`]).
+    /// The digest of the rules it was written under; the university rules' for a ledger without
+    /// one. Compare it with [`Rules::wrote`], never with `==`.
     pub rules_digest: String,
 }
 

@@ -1,5 +1,5 @@
 //! Creating the table the rules describe: its keys, its global secondary indexes and its TTL
-//! attribute (the university's, as SPEC defines it, by default).
+//! attribute (the university's, as docs/university.md defines it, by default).
 
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ use crate::store::DynamoTable;
 /// Whether [`create_table`] made the table or found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
+    /// It did not exist: it was made.
     New,
+    /// It existed already, and was left as it is.
     Existing,
 }
 
@@ -93,7 +95,9 @@ pub async fn create_table(table: &DynamoTable) -> Result<Created, StoreError> {
 /// The key attributes a table was created with, when they are not the ones its rules name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtherKeys {
+    /// The partition key attribute; empty if the table names none.
     pub pk: String,
+    /// The sort key attribute; `None` if the table has none.
     pub sk: Option<String>,
 }
 
@@ -117,14 +121,15 @@ pub async fn other_keys(table: &DynamoTable) -> Result<Option<OtherKeys>, StoreE
 /// Whether point-in-time recovery is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
+    /// It is on.
     Enabled,
     /// The endpoint does not implement it (DynamoDB Local).
     Unsupported,
 }
 
-/// Turns on point-in-time recovery (SPEC: PITR on); a no-op where it already is. Just after
-/// `CreateTable` the service may answer that backups are not available yet: that is retried for
-/// up to a minute.
+/// Turns on point-in-time recovery, as the university contract (docs/university.md) has it; a
+/// no-op where it already is. Just after `CreateTable` the service may answer that backups are
+/// not available yet: that is retried for up to a minute.
 pub async fn enable_point_in_time_recovery(table: &DynamoTable) -> Result<Recovery, StoreError> {
     const OPERATION: &str = "UpdateContinuousBackups";
     let specification = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("enabled is set");

@@ -13,6 +13,7 @@ use chrono::{TimeZone, Utc};
 /// Why the stream could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// The table, named, has no stream enabled.
     #[error("table `{0}` has no stream enabled")]
     NoStream(String),
     /// The position is older than the stream's 24 h retention.
@@ -21,8 +22,14 @@ pub enum StreamError {
     /// An iterator lives 15 minutes; get a new one from the last position.
     #[error("shard iterator expired")]
     ExpiredIterator,
+    /// Any other failure of a Streams API call.
     #[error("DynamoDB Streams {operation} failed: {message}")]
-    Service { operation: &'static str, message: String },
+    Service {
+        /// The operation that failed (`DescribeStream`, `GetShardIterator`, `GetRecords`).
+        operation: &'static str,
+        /// What the service or the SDK said; for an error the service answered, its code first.
+        message: String,
+    },
 }
 
 fn service<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -51,18 +58,44 @@ pub const EMPTY_PAGES_AT_END: u32 = 20;
 /// Where to start reading a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
+    /// The oldest record the shard still holds.
     TrimHorizon,
+    /// Just after the newest record: only records written from then on.
     Latest,
+    /// At the record with this sequence number.
     At(String),
+    /// Just after the record with this sequence number.
     After(String),
 }
 
 /// One page of a shard.
 #[derive(Debug)]
 pub struct Page {
+    /// Its records, in shard order, as Lambda delivers them.
     pub records: Vec<EventRecord>,
     /// `None` once a closed shard is read to its end.
     pub next: Option<String>,
+}
+
+/// The DynamoDB Streams service, through one client: what makes a [`StreamReader`] of any stream.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    client: StreamsClient,
+}
+
+impl Streams {
+    /// The service through a client configured as the store's is (`AWS_ENDPOINT_URL_DYNAMODBSTREAMS`
+    /// or `AWS_ENDPOINT_URL`, `AWS_REGION`, credentials), `endpoint` and `region` overriding
+    /// the environment (DynamoDB Local serves both APIs at one endpoint).
+    pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> Self {
+        Streams { client: StreamsClient::new(&crate::store::sdk_config(endpoint, region).await) }
+    }
+
+    /// A reader of the stream `arn`; its records name the stream's region (from the ARN).
+    pub fn reader(&self, arn: &str) -> StreamReader {
+        let region = arn.split(':').nth(3).unwrap_or_default();
+        StreamReader::new(self.client.clone(), arn, region)
+    }
 }
 
 /// A stream, by ARN.
@@ -74,10 +107,12 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    pub fn new(client: StreamsClient, arn: impl Into<String>, region: impl Into<String>) -> Self {
+    /// The stream `arn` through `client`; `region` is given to records that do not name theirs.
+    fn new(client: StreamsClient, arn: impl Into<String>, region: impl Into<String>) -> Self {
         StreamReader { client, arn: arn.into(), region: region.into() }
     }
 
+    /// The stream's ARN.
     pub fn arn(&self) -> &str {
         &self.arn
     }
@@ -107,6 +142,7 @@ impl StreamReader {
         }
     }
 
+    /// An iterator over the shard `shard_id` from `position`; `None` if the service gives none.
     pub async fn iterator(&self, shard_id: &str, position: &Position) -> Result<Option<String>, StreamError> {
         let (kind, sequence) = match position {
             Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
@@ -127,6 +163,8 @@ impl StreamReader {
         Ok(output.shard_iterator)
     }
 
+    /// The next page from `iterator`: at most `limit` records (the service takes 1 to 1,000), and
+    /// the iterator to read on with.
     pub async fn page(&self, iterator: &str, limit: i32) -> Result<Page, StreamError> {
         let output =
             self.client.get_records().shard_iterator(iterator).limit(limit).send().await.map_err(|err| service("GetRecords", err))?;
