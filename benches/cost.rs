@@ -13,8 +13,8 @@ use aggregates::Rules;
 use support::images::*;
 use support::{apply, drop_table, fresh_table, records, Rec};
 use tally_engine::decode::decode_batch;
+use tally_engine::plan::{group, needed_keys, plan, Snapshot, MAX_TRANSACTION_ACTIONS};
 use tally_engine::Engine;
-use tally_engine::plan::{group, needed_keys, plan, MAX_TRANSACTION_ACTIONS, Snapshot};
 
 /// 100 records of a university day: enrollments, submissions (half graded), regrades, orders and
 /// transactions, a few instructors and assignments, removals; 5 courses, 20 students, 10 users.

@@ -272,7 +272,15 @@ async fn backfill_counts_once_what_the_stream_still_holds_for_items_it_did_not_c
     }
     // With the processor paused, the enrollment expires and the order loses its entityType; both
     // records wait on the stream while backfill counts neither item.
-    support::client().await.delete_item().table_name(&name).key("pk", enrollment.0.clone()).key("sk", enrollment.1.clone()).send().await.unwrap();
+    support::client()
+        .await
+        .delete_item()
+        .table_name(&name)
+        .key("pk", enrollment.0.clone())
+        .key("sk", enrollment.1.clone())
+        .send()
+        .await
+        .unwrap();
     tally_engine::store::connect(None, None)
         .await
         .update_item()

@@ -432,7 +432,8 @@ fn a_table_matched_by_keys_is_filtered_by_its_source_prefixes() {
 
 #[test]
 fn seed_refuses_rules_other_than_the_university_s() {
-    // Seed's workload is SPEC's university: under other rules it refuses, before any table is touched.
+    // Seed's workload is the university contract's (docs/university.md): under other rules it
+    // refuses, before any table is touched.
     for from_env in [false, true] {
         let mut command = tally(&["--endpoint", NO_DYNAMODB, "--table", "never-created"]);
         match from_env {

@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde_json::json;
 use support::cli::{consume, failure_log, json, run, tally, unique_table};
 use support::faults::{Fault, FaultyTable};
-use tally_cli::consumer::{ConsumeOptions, ConsumeSummary, Consumer};
-use tally_engine::Engine;
 use tally_engine::store::checkpoints::Checkpoints;
 use tally_engine::store::{connect, sdk_config, DynamoTable};
-use tally_engine::stream::{Position, StreamReader};
+use tally_engine::stream::{Position, StreamReader, Streams};
+use tally_engine::Engine;
+use tally_jobs::consume::{ConsumeOptions, ConsumeSummary, Consumer};
 
 fn verify_exact(table: &str) {
     let (code, stdout, stderr) = run(tally(table).arg("verify"));
@@ -26,7 +26,7 @@ async fn reader(table: &str) -> StreamReader {
     let client = connect(None, None).await;
     let arn =
         DynamoTable::new(client.clone(), table, support::university()).latest_stream_arn().await.unwrap().expect("the table has a stream");
-    StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&sdk_config(None, None).await), arn, "ddblocal")
+    Streams::connect(None, None).await.reader(&arn)
 }
 
 /// Consecutive transient failures that outlast a batch's 5 s: the engine's ten waits between
@@ -130,10 +130,8 @@ async fn a_permanent_failure_stops_consume_at_once_and_a_later_run_resumes() {
     // Once the cause is gone, the next run resumes from the last checkpoint and counts nothing twice.
     let checkpoints = Checkpoints::new(table.clone(), reader(&name).await.arn());
     let healed = Engine::new(support::university(), table);
-    let summary = Consumer::new(&healed, reader(&name).await, checkpoints, options(&name, 10), Arc::new(AtomicBool::new(false)))
-        .run()
-        .await
-        .unwrap();
+    let summary =
+        Consumer::new(&healed, reader(&name).await, checkpoints, options(&name, 10), Arc::new(AtomicBool::new(false))).run().await.unwrap();
     assert_eq!(summary.records_to_failure_log, 0, "{summary:?}");
     verify_exact(&name);
 }

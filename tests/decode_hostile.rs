@@ -272,8 +272,8 @@ struct Row {
 
 enum Expect {
     Is(String),
-    /// For a rule another change is adding (SPEC's `out_of_range`): this, or any outcome that
-    /// starts with the prefix (its message is not settled yet).
+    /// For a rule another change is adding (the university contract's `out_of_range`): this, or
+    /// any outcome that starts with the prefix (its message is not settled yet).
     IsOrStartsWith(String, String),
 }
 
@@ -899,7 +899,8 @@ fn attribute_value() -> BoxedStrategy<AttributeValue> {
     .boxed()
 }
 
-/// A valid image of a random kind (SPEC's source items, an aggregate, an unknown one).
+/// A valid image of a random kind (the university contract's source items, an aggregate, an
+/// unknown one).
 fn template() -> BoxedStrategy<HashMap<String, AttributeValue>> {
     (0..12usize, id_text(), id_text(), id_text(), date_text(), number_text())
         .prop_map(|(kind, a, b, c, day, number)| {

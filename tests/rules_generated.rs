@@ -49,10 +49,10 @@ use stream_records::event_record;
 use tally_engine::decode::decode_batch;
 use tally_engine::items::ItemKey;
 use tally_engine::outcome::RecordClass;
-use tally_engine::Engine;
 use tally_engine::registry::LEDGER;
 use tally_engine::store::error::Failure;
 use tally_engine::store::{Commit, Found, MemoryTable, SdkItem, Store, StoreError, Usage};
+use tally_engine::Engine;
 
 const DEFAULT_CASES: usize = 400;
 const DEFAULT_SEED: u64 = 0x7A11_7E57_2026;
@@ -324,7 +324,7 @@ async fn run_case<B: Backend>(
             }
             if let Some(failure) = &outcome.failure {
                 for item in &failure.refused {
-                    refused_items.entry((item.key.pk.clone(), item.key.sk.clone())).or_insert_with(|| item.cause.clone());
+                    refused_items.entry((item.key.pk.clone(), item.key.sk.clone())).or_insert_with(|| item.cause.to_string());
                 }
                 if let Some(cause) = &failure.cause {
                     problems.push(broken("batch_failed", format!("a batch failed for good from record {}: {cause}", failure.from)));

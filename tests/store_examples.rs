@@ -28,12 +28,12 @@ use examples_support::workload::Workload;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use stream_records::event_record;
-use tally_cli::audit::{Audit, Keep};
 use tally_engine::decode::decode_batch;
 use tally_engine::outcome::RecordClass;
-use tally_engine::Engine;
 use tally_engine::registry::LEDGER;
 use tally_engine::store::{connect, schema, DynamoTable};
+use tally_engine::Engine;
+use tally_jobs::audit::{Audit, Keep};
 
 /// Cases per rule set; `TALLY_ORACLE_CASES` (the university oracle's) scales them for a soak.
 fn cases() -> u32 {
@@ -52,8 +52,16 @@ async fn fresh_table(rules: &'static Rules, name: &str) -> DynamoTable {
 async fn expire_ledgers(table: &DynamoTable, rules: &Rules) -> usize {
     let rules = rules.table();
     let prefix = LEDGER.pk_prefix(rules);
-    let items: Vec<_> =
-        tally_engine::store::connect(None, None).await.scan().table_name(table.name()).into_paginator().items().send().try_collect().await.expect("scanning");
+    let items: Vec<_> = tally_engine::store::connect(None, None)
+        .await
+        .scan()
+        .table_name(table.name())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("scanning");
     let mut expired = 0;
     for item in items {
         let key = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned().unwrap_or_default();

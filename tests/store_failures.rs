@@ -33,9 +33,7 @@ async fn a_rejected_commit_reports_the_first_unapplied_record_and_all_after() {
     let faulty = FaultyTable::new(table.clone(), [None, Some(Fault::Reject)]);
     let engine = Engine::new(support::university(), faulty);
     let recs = enrollments();
-    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(30))))
-        .await
-        .unwrap();
+    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(30)))).await.unwrap();
 
     let failed: Vec<String> = response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone().unwrap()).collect();
     assert!(!failed.is_empty() && failed.len() < recs.len(), "the first transaction applied, the second did not");
@@ -74,9 +72,7 @@ async fn retries_stop_at_the_deadline_and_report_the_whole_batch() {
     let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), std::iter::repeat_n(Some(Fault::FailBefore), 1000)));
     let recs = [Rec::insert(1, enrollment("c1", "s1", "2026-03-01")), Rec::insert(2, order("u1", "2026-03-01", "o1", "5"))];
     let started = std::time::Instant::now();
-    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(3))))
-        .await
-        .unwrap();
+    let response = handler::handle(&engine, LambdaEvent::new(event(&recs, table.name()), context(Duration::from_secs(3)))).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(3), "gave up before Lambda's deadline");
     assert_eq!(response.batch_item_failures.len(), 2);
     assert_eq!(aggregate(&table, "course#c1", "stats").await, None, "nothing half-applied");
@@ -104,10 +100,9 @@ async fn an_unidentifiable_record_fails_the_batch_before_any_write() {
     ))
     .unwrap();
     payload["Records"][1]["dynamodb"]["Keys"] = serde_json::json!({"pk": {"S": "course#c1"}});
-    let err = handler::handle(&engine, LambdaEvent::new(serde_json::from_value(payload).unwrap(), context(Duration::from_secs(30))),
-    )
-    .await
-    .unwrap_err();
+    let err = handler::handle(&engine, LambdaEvent::new(serde_json::from_value(payload).unwrap(), context(Duration::from_secs(30))))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "record 1 (eventID `event-2`): `dynamodb.Keys.sk` is missing");
     assert_eq!(aggregate(&table, "course#c1", "stats").await, None);
     drop_table(&table).await;

@@ -11,8 +11,8 @@ use aws_lambda_events::event::dynamodb::Event;
 use serde_json::Value;
 use support::{aggregate, drop_table, fresh_table, number, scan};
 use tally_engine::decode::decode_batch;
-use tally_engine::Engine;
 use tally_engine::outcome::RecordClass;
+use tally_engine::Engine;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -64,8 +64,11 @@ async fn fixtures_give_the_expected_aggregates_once() {
         }
         assert_eq!(number(&have, "gradeAverage").is_some(), want.get("gradeAverage").is_some(), "{pk} {sk} gradeAverage");
     }
-    let aggregates =
-        scan(&support::client().await, table.name()).await.into_iter().filter(|item| !item["pk"].as_s().unwrap().starts_with("tally#")).count();
+    let aggregates = scan(&support::client().await, table.name())
+        .await
+        .into_iter()
+        .filter(|item| !item["pk"].as_s().unwrap().starts_with("tally#"))
+        .count();
     assert_eq!(aggregates, expected.len(), "no aggregate beyond the expected ones");
     drop_table(&table).await;
 }

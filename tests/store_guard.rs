@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
 use tally_engine::items::ItemKey;
-use tally_engine::outcome::{BatchOutcome, RecordClass};
-use tally_engine::Engine;
 use tally_engine::items::{AggregateWrite, StoredAggregate};
+use tally_engine::outcome::{BatchOutcome, RecordClass};
 use tally_engine::store::{Commit, DynamoTable, Found, SdkItem, Store, StoreError, Usage};
+use tally_engine::Engine;
 
 const AT: &str = "2026-03-01T10:00:00Z";
 
@@ -41,7 +41,7 @@ fn enrollments(courses: &[&str]) -> Vec<Rec> {
 /// The batch positions of the refused items, and their causes.
 fn refusals(outcome: &BatchOutcome) -> (Vec<usize>, Vec<String>) {
     let refused = outcome.failure.as_ref().map(|failure| failure.refused.as_slice()).unwrap_or_default();
-    (refused.iter().map(|refused| refused.index).collect(), refused.iter().map(|refused| refused.cause.clone()).collect())
+    (refused.iter().map(|refused| refused.index).collect(), refused.iter().map(|refused| refused.cause.to_string()).collect())
 }
 
 /// Delivers `recs` twice: each time the records at `refused` (batch positions, of the courses
@@ -167,7 +167,8 @@ async fn an_application_item_written_between_read_and_commit_is_not_overwritten(
     let note = json!({"pk": {"S": "course#c3"}, "sk": {"S": "stats"}, "entityType": {"S": "note"}, "title": {"S": "Office hours"}});
     let items: Vec<serde_dynamo::Item> =
         [untyped, note].into_iter().map(|image| serde_json::from_value(image).expect("test images are DynamoDB JSON")).collect();
-    let engine = Engine::new(support::university(), ApplicationWritesBeforeCommit { inner: table.clone(), items: Mutex::new(items.clone()) });
+    let engine =
+        Engine::new(support::university(), ApplicationWritesBeforeCommit { inner: table.clone(), items: Mutex::new(items.clone()) });
     let recs: Vec<Rec> = ["c1", "c2", "c3", "c4"]
         .iter()
         .enumerate()

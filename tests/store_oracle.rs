@@ -36,9 +36,9 @@ use serde_json::Value;
 use support::faults::{Fault, FaultyTable};
 use support::history::{op, records_after, Dice};
 use support::{apply, drift, drop_table, fresh_table, scan, Rec};
-use tally_engine::Engine;
 use tally_engine::outcome::RecordClass;
 use tally_engine::store::DynamoTable;
+use tally_engine::Engine;
 
 const MAX_LANES: usize = 3;
 
@@ -243,7 +243,8 @@ async fn deliver(table: &DynamoTable, shards: &[Vec<Rec>], dice: &[u8], epoch: u
             lanes[lane_of(image["pk"]["S"].as_str().unwrap(), case.lanes)].push(rec.clone());
         }
         for (lane, recs) in lanes.into_iter().enumerate() {
-            let engine = Engine::new(support::university(), FaultyTable::new(table.clone(), [])).with_transaction_limit(case.transaction_limit);
+            let engine =
+                Engine::new(support::university(), FaultyTable::new(table.clone(), [])).with_transaction_limit(case.transaction_limit);
             work.push(Box::pin(async move {
                 let mut dice = Dice { faces: dice, next: epoch * 11 + number * 7 + lane * 3 };
                 deliver_lane(&engine, name, &recs, &mut dice, case.max_batch, shard).await;

@@ -1,6 +1,6 @@
 //! The holes a hostile review found, each closed and kept closed, on DynamoDB Local: another
-//! table's records, inputs DynamoDB cannot store (SPEC's limits, and poison no rule foresaw),
-//! two writers on one item while TTL deletes its ledger, and backfill racing TTL.
+//! table's records, inputs DynamoDB cannot store (the university contract's limits, and poison no
+//! rule foresaw), two writers on one item while TTL deletes its ledger, and backfill racing TTL.
 #![cfg(feature = "dynamodb-local")]
 
 mod support;
@@ -15,10 +15,10 @@ use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, records, Rec};
 use tally_engine::decode::decode_batch;
 use tally_engine::items::ItemKey;
-use tally_engine::outcome::RecordClass;
-use tally_engine::Engine;
 use tally_engine::items::{AggregateWrite, Ledger, LedgerWrite};
+use tally_engine::outcome::RecordClass;
 use tally_engine::store::{Commit, DynamoTable, Found, Store, StoreError, Usage, Writer};
+use tally_engine::Engine;
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -83,7 +83,8 @@ async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_not
         order("u1", day, "o-small", "0.00000001"),
         transaction("u1", day, "t-big", "-99999999999999999999"),
     ];
-    // Past each limit (SPEC: key_too_long, out_of_range): rejected, and nothing else blocked.
+    // Past each limit (the university contract's key_too_long, out_of_range): rejected, and
+    // nothing else blocked.
     let mut past_pk = instructor("c1", "i2");
     past_pk["pk"] = json!({"S": format!("course#{}", id_of_bytes(2040 - "course#".len()))});
     let mut past_sk = instructor("c1", "i3");
@@ -121,8 +122,8 @@ async fn ids_and_numbers_at_every_limit_apply_past_it_are_rejected_and_block_not
 }
 
 /// A table that makes DynamoDB itself refuse what concerns items whose `pk` holds `poison`, as it
-/// would for a limit SPEC failed to foresee: their reads gain a key past the partition key limit,
-/// and so does their aggregate's write. Both are the service's own `ValidationException`.
+/// would for a limit the university contract failed to foresee: their reads gain a key past the
+/// partition key limit, and so does their aggregate's write. Both are the service's own `ValidationException`.
 #[derive(Debug)]
 struct Poisoned {
     inner: DynamoTable,
@@ -266,7 +267,10 @@ async fn a_ledger_recreated_after_ttl_never_passes_for_the_one_another_writer_re
     // applies record 2 without a ledger and creates a new one, then B commits.
     let table = fresh_table().await;
     let live = Engine::new(support::university(), table.clone());
-    let redrive = Engine::new(support::university(), Paused { inner: table.clone(), held: AtomicBool::new(false), reached: Notify::new(), resume: Notify::new() });
+    let redrive = Engine::new(
+        support::university(),
+        Paused { inner: table.clone(), held: AtomicBool::new(false), reached: Notify::new(), resume: Notify::new() },
+    );
     let first = enrollment("c1", "s1", "2026-03-01T10:00:00Z");
     let moved = enrollment("c1", "s1", "2026-03-02T10:00:00Z");
     assert_eq!(apply(&live, table.name(), &[Rec::insert(1, first.clone())]).await.failed_from(), None);
@@ -295,7 +299,7 @@ async fn read_ledger(table: &DynamoTable, item: &ItemKey) -> Option<Ledger> {
 /// Commits one ledger reset as backfill does.
 async fn backfill(table: &DynamoTable, write: &LedgerWrite) -> anyhow::Result<()> {
     let commit = Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer: Writer::Backfill { run: None } };
-    tally_cli::backfill::commit(table, Rules::university(), commit).await
+    Ok(tally_jobs::backfill::commit(table, Rules::university(), commit).await?)
 }
 
 #[tokio::test]
@@ -328,7 +332,7 @@ async fn backfill_writes_its_reset_of_a_ledger_ttl_deleted_after_the_scan() {
 
 #[tokio::test]
 async fn only_the_backfill_that_set_the_mark_clears_it() {
-    use tally_cli::backfill::marker::{begin, finish, unfinished, Owner};
+    use tally_jobs::backfill::in_progress::{begin, finish, unfinished, Owner};
     let table = fresh_table().await;
     assert_eq!(unfinished(&table).await.unwrap(), None);
     begin(&table, &Owner::Invocation("a")).await.unwrap();

@@ -1,4 +1,5 @@
-//! Each rule of SPEC end to end: stream records in, aggregate items read back from DynamoDB Local.
+//! Each rule of the university contract (docs/university.md) end to end: stream records in,
+//! aggregate items read back from DynamoDB Local.
 #![cfg(feature = "dynamodb-local")]
 
 mod support;
@@ -8,8 +9,8 @@ use aggregates::Rules;
 use serde_json::json;
 use support::images::*;
 use support::{aggregate, apply, drift, drop_table, fresh_table, number, Rec};
-use tally_engine::Engine;
 use tally_engine::outcome::RecordClass;
+use tally_engine::Engine;
 
 #[tokio::test]
 async fn enrollments_count_on_course_student_and_day() {

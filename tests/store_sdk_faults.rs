@@ -34,10 +34,10 @@ use support::history::{op, records, SHARDS};
 use support::proxy::{FaultPlan, FaultProxy};
 use support::{drift, drop_table, fresh_table, Rec};
 use tally_engine::decode::decode_batch;
-use tally_engine::outcome::RecordClass;
 use tally_engine::outcome::BatchOutcome;
-use tally_engine::Engine;
+use tally_engine::outcome::RecordClass;
 use tally_engine::store::DynamoTable;
+use tally_engine::Engine;
 
 /// A fifth of data-plane requests meet a fault.
 const FAULT_RATE: f64 = 0.2;

@@ -1,8 +1,8 @@
 //! Differential test: the university rules file, compiled, gives for every image exactly what
-//! the hand-written rules give (`reference::deltas::assess`, SPEC implemented by hand): the same
-//! absent / unknown / rejected / source classification, the same rejection reason and message,
-//! the same entity type and the same contribution. And the same owner and aggregate for every
-//! table key.
+//! the hand-written rules give (`reference::deltas::assess`, docs/university.md implemented by
+//! hand): the same absent / unknown / rejected / source classification, the same rejection reason
+//! and message, the same entity type and the same contribution. And the same owner and aggregate
+//! for every table key.
 //!
 //! The declarations agree too: the file's entities, aggregates, fields and averages are the
 //! hand-written rules'.
@@ -244,8 +244,8 @@ fn odd_value() -> BoxedStrategy<AttributeValue> {
 /// An image's attributes other than its keys and type; `None` leaves one out.
 type Attributes<'a> = Vec<(&'a str, Option<AttributeValue>)>;
 
-/// A valid image of one of SPEC's entities (optional attributes present or not), or an
-/// aggregate's, or an unknown one.
+/// A valid image of one of the university contract's entities (optional attributes present or
+/// not), or an aggregate's, or an unknown one.
 fn valid_image() -> BoxedStrategy<HashMap<String, AttributeValue>> {
     (0..11usize, id_text(), id_text(), id_text(), date_text(), number_text(), any::<[bool; 3]>())
         .prop_map(|(kind, a, b, c, day, number, [with_date, with_number, same_ids])| {

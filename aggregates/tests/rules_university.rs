@@ -1,6 +1,7 @@
-//! `Rules::university()` is SPEC's table: what one image adds, why one is rejected, and the
-//! aggregate keys it writes read back. (That its entities, aggregates, fields and averages are
-//! the hand-written rules', and every assessment too, is `rules_match_code.rs`'s.)
+//! `Rules::university()` is the university contract's table (docs/university.md): what one image
+//! adds, why one is rejected, and the aggregate keys it writes read back. (That its entities,
+//! aggregates, fields and averages are the hand-written rules', and every assessment too, is
+//! `rules_match_code.rs`'s.)
 
 use std::collections::HashMap;
 
@@ -79,7 +80,8 @@ fn rejections_name_the_entity_reason_and_attribute() {
 
 #[test]
 fn daily_keys_outside_four_digit_years_read_back() {
-    // SPEC-valid date-times whose UTC day is in year 10000 or -1: chrono writes a sign.
+    // Date-times the university contract accepts whose UTC day is in year 10000 or -1: chrono
+    // writes a sign.
     let rules = Rules::university();
     for (at, sk) in [("9999-12-31T23:59:59-23:59", "day#+10000-01-01"), ("0000-01-01T00:00:00+00:01", "day#-0001-12-31")] {
         let enrollment =

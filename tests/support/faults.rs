@@ -1,4 +1,5 @@
-//! A [`Table`] around the real one that fails on cue, for the failures SPEC says tally survives.
+//! A [`Store`] around the real one (a [`DynamoTable`]) that fails on cue, for the failures the
+//! university contract (docs/university.md) says tally survives.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

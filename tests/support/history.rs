@@ -52,7 +52,7 @@ pub fn image(slot: usize, [a, b, c]: [u8; 3]) -> Value {
                 2 => Some(json!({"S": "A+"})),
                 3 => Some(n("-1")),
                 4 => Some(n(&"9".repeat(39))),
-                // At SPEC's out_of_range bounds, and one digit past them.
+                // At the university contract's out_of_range bounds, and one digit past them.
                 5 if c % 3 == 0 => Some(n("99999999999999999999.99999999")),
                 5 if c % 3 == 1 => Some(n("0.000000001")),
                 _ => Some(n(&format!("{}.{}", c % 101, a % 100))),

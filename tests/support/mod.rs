@@ -14,11 +14,11 @@ use aggregates::Rules;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodb::Client as DynamoDbClient;
 use serde_json::{json, Value};
-use tally_cli::audit::{Audit, Drift, Keep};
 use tally_engine::decode::decode_batch;
 use tally_engine::outcome::BatchOutcome;
-use tally_engine::Engine;
 use tally_engine::store::{schema, DynamoTable, SdkItem, Store};
+use tally_engine::Engine;
+use tally_jobs::audit::{Audit, Drift, Keep};
 
 pub const STREAM_ARN_TEMPLATE: &str = "arn:aws:dynamodb:us-east-1:000000000000:table/{table}/stream/2026-11-22T00:00:00.000";
 

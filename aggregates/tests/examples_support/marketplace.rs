@@ -63,7 +63,7 @@ fn money(cents: u64) -> String {
 pub fn workload(seed: u64, ops: usize) -> Workload {
     let mut market = Market {
         dice: Dice::new(seed),
-        // 40-digit sequence numbers: past u128, compared as SPEC says.
+        // 40-digit sequence numbers: past u128, compared as the university contract says.
         writer: Writer::new("PK", "SK", "4", 39, seed ^ 0x3a11),
         vendors: vec!["456".into(), "457".into(), "458".into()],
         customers: (1..=5).map(|i| format!("cust-{i}")).collect(),

@@ -127,7 +127,7 @@ pub struct Counts {
     pub no_effect: u64,
     /// Records of tally's own items, skipped.
     pub own: u64,
-    /// TTL deletions applied or of no effect (a metric of their own, SPEC says).
+    /// TTL deletions applied or of no effect (counted apart, the university contract says).
     pub ttl_deletions: u64,
 }
 

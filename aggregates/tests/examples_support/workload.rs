@@ -12,8 +12,9 @@ use super::dice::Dice;
 /// An item's table key: partition key, sort key.
 pub type Key = (String, String);
 
-/// A stream sequence number: 21 to 40 decimal digits, compared as SPEC says (as integers:
-/// without leading zeros, by length, then lexically), since 40 digits overflow `u128`.
+/// A stream sequence number: 21 to 40 decimal digits, compared as the university contract says
+/// (as integers: without leading zeros, by length, then lexically), since 40 digits overflow
+/// `u128`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seq(pub String);
 

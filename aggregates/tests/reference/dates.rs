@@ -1,7 +1,8 @@
-//! Dates as SPEC reads them, parsed by hand: no chrono parser and nothing of the library's
-//! `aggregates::dates`, so a bug there is caught rather than copied.
+//! Dates as the university contract (docs/university.md) reads them, parsed by hand: no chrono
+//! parser and nothing of the library's `aggregates::dates`, so a bug there is caught rather than
+//! copied.
 //!
-//! SPEC's dates are ISO 8601 in its extended form:
+//! The contract's dates are ISO 8601 in its extended form:
 //!
 //! - a calendar date `YYYY-MM-DD` (year 0000-9999, month 01-12, day within its month, leap years by
 //!   the Gregorian rule);
@@ -276,7 +277,7 @@ mod tests {
             ("2026-03-01T23:30:00-0000", day(2026, 3, 1)),
             ("2026-03-01T10:00:00+05:30", day(2026, 3, 1)),
             ("2026-03-01T04:59+05:30", day(2026, 2, 28)),
-            // The widest offsets in use, and the widest SPEC's form can write.
+            // The widest offsets in use, and the widest the contract's form can write.
             ("2026-03-01T10:00+14:00", day(2026, 2, 28)),
             ("2026-03-01T13:59+14:00", day(2026, 2, 28)),
             ("2026-03-01T14:00+14:00", day(2026, 3, 1)),
@@ -465,7 +466,7 @@ mod tests {
         }
     }
 
-    /// Which `YYYY-MM-DD` exist, for every year SPEC's form can write, as chrono says.
+    /// Which `YYYY-MM-DD` exist, for every year the contract's form can write, as chrono says.
     #[test]
     fn calendar_dates_agree_with_chrono() {
         for year in 0..=9999 {

@@ -1,4 +1,5 @@
-//! The rules of SPEC: what an image contributes to the aggregates, and what a change does.
+//! The rules of the university contract (docs/university.md): what an image contributes to the
+//! aggregates, and what a change does.
 
 use std::collections::BTreeMap;
 
@@ -185,7 +186,7 @@ fn oversized_key(contribution: &Deltas) -> Option<Rejection> {
 }
 
 impl SourceItem {
-    /// The `entityType` value SPEC gives this item.
+    /// The `entityType` value the university contract gives this item.
     pub fn entity_type(&self) -> &'static str {
         match self {
             SourceItem::Course => "course",
@@ -379,7 +380,7 @@ mod tests {
     }
 
     /// Images over a small universe of keys, so that histories revisit the same aggregates, with
-    /// every way SPEC makes an image invalid mixed in.
+    /// every way the university contract makes an image invalid mixed in.
     fn any_image() -> impl Strategy<Value = Item> {
         let ids = prop::sample::select(vec!["1", "2"]);
         let dates = prop::option::of(prop::sample::select(vec!["2026-03-01T10:00:00Z", "2026-03-01T23:30:00-05:00", "2026-03-02"]));
@@ -443,7 +444,7 @@ mod tests {
         )
     }
 
-    /// One of the ways SPEC makes an image of any entity invalid.
+    /// One of the ways the university contract makes an image of any entity invalid.
     fn corrupt(mut item: Item, how: u8) -> Item {
         let attrs: &mut HashMap<String, AttributeValue> = &mut item;
         match how % 3 {

@@ -1,4 +1,5 @@
-//! Attribute names, the aggregate items of SPEC and how a table key says who owns an item.
+//! Attribute names, the aggregate items of the university contract (docs/university.md) and how
+//! a table key says who owns an item.
 
 use chrono::NaiveDate;
 
@@ -14,8 +15,8 @@ pub const BOOKKEEPING_PK_PREFIX: &str = "tally#";
 /// DynamoDB's limits on a key, in UTF-8 bytes.
 pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
-/// The longest source keys tally accepts (SPEC): the margin below DynamoDB's limits leaves room
-/// for the prefix of the item's ledger key (`tally#ledger#{pk}`).
+/// The longest source keys tally accepts (the university contract): the margin below DynamoDB's
+/// limits leaves room for the prefix of the item's ledger key (`tally#ledger#{pk}`).
 pub const MAX_SOURCE_PK_BYTES: usize = 1984;
 pub const MAX_SOURCE_SK_BYTES: usize = 960;
 
@@ -68,8 +69,8 @@ impl Field {
 }
 
 /// The five kinds of aggregate item.
-// Named after SPEC's aggregate items; clippy lets a library's public enum keep the shared
-// `Stats`, not a test's.
+// Named after the university contract's aggregate items; clippy lets a library's public enum keep
+// the shared `Stats`, not a test's.
 #[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AggregateKind {

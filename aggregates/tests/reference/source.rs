@@ -1,4 +1,5 @@
-//! Source items: the application's items, decoded from an image and validated per SPEC.
+//! Source items: the application's items, decoded from an image and validated as the
+//! university contract (docs/university.md) says.
 
 use chrono::NaiveDate;
 use serde_dynamo::{AttributeValue, Item};
@@ -75,11 +76,11 @@ pub enum SourceItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     Source(SourceItem),
-    /// No `entityType`, or one SPEC does not list.
+    /// No `entityType`, or one the university contract does not list.
     Unknown,
 }
 
-/// A kind of source item SPEC lists.
+/// A kind of source item the university contract lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entity {
     pub entity_type: &'static str,
@@ -93,7 +94,7 @@ const fn entity(entity_type: &'static str, pk_prefix: &'static str, contributes:
     Entity { entity_type, pk_prefix, contributes }
 }
 
-/// Every kind of source item SPEC lists.
+/// Every kind of source item the university contract lists.
 pub const ENTITIES: [Entity; 9] = [
     entity("course", COURSE_PK_PREFIX, false),
     entity("student", COURSE_PK_PREFIX, true),
@@ -110,7 +111,7 @@ const COURSE_PK_PREFIX: &str = "course#";
 const USER_PK_PREFIX: &str = "user#";
 const SESSION_PK_PREFIX: &str = "session#";
 
-/// The kind of source item `entity_type` names, if SPEC lists it.
+/// The kind of source item `entity_type` names, if the university contract lists it.
 pub fn entity_of(entity_type: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|entity| entity.entity_type == entity_type)
 }
@@ -204,7 +205,8 @@ pub fn parse(image: &Item) -> Result<Decoded, Rejection> {
     Ok(Decoded::Source(item))
 }
 
-/// A value that is summed into aggregates must stay within SPEC's `out_of_range` bounds.
+/// A value that is summed into aggregates must stay within the university contract's
+/// `out_of_range` bounds.
 fn summable(attribute: &'static str, value: Number) -> Result<Number, Rejection> {
     if value.is_summable() {
         Ok(value)

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::backfill::marker;
-use crate::consumer::{ConsumeOptions, Consumer};
 use crate::Context;
-use tally_engine::Engine;
 use tally_engine::store::checkpoints::Checkpoints;
-use tally_engine::stream::{Position, StreamError, StreamReader};
+use tally_engine::stream::{Position, StreamError};
+use tally_engine::Engine;
+use tally_jobs::backfill::in_progress;
+use tally_jobs::consume::{ConsumeOptions, Consumer};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum From {
@@ -58,11 +58,10 @@ pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
         Some(arn) => arn,
         None => table.latest_stream_arn().await?.ok_or_else(|| StreamError::NoStream(ctx.table.clone()))?,
     };
-    let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let reader = StreamReader::new(ctx.streams_client().await, &arn, region);
+    let reader = ctx.stream_reader(&arn).await;
     let checkpoints = Checkpoints::new(table.clone(), &arn);
     let engine = Engine::new(Arc::clone(&ctx.rules), table);
-    marker::ensure_finished(engine.store()).await?;
+    in_progress::ensure_finished(engine.store()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));
     let options = ConsumeOptions {

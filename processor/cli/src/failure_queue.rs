@@ -38,7 +38,10 @@ pub struct FailureQueue {
 }
 
 impl FailureQueue {
-    pub fn new(client: SqsClient, url: impl Into<String>) -> Self {
+    /// The queue at `url`, through a client configured from the SDK's environment
+    /// (`AWS_ENDPOINT_URL_SQS`, `AWS_REGION`, credentials), `region` overriding it.
+    pub async fn connect(url: impl Into<String>, region: Option<&str>) -> Self {
+        let client = SqsClient::new(&tally_engine::store::sdk_config(None, region).await);
         FailureQueue { client, url: url.into() }
     }
 

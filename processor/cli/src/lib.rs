@@ -1,17 +1,16 @@
 //! The `tally` command line: the engine run by hand, with the same code path as the Lambda.
 //!
-//! One module per command; [`consumer`] and [`failure_queue`] bring records to the engine
-//! outside Lambda (`tally consume`, `tally redrive`); [`audit`] compares the table with a recompute;
+//! One module per command; the long jobs over a table (`tally verify`, `tally backfill`, `tally
+//! consume`) are [`tally_jobs`]'s, and their commands here resolve the flags and print what the
+//! jobs did. [`failure_queue`] brings records to the engine outside Lambda (`tally redrive`);
 //! [`rules`] checks and explains a rules file (`tally rules`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 #![recursion_limit = "256"]
 
-pub mod audit;
 pub mod backfill;
 pub mod consume;
-pub mod consumer;
 pub mod failure_queue;
 pub mod init;
 pub mod progress;
@@ -19,7 +18,6 @@ pub mod redrive;
 pub mod replay;
 pub mod report;
 pub mod rules;
-mod scan;
 pub mod seed;
 pub mod verify;
 
@@ -30,6 +28,7 @@ use std::sync::Arc;
 
 use aggregates::Rules;
 use tally_engine::store::DynamoTable;
+use tally_engine::stream::{StreamReader, Streams};
 use tally_engine::Engine;
 
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
@@ -137,13 +136,7 @@ pub struct Context {
 impl Context {
     /// The context of `common`'s flags, under `rules`.
     pub fn new(common: &Common, rules: Arc<Rules>) -> Self {
-        Context {
-            rules,
-            table: common.table.clone(),
-            endpoint: common.endpoint.clone(),
-            region: common.region.clone(),
-            json: common.json,
-        }
+        Context { rules, table: common.table.clone(), endpoint: common.endpoint.clone(), region: common.region.clone(), json: common.json }
     }
 
     /// The rules the command runs under.
@@ -191,9 +184,21 @@ impl Context {
         Ok(())
     }
 
-    /// A DynamoDB Streams client; `--endpoint` applies to it too (DynamoDB Local serves both).
-    pub async fn streams_client(&self) -> aws_sdk_dynamodbstreams::Client {
-        aws_sdk_dynamodbstreams::Client::new(&tally_engine::store::sdk_config(self.endpoint.as_deref(), self.region.as_deref()).await)
+    /// DynamoDB Streams; `--endpoint` applies to it too (DynamoDB Local serves both).
+    pub async fn streams(&self) -> Streams {
+        Streams::connect(self.endpoint.as_deref(), self.region.as_deref()).await
+    }
+
+    /// A reader of the stream `arn`, through [`Context::streams`].
+    pub async fn stream_reader(&self, arn: &str) -> StreamReader {
+        self.streams().await.reader(arn)
+    }
+}
+
+/// Backfill reaches the table's stream (for the records still pending) as the other commands do.
+impl tally_jobs::backfill::Streams for Context {
+    fn reader(&self, arn: &str) -> impl std::future::Future<Output = StreamReader> + Send {
+        self.stream_reader(arn)
     }
 }
 

@@ -1,4 +1,5 @@
 //! Progress of long commands on stderr: a bar on a terminal, plain lines otherwise (CI logs, pipes).
+//! [`Stages`] shows a job of [`tally_jobs`] that way, one stage after another.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,43 @@ impl Progress {
             eprintln!("progress: {done}/{} {}", self.total, self.unit);
         } else {
             eprintln!("progress: {done} {}", self.unit);
+        }
+    }
+}
+
+/// The progress of a job of [`tally_jobs`]: each stage it begins shown as a [`Progress`] of its
+/// own, finished when the stage is.
+#[derive(Debug)]
+pub struct Stages {
+    quiet: bool,
+    current: Mutex<Option<Progress>>,
+}
+
+impl Stages {
+    /// With `quiet` nothing is shown.
+    pub fn new(quiet: bool) -> Self {
+        Stages { quiet, current: Mutex::new(None) }
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Progress>> {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl tally_jobs::Progress for Stages {
+    fn begin(&self, total: u64, unit: &'static str) {
+        *self.current() = Some(Progress::new(total, unit, self.quiet));
+    }
+
+    fn advance(&self, steps: u64) {
+        if let Some(progress) = self.current().as_ref() {
+            progress.advance(steps);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(progress) = self.current().take() {
+            progress.finish();
         }
     }
 }

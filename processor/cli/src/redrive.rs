@@ -5,9 +5,9 @@
 //! or redriven twice, safe. Messages come from files, or straight from the SQS failure queue
 //! (`--queue-url`), where each is deleted only once its range has been applied.
 
-use std::sync::Arc;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -15,16 +15,16 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use clap::Args;
 use serde_json::Value;
 
-use crate::backfill::marker;
-use crate::consumer::{BatchInfo, FailureMessage};
 use crate::failure_queue::{FailureQueue, Received};
 use crate::Context;
 use tally_engine::decode::{decode_batch, table_of_stream};
 use tally_engine::outcome::{BatchOutcome, RecordClass};
-use tally_engine::Engine;
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::DynamoTable;
-use tally_engine::stream::{Position, StreamReader, EMPTY_PAGES_AT_END};
+use tally_engine::stream::{Position, StreamReader, Streams, EMPTY_PAGES_AT_END};
+use tally_engine::Engine;
+use tally_jobs::backfill::in_progress;
+use tally_jobs::consume::failure_log::{BatchInfo, FailureMessage};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -117,7 +117,7 @@ struct Report {
 pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     // Before any message is received: a refused run must leave the queue as it was.
     let engine = Engine::new(Arc::clone(&ctx.rules), ctx.open().await?);
-    marker::ensure_finished(engine.store()).await?;
+    in_progress::ensure_finished(engine.store()).await?;
     let queue = match &opts.queue_url {
         Some(url) => Some(open_queue(ctx, url).await),
         None => None,
@@ -127,7 +127,7 @@ pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
         None => (file_ranges(&opts.files)?, Vec::new()),
     };
     sort_oldest_first(&mut ranges);
-    let streams = ctx.streams_client().await;
+    let streams = ctx.streams().await;
     let timeout = Duration::from_secs(opts.timeout);
     for range in ranges {
         reports.push(apply(&engine, &streams, range, queue.as_ref(), timeout).await);
@@ -139,8 +139,7 @@ pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
 
 /// The failure queue at `url`; its endpoint follows the SDK's variables, not `--endpoint`.
 async fn open_queue(ctx: &Context, url: &str) -> FailureQueue {
-    let client = aws_sdk_sqs::Client::new(&tally_engine::store::sdk_config(None, ctx.region.as_deref()).await);
-    FailureQueue::new(client, url.to_owned())
+    FailureQueue::connect(url, ctx.region.as_deref()).await
 }
 
 /// The ranges of the messages received from the queue; a message that names no single range
@@ -186,16 +185,9 @@ fn sort_oldest_first(ranges: &mut [Range]) {
 }
 
 /// Redrives one range and, once it is applied, deletes its queue message.
-async fn apply(
-    engine: &Engine<DynamoTable>,
-    streams: &aws_sdk_dynamodbstreams::Client,
-    range: Range,
-    queue: Option<&FailureQueue>,
-    timeout: Duration,
-) -> Report {
+async fn apply(engine: &Engine<DynamoTable>, streams: &Streams, range: Range, queue: Option<&FailureQueue>, timeout: Duration) -> Report {
     let info = &range.info;
-    let region = info.stream_arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let reader = StreamReader::new(streams.clone(), &info.stream_arn, region);
+    let reader = streams.reader(&info.stream_arn);
     let label = format!("shard {} [{}..{}]", info.shard_id, info.start_sequence_number, info.end_sequence_number);
     let mut report = match redrive(engine, &reader, info, engine.store().name(), timeout).await {
         Ok(outcome) => Report {

@@ -1,8 +1,8 @@
 //! `tally replay`: apply Lambda DynamoDB event files through the engine, exactly as the Lambda would.
 
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aggregates::Rules;
@@ -12,13 +12,13 @@ use clap::Args;
 use serde::Serialize;
 use serde_dynamo::AttributeValue;
 
-use crate::backfill::marker;
 use crate::Context;
 use tally_engine::decode::{decode_batch, table_of_stream, Change, Origin};
 use tally_engine::outcome::Totals;
-use tally_engine::Engine;
 use tally_engine::registry::LEDGER_RETENTION;
 use tally_engine::stream::STREAM_RETENTION;
+use tally_engine::Engine;
+use tally_jobs::backfill::in_progress;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -213,8 +213,8 @@ fn check_any_own(batches: &[Batch<'_>], table: &str, source_table: Option<&str>)
 }
 
 /// A number DynamoDB could not have stored cannot come from a real stream: the file is not a
-/// faithful capture. (The Lambda path rejects the image when the rules read that attribute, per
-/// SPEC, and ignores it otherwise.)
+/// faithful capture. (The Lambda path rejects the image when the rules read that attribute, as
+/// the university contract (docs/university.md) says, and ignores it otherwise.)
 fn check_numbers(value: &AttributeValue) -> Result<(), String> {
     match value {
         AttributeValue::N(text) => text.parse::<aggregates::Number>().map(drop).map_err(|err| err.to_string()),
@@ -271,7 +271,7 @@ pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
         }
     }
     let engine = Engine::new(Arc::clone(&ctx.rules), ctx.open().await?);
-    marker::ensure_finished(engine.store()).await?;
+    in_progress::ensure_finished(engine.store()).await?;
     let mut summary = Summary { files: batches.len(), ..Summary::default() };
     let progress = crate::progress::Progress::new(batches.len() as u64, "files", ctx.json);
     for batch in &batches {

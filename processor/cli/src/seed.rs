@@ -224,8 +224,8 @@ pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let rules = ctx.rules();
     anyhow::ensure!(
         rules.is_university(),
-        "tally seed writes SPEC's university workload, and the rules ({}) describe another table: seed is university-only \
-         (the example rule sets' workload generators live in their tests, aggregates/tests/examples_support/)",
+        "tally seed writes the university workload (docs/university.md), and the rules ({}) describe another table: \
+         seed is university-only (the example rule sets' workload generators live in their tests, aggregates/tests/examples_support/)",
         rules.source_name()
     );
     let started = Instant::now();

@@ -10,8 +10,8 @@ mod check;
 mod explain;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aggregates::rules::{Rules, UNIVERSITY_SOURCE};
 use clap::{Args, Subcommand};

@@ -9,43 +9,65 @@
 //! written after this read need none: they follow from the state the scan saw.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 
-use aggregates::Deltas;
-use anyhow::Context as _;
+use aggregates::{Deltas, Rules};
 
 use super::commit::write_ledgers;
-use crate::Context;
-use tally_engine::registry;
+use crate::error::BackfillError;
 use tally_engine::decode::{decode_batch, Origin};
 use tally_engine::items::ItemKey;
 use tally_engine::items::{Ledger, LedgerWrite};
+use tally_engine::registry;
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::{DynamoTable, Writer};
 use tally_engine::stream::StreamReader;
 
-/// Writes the ledgers [`ledgers_for_pending_records`] finds; returns a line for the summary.
-pub async fn protect(ctx: &Context, table: &DynamoTable) -> anyhow::Result<String> {
-    Ok(match ledgers_for_pending_records(ctx, table).await? {
+/// How a job reaches a table's stream: the caller holds the DynamoDB Streams client.
+pub trait Streams: Sync {
+    /// A reader of the stream `arn`.
+    fn reader(&self, arn: &str) -> impl Future<Output = StreamReader> + Send;
+}
+
+/// What backfill did about the records still in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The table has no stream: no records are pending.
+    NoStream,
+    /// Empty ledgers were written for this many items the scan did not count whose records are
+    /// still in the stream.
+    Protected {
+        /// The ledgers written.
+        ledgers: usize,
+    },
+}
+
+/// Writes the ledgers [`ledgers_for_pending_records`] finds.
+pub(super) async fn protect(table: &DynamoTable, rules: &Rules, streams: &impl Streams) -> Result<Pending, BackfillError> {
+    Ok(match ledgers_for_pending_records(table, rules, streams).await? {
         Some(ledgers) => {
-            write_ledgers(table, ctx.rules(), &ledgers, Writer::Backfill { run: None }).await?;
-            format!("{} ledger(s) written for uncounted items with records still in the stream", ledgers.len())
+            write_ledgers(table, rules, &ledgers, Writer::Backfill { run: None }).await?;
+            Pending::Protected { ledgers: ledgers.len() }
         }
-        None => "the table has no stream: no records pending".to_owned(),
+        None => Pending::NoStream,
     })
 }
 
 /// Gives an empty ledger to every item with contributing records in the stream and no ledger.
 /// Returns the ledgers to write, or `None` when the table has no stream (nothing is pending).
-async fn ledgers_for_pending_records(ctx: &Context, table: &DynamoTable) -> anyhow::Result<Option<Vec<LedgerWrite>>> {
+async fn ledgers_for_pending_records(
+    table: &DynamoTable,
+    rules: &Rules,
+    streams: &impl Streams,
+) -> Result<Option<Vec<LedgerWrite>>, BackfillError> {
     let Some(arn) = table.latest_stream_arn().await? else { return Ok(None) };
-    let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let reader = StreamReader::new(ctx.streams_client().await, &arn, region);
+    let reader = streams.reader(&arn).await;
     let mut items = BTreeSet::new();
     reader
         .read_retained(|records| {
             for record in records {
                 // A record the engine cannot identify never reaches the aggregates.
-                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name(), ctx.rules()) else { continue };
+                let Ok(changes) = decode_batch(std::slice::from_ref(&record), table.name(), rules) else { continue };
                 for change in changes {
                     if change.origin == Origin::Source && !(change.old.contribution().is_empty() && change.new.contribution().is_empty()) {
                         items.insert(change.key);
@@ -54,21 +76,20 @@ async fn ledgers_for_pending_records(ctx: &Context, table: &DynamoTable) -> anyh
             }
         })
         .await
-        .with_context(|| format!("reading the records still in stream {arn}"))?;
+        .map_err(|source| BackfillError::Stream { arn: arn.clone(), source })?;
     let items: Vec<ItemKey> = items.into_iter().collect();
     // Read as a scan reads them: a ledger written under other rules is there all the same.
-    let keys: Vec<ItemKey> = items.iter().map(|item| registry::ledger_key(ctx.rules().table(), item)).collect();
-    let found = table.read_decoded(&keys).await.context("reading the ledgers of items with records in the stream")?;
+    let keys: Vec<ItemKey> = items.iter().map(|item| registry::ledger_key(rules.table(), item)).collect();
+    let found = table
+        .read_decoded(&keys)
+        .await
+        .map_err(|source| BackfillError::Read { reading: "reading the ledgers of items with records in the stream", source })?;
     let items = items.into_iter().zip(keys);
     let nothing_yet = SequenceNumber::zero();
     Ok(Some(
         items
             .filter(|(_, ledger)| !found.contains_key(ledger))
-            .map(|(item, _)| LedgerWrite {
-                item,
-                expected_version: None,
-                ledger: Ledger::new(nothing_yet.clone(), Deltas::new()),
-            })
+            .map(|(item, _)| LedgerWrite { item, expected_version: None, ledger: Ledger::new(nothing_yet.clone(), Deltas::new()) })
             .collect(),
     ))
 }

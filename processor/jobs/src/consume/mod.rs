@@ -1,60 +1,73 @@
-//! A stream consumer that behaves like Lambda's event source mapping, for local development,
-//! end-to-end tests and running tally outside Lambda.
+//! Consume: a stream consumer that behaves like Lambda's event source mapping, for local
+//! development, end-to-end tests and running tally outside Lambda.
 //!
 //! Shards are read parent before child; records are batched (`batch_size`, `batch_window`) and
 //! handed to the same decode + engine path as the Lambda handler. A batch that reports failures
 //! is retried from its first failed record; a batch that cannot be decoded (a function error) is
-//! bisected; after `max_retries` the batch's positions go to the failure log, in the shape of
+//! bisected; after `max_retries` the batch's positions go to the [`failure_log`], in the shape of
 //! Lambda's on-failure destination message, for `tally redrive`. Checkpoints are durable, so a
 //! restart resumes after the last applied record; the engine's ledgers make any overlap harmless.
 
+pub mod failure_log;
+
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde::Serialize;
 
+use crate::error::ConsumeError;
+use failure_log::FailureMessage;
 use tally_engine::outcome::{Cause, Totals};
-use tally_engine::Engine;
 use tally_engine::retry::RetryBudget;
 use tally_engine::store::checkpoints::{Checkpoint, Checkpoints};
 use tally_engine::store::Store;
 use tally_engine::stream::{Position, StreamError, StreamReader, EMPTY_PAGES_CAUGHT_UP};
+use tally_engine::Engine;
 
+/// How the consumer reads and delivers, as Lambda's event source mapping is configured.
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
     /// Where to start a shard that has no checkpoint.
     pub from: Position,
+    /// Most records in one batch.
     pub batch_size: usize,
+    /// How long records are gathered into a batch before a partial one is delivered.
     pub batch_window: Duration,
     /// Retries of a failing batch before its positions go to the failure log.
     pub max_retries: u32,
     /// Time the engine gets per batch attempt (Lambda's function timeout).
     pub batch_timeout: Duration,
+    /// Return once every shard is drained, instead of running until stopped.
     pub until_caught_up: bool,
+    /// How long to wait before reading the stream again when no shard had anything new.
     pub poll_interval: Duration,
+    /// The file positions of batches that exhausted their retries are appended to.
     pub failure_log: PathBuf,
 }
 
 /// What a run did.
 #[derive(Debug, Default, Serialize)]
 pub struct ConsumeSummary {
+    /// Batches delivered to the engine.
     pub batches: u64,
+    /// What became of their records.
     #[serde(flatten)]
     pub totals: Totals,
     /// Redeliveries of batches that reported failures.
     pub retries: u64,
+    /// Batches split in two because they could not be decoded.
     pub bisections: u64,
     /// Records whose positions went to the failure log.
     pub records_to_failure_log: u64,
+    /// Closed shards read to their end.
     pub shards_finished: u64,
 }
 
+/// Reads one stream, shard by shard, into an engine, checkpointing as it goes.
 pub struct Consumer<'a, T> {
     engine: &'a Engine<T>,
     reader: StreamReader,
@@ -71,6 +84,7 @@ impl<T> std::fmt::Debug for Consumer<'_, T> {
     }
 }
 
+/// How far [`Consumer::drain`] read a shard.
 enum Drained {
     Finished,
     CaughtUp,
@@ -78,6 +92,8 @@ enum Drained {
 }
 
 impl<'a, T: Store> Consumer<'a, T> {
+    /// A consumer of `reader`'s stream into `engine`, resuming from `checkpoints`, that stops
+    /// after the batch in flight once `stop` is set.
     pub fn new(
         engine: &'a Engine<T>,
         reader: StreamReader,
@@ -85,20 +101,17 @@ impl<'a, T: Store> Consumer<'a, T> {
         options: ConsumeOptions,
         stop: Arc<AtomicBool>,
     ) -> Self {
-        Consumer {
-            engine,
-            reader,
-            checkpoints,
-            positions: HashMap::new(),
-            options,
-            stop,
-            summary: ConsumeSummary::default(),
-        }
+        Consumer { engine, reader, checkpoints, positions: HashMap::new(), options, stop, summary: ConsumeSummary::default() }
     }
 
     /// Runs until caught up (with `until_caught_up`) or until `stop` is set, finishing the batch in flight.
-    pub async fn run(mut self) -> anyhow::Result<ConsumeSummary> {
-        self.positions = self.checkpoints.load().await.context("loading checkpoints")?;
+    ///
+    /// # Errors
+    /// [`ConsumeError`] when the checkpoints or the stream cannot be read or written, the failure
+    /// log cannot be written, or a batch is left unapplied for a reason retrying cannot fix
+    /// ([`ConsumeError::is_not_applied`]): the checkpoint then stays before it.
+    pub async fn run(mut self) -> Result<ConsumeSummary, ConsumeError> {
+        self.positions = self.checkpoints.load().await.map_err(ConsumeError::LoadCheckpoints)?;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
@@ -135,9 +148,12 @@ impl<'a, T: Store> Consumer<'a, T> {
         Ok(self.summary)
     }
 
-    async fn drain(&mut self, shard: &str) -> anyhow::Result<Drained> {
+    /// Reads `shard` from its position, delivering batches, until it ends, is caught up, or the
+    /// consumer is stopped.
+    async fn drain(&mut self, shard: &str) -> Result<Drained, ConsumeError> {
         let mut position = self.position(shard);
-        let mut iterator = self.reader.iterator(shard, &position).await.with_context(|| format!("shard {shard}"))?;
+        let mut iterator =
+            self.reader.iterator(shard, &position).await.map_err(|source| ConsumeError::OpenShard { shard: shard.to_owned(), source })?;
         let mut buffer: Vec<EventRecord> = Vec::new();
         let mut buffered_since = Instant::now();
         let mut empty_pages = 0;
@@ -156,7 +172,7 @@ impl<'a, T: Store> Consumer<'a, T> {
                     iterator = self.reader.iterator(shard, &position).await?;
                     continue;
                 }
-                Err(err) => return Err(err).with_context(|| format!("reading shard {shard}")),
+                Err(source) => return Err(ConsumeError::ReadShard { shard: shard.to_owned(), source }),
             };
             if buffer.is_empty() {
                 buffered_since = Instant::now();
@@ -177,6 +193,7 @@ impl<'a, T: Store> Consumer<'a, T> {
         }
     }
 
+    /// Where to read `shard` from: after its checkpoint, or where options say.
     fn position(&self, shard: &str) -> Position {
         match self.positions.get(shard).and_then(|checkpoint| checkpoint.sequence.clone()) {
             Some(sequence) => Position::After(sequence),
@@ -184,10 +201,11 @@ impl<'a, T: Store> Consumer<'a, T> {
         }
     }
 
-    async fn save(&mut self, shard: &str, finished: bool) -> anyhow::Result<()> {
+    /// Saves `shard`'s checkpoint at its position in memory, `finished` once it is read to its end.
+    async fn save(&mut self, shard: &str, finished: bool) -> Result<(), ConsumeError> {
         let checkpoint = self.positions.entry(shard.to_owned()).or_default();
         checkpoint.finished |= finished;
-        self.checkpoints.save(shard, checkpoint).await.with_context(|| format!("saving the checkpoint of shard {shard}"))
+        self.checkpoints.save(shard, checkpoint).await.map_err(|source| ConsumeError::SaveCheckpoint { shard: shard.to_owned(), source })
     }
 
     /// Delivers the buffered records in batches and checkpoints after each.
@@ -195,7 +213,7 @@ impl<'a, T: Store> Consumer<'a, T> {
     /// A checkpoint write is itself a stream record. A batch of nothing but tally's bookkeeping
     /// records (checkpoints, ledgers) therefore moves the position in memory only: writing a
     /// checkpoint for it would feed the stream a record that asks for another checkpoint, forever.
-    async fn flush(&mut self, shard: &str, buffer: &mut Vec<EventRecord>) -> anyhow::Result<()> {
+    async fn flush(&mut self, shard: &str, buffer: &mut Vec<EventRecord>) -> Result<(), ConsumeError> {
         let records = std::mem::take(buffer);
         for batch in records.chunks(self.options.batch_size.max(1)) {
             self.deliver(shard, batch).await?;
@@ -210,7 +228,7 @@ impl<'a, T: Store> Consumer<'a, T> {
 
     /// One batch, with Lambda's semantics: retry from the reported failure point, bisect on a
     /// function error, and after `max_retries` send the positions to the failure log.
-    async fn deliver(&mut self, shard: &str, batch: &[EventRecord]) -> anyhow::Result<()> {
+    async fn deliver(&mut self, shard: &str, batch: &[EventRecord]) -> Result<(), ConsumeError> {
         self.summary.batches += 1;
         let mut queue: VecDeque<(usize, usize)> = VecDeque::from([(0, batch.len())]);
         let mut attempts = 0;
@@ -236,12 +254,12 @@ impl<'a, T: Store> Consumer<'a, T> {
             let outcome = self.engine.process(&changes, tokio::time::Instant::now() + self.options.batch_timeout).await;
             self.summary.totals.add(&outcome);
             let Some(failure) = outcome.failure else { continue };
-            let failed_from = failure.from;
             if let Some(Cause::Store(_)) = &failure.cause {
                 // Retrying cannot fix it, and every later batch would fail alike: stop before the
                 // checkpoint moves past this batch, so that a run after the fix resumes here.
-                bail!("shard {shard}: record {failed_from} of a batch of {} not applied: {failure}; fix it and run consume again (it resumes from the last checkpoint)", records.len());
+                return Err(ConsumeError::NotApplied { shard: shard.to_owned(), records: records.len(), failure: Box::new(failure) });
             }
+            let failed_from = failure.from;
             attempts += 1;
             let reason = failure.to_string();
             if !failure.is_retryable() || attempts > self.options.max_retries {
@@ -262,76 +280,19 @@ impl<'a, T: Store> Consumer<'a, T> {
         Ok(())
     }
 
-    fn log_failure(&mut self, shard: &str, records: &[EventRecord], attempts: u32, reason: &str) -> anyhow::Result<()> {
+    /// Appends `records`' positions to the failure log, as Lambda's on-failure destination would
+    /// receive them.
+    fn log_failure(&mut self, shard: &str, records: &[EventRecord], attempts: u32, reason: &str) -> Result<(), ConsumeError> {
         self.summary.records_to_failure_log += records.len() as u64;
-        let message = FailureMessage::new(self.reader.arn(), shard, records, attempts, reason);
-        let path = &self.options.failure_log;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening failure log {}", path.display()))?;
-        writeln!(file, "{}", serde_json::to_string(&message)?).with_context(|| format!("writing failure log {}", path.display()))
+        FailureMessage::new(self.reader.arn(), shard, records, attempts, reason).append_to(&self.options.failure_log)
     }
 }
 
+/// Whether `record` is of one of tally's bookkeeping items (a ledger, a checkpoint...).
 fn is_bookkeeping(rules: &aggregates::Rules, record: &EventRecord) -> bool {
     let key = |name| match record.change.keys.get(name) {
         Some(serde_dynamo::AttributeValue::S(value)) => value.as_str(),
         _ => "",
     };
     rules.owner(key(rules.table().pk()), key(rules.table().sk())) == aggregates::KeyOwner::Bookkeeping
-}
-
-/// Lambda's on-failure destination message for a stream batch: positions only, no records.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct FailureMessage {
-    #[serde(rename = "requestContext")]
-    pub request_context: serde_json::Value,
-    pub version: String,
-    pub timestamp: String,
-    #[serde(rename = "DDBStreamBatchInfo")]
-    pub batch: BatchInfo,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchInfo {
-    pub shard_id: String,
-    pub start_sequence_number: String,
-    pub end_sequence_number: String,
-    #[serde(default)]
-    pub approximate_arrival_of_first_record: Option<String>,
-    #[serde(default)]
-    pub approximate_arrival_of_last_record: Option<String>,
-    #[serde(default)]
-    pub batch_size: Option<u64>,
-    pub stream_arn: String,
-}
-
-impl FailureMessage {
-    fn new(stream_arn: &str, shard: &str, records: &[EventRecord], attempts: u32, reason: &str) -> Self {
-        let sequence = |record: Option<&EventRecord>| record.and_then(|record| record.change.sequence_number.clone()).unwrap_or_default();
-        let arrival = |record: Option<&EventRecord>| record.map(|record| record.change.approximate_creation_date_time.to_rfc3339());
-        FailureMessage {
-            request_context: serde_json::json!({
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "functionArn": "tally consume",
-                "condition": "RetryAttemptsExhausted",
-                "approximateInvokeCount": attempts,
-                "reason": reason,
-            }),
-            version: "1.0".into(),
-            timestamp: chrono::Utc::now().to_rfc3339(),
-            batch: BatchInfo {
-                shard_id: shard.to_owned(),
-                start_sequence_number: sequence(records.first()),
-                end_sequence_number: sequence(records.last()),
-                approximate_arrival_of_first_record: arrival(records.first()),
-                approximate_arrival_of_last_record: arrival(records.last()),
-                batch_size: Some(records.len() as u64),
-                stream_arn: stream_arn.to_owned(),
-            },
-        }
-    }
 }

@@ -8,9 +8,8 @@
 //! (`consume`, `replay`, `redrive`) refuse to run until a backfill has finished. How the mark is
 //! kept is [`tally_engine::store::marker`]'s business.
 
-use anyhow::{bail, Context as _};
-
 use super::commit::retried;
+use crate::error::MarkError;
 pub use tally_engine::store::marker::Owner;
 use tally_engine::store::marker::{Cleared, Marker};
 use tally_engine::store::DynamoTable;
@@ -18,6 +17,7 @@ use tally_engine::store::DynamoTable;
 /// A backfill that started and has not finished: running, or interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfinished {
+    /// When it set its mark, as the mark says.
     pub started_at: String,
     /// The segmented run it belongs to, if any.
     pub run: Option<String>,
@@ -37,39 +37,50 @@ impl std::fmt::Display for Unfinished {
 }
 
 /// Marks the table before backfill's first write.
-pub async fn begin(table: &DynamoTable, owner: &Owner<'_>) -> anyhow::Result<()> {
+///
+/// # Errors
+/// [`MarkError::Begin`] when the mark cannot be set.
+pub async fn begin(table: &DynamoTable, owner: &Owner<'_>) -> Result<(), MarkError> {
     let marker = Marker::new(table);
-    retried(|| marker.set(*owner)).await.context("marking the backfill as started")
+    retried(|| marker.set(*owner)).await.map_err(MarkError::Begin)
 }
 
 /// Clears the mark after backfill's last write, if it is still this backfill's: another one that
 /// started meanwhile keeps it until it finishes.
-pub async fn finish(table: &DynamoTable, owner: &Owner<'_>) -> anyhow::Result<()> {
+///
+/// # Errors
+/// [`MarkError::HeldByAnother`] when another backfill holds the mark; [`MarkError::Finish`] when
+/// it cannot be cleared.
+pub async fn finish(table: &DynamoTable, owner: &Owner<'_>) -> Result<(), MarkError> {
     let marker = Marker::new(table);
-    match retried(|| marker.clear(*owner)).await.context("marking the backfill as finished")? {
+    match retried(|| marker.clear(*owner)).await.map_err(MarkError::Finish)? {
         Cleared::Cleared => Ok(()),
-        Cleared::HeldByAnother => bail!(
-            "marking the backfill as finished: another backfill has started since and owns the mark; let it finish, or run backfill again"
-        ),
+        Cleared::HeldByAnother => Err(MarkError::HeldByAnother),
     }
 }
 
 /// The backfill that has not finished, if one has not. A table that does not exist has none:
 /// whatever the caller does next says so better.
-pub async fn unfinished(table: &DynamoTable) -> anyhow::Result<Option<Unfinished>> {
+///
+/// # Errors
+/// [`MarkError::Read`] when the mark cannot be read.
+pub async fn unfinished(table: &DynamoTable) -> Result<Option<Unfinished>, MarkError> {
     match Marker::new(table).read().await {
         Ok(mark) => {
             Ok(mark.map(|mark| Unfinished { started_at: mark.started_at.unwrap_or_else(|| "an unknown time".to_owned()), run: mark.run }))
         }
         Err(err) if err.is_missing_table() => Ok(None),
-        Err(err) => Err(err).context("reading the backfill marker"),
+        Err(err) => Err(MarkError::Read(err)),
     }
 }
 
 /// Refuses to process the stream while a backfill has not finished.
-pub async fn ensure_finished(table: &DynamoTable) -> anyhow::Result<()> {
-    if let Some(unfinished) = unfinished(table).await? {
-        bail!("{unfinished}");
+///
+/// # Errors
+/// [`MarkError::Unfinished`] while one has not; [`MarkError::Read`] when the mark cannot be read.
+pub async fn ensure_finished(table: &DynamoTable) -> Result<(), MarkError> {
+    match unfinished(table).await? {
+        Some(unfinished) => Err(MarkError::Unfinished(unfinished)),
+        None => Ok(()),
     }
-    Ok(())
 }

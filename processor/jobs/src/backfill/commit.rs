@@ -6,15 +6,15 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::bail;
-
-use crate::progress::Progress;
-use tally_engine::items::ItemKey;
-use tally_engine::plan::MAX_TRANSACTION_ACTIONS;
-use tally_engine::items::{first_version, AggregateWrite, LedgerWrite};
-use tally_engine::retry::{retry_until, RetryBudget, RetryError};
 use aggregates::Rules;
+
+use crate::error::BackfillError;
+use crate::Progress;
+use tally_engine::items::ItemKey;
+use tally_engine::items::{first_version, AggregateWrite, LedgerWrite};
+use tally_engine::plan::MAX_TRANSACTION_ACTIONS;
 use tally_engine::registry;
+use tally_engine::retry::{retry_until, RetryBudget, RetryError};
 use tally_engine::store::{Commit, Current, Store, StoreError, Writer};
 
 /// Items per commit: the most one DynamoDB transaction takes.
@@ -28,7 +28,11 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 /// their last write, lazily): that is a legitimate state, so its reset is written as a new ledger.
 /// Any other changed item means a writer raced backfill, and the chunk is refused. So is a chunk
 /// with a write where an item that is not tally's stands: the store never replaces one.
-pub async fn commit<T: Store>(table: &T, rules: &Rules, commit: Commit<'_>) -> anyhow::Result<()> {
+///
+/// # Errors
+/// [`BackfillError::Raced`] naming the items a writer changed; [`BackfillError::NotOwned`];
+/// [`BackfillError::Write`] when the commit fails for good or its retries run out.
+pub async fn commit<T: Store>(table: &T, rules: &Rules, commit: Commit<'_>) -> Result<(), BackfillError> {
     let mut budget = RetryBudget::within(RETRY_FOR);
     let mut ledgers = Cow::Borrowed(commit.ledgers);
     loop {
@@ -36,12 +40,8 @@ pub async fn commit<T: Store>(table: &T, rules: &Rules, commit: Commit<'_>) -> a
         let changed = match retry_until(&mut budget, || table.commit(attempt)).await {
             Ok(()) => return Ok(()),
             Err(RetryError::Failed(StoreError::Changed(changed))) => changed,
-            Err(RetryError::Failed(err @ StoreError::NotOwned { .. })) => bail!(
-                "{err}; nothing in this chunk was written. An item that is not tally's stands where an aggregate of these \
-                 rules must be: an application item the rules do not describe, or one of an aggregate renamed in place \
-                 (docs/rules.md, \"Changing rules\"). Move or delete it, then run backfill again"
-            ),
-            Err(err) => return Err(err.into()),
+            Err(RetryError::Failed(err @ StoreError::NotOwned { .. })) => return Err(BackfillError::NotOwned(err)),
+            Err(err) => return Err(BackfillError::Write(err)),
         };
         let expired: HashSet<&ItemKey> = changed
             .iter()
@@ -59,31 +59,29 @@ pub async fn commit<T: Store>(table: &T, rules: &Rules, commit: Commit<'_>) -> a
             }
             continue;
         }
-        let keys: Vec<String> = raced.into_iter().map(|current| describe(rules, current)).collect();
-        bail!(
-            "{} item(s) changed while backfill ran (the stream is being processed?): {}; nothing else in this chunk was written. \
-             Pause the event source mapping and run backfill again",
-            keys.len(),
-            keys.join(", ")
-        );
+        return Err(BackfillError::Raced(raced.into_iter().map(|current| table_key(rules, current)).collect()));
     }
 }
 
-/// The changed item's table key, as an operator would look it up.
-fn describe(rules: &Rules, current: &Current) -> String {
-    let (pk, sk) = match current {
-        Current::Ledger { source, .. } => {
-            let key = registry::ledger_key(rules.table(), source);
-            (key.pk, key.sk)
-        }
-        Current::Aggregate { key, .. } => (key.pk.clone(), key.sk.clone()),
-    };
-    format!("pk=`{pk}` sk=`{sk}`")
+/// The changed item's key in the table, as an operator would look it up.
+fn table_key(rules: &Rules, current: &Current) -> ItemKey {
+    match current {
+        Current::Ledger { source, .. } => registry::ledger_key(rules.table(), source),
+        Current::Aggregate { key, .. } => ItemKey::from(key),
+    }
 }
 
-/// Writes recomputed aggregates a chunk at a time, with progress unless `quiet`.
-pub async fn write_aggregates<T: Store>(table: &T, rules: &Rules, aggregates: &[AggregateWrite], quiet: bool) -> anyhow::Result<()> {
-    let progress = Progress::new(aggregates.len() as u64, "writes", quiet);
+/// Writes recomputed aggregates a chunk at a time, `progress` advancing by the aggregates written.
+///
+/// # Errors
+/// As [`commit`]'s, for the first chunk that fails; the chunks before it are written.
+pub(crate) async fn write_aggregates<T: Store>(
+    table: &T,
+    rules: &Rules,
+    aggregates: &[AggregateWrite],
+    progress: &impl Progress,
+) -> Result<(), BackfillError> {
+    progress.begin(aggregates.len() as u64, "writes");
     for chunk in aggregates.chunks(CHUNK) {
         commit(table, rules, Commit { ledgers: &[], aggregates: chunk, writer: Writer::Backfill { run: None } }).await?;
         progress.advance(chunk.len() as u64);
@@ -93,7 +91,15 @@ pub async fn write_aggregates<T: Store>(table: &T, rules: &Rules, aggregates: &[
 }
 
 /// Writes ledger resets a chunk at a time, recorded as `writer`'s.
-pub async fn write_ledgers<T: Store>(table: &T, rules: &Rules, ledgers: &[LedgerWrite], writer: Writer<'_>) -> anyhow::Result<()> {
+///
+/// # Errors
+/// As [`commit`]'s, for the first chunk that fails; the chunks before it are written.
+pub(crate) async fn write_ledgers<T: Store>(
+    table: &T,
+    rules: &Rules,
+    ledgers: &[LedgerWrite],
+    writer: Writer<'_>,
+) -> Result<(), BackfillError> {
     for chunk in ledgers.chunks(CHUNK) {
         commit(table, rules, Commit { ledgers: chunk, aggregates: &[], writer }).await?;
     }
@@ -103,7 +109,10 @@ pub async fn write_ledgers<T: Store>(table: &T, rules: &Rules, ledgers: &[Ledger
 /// Runs a write of backfill's bookkeeping (the marks, partial sums) until it lands, retrying
 /// transient failures for up to two minutes. The writes are whole items, so a retry after a
 /// lost answer rewrites the same item.
-pub async fn retried<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, RetryError>
+///
+/// # Errors
+/// [`RetryError`] when the write fails for good or is still failing when the two minutes are up.
+pub(crate) async fn retried<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, RetryError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
@@ -140,7 +149,7 @@ mod tests {
         }
     }
 
-    async fn write(table: &MemoryTable, write: &LedgerWrite, writer: Writer<'_>) -> anyhow::Result<()> {
+    async fn write(table: &MemoryTable, write: &LedgerWrite, writer: Writer<'_>) -> Result<(), BackfillError> {
         commit(table, Rules::university(), Commit { ledgers: std::slice::from_ref(write), aggregates: &[], writer }).await
     }
 
@@ -173,7 +182,7 @@ mod tests {
         for expected_version in [None, Some(0)] {
             let stored = StoredAggregate { values: aggregates::AggregateValues::zero(rules, key.kind), version: 1 };
             let write = AggregateWrite { key: key.clone(), expected_version, stored };
-            let err = write_aggregates(&table, rules, &[write], true).await.unwrap_err().to_string();
+            let err = write_aggregates(&table, rules, &[write], &()).await.unwrap_err().to_string();
             assert!(err.starts_with("item pk=`course#c1` sk=`stats` is not tally's `stats`"), "{expected_version:?}: {err}");
             assert_eq!(table.items().get(&at), Some(&note));
         }

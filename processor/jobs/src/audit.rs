@@ -1,24 +1,36 @@
-//! What the table holds against what it should hold: the oracle of the tests, `tally verify`,
-//! and the plan `tally backfill` writes.
+//! What the table holds against what it should hold: the oracle of the tests, [`crate::verify`],
+//! and the plan [`crate::backfill`] writes. [`Audit::scan`] reads the table into one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aggregates::{AggregateKey, AggregateValues, Deltas, Recompute, RuleAssessment, Rules};
 use serde::Serialize;
 
+use crate::error::ScanError;
+use crate::Progress;
 use tally_engine::items::ItemKey;
 use tally_engine::items::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::scan::{ScannedLedger, TableItem};
+use tally_engine::store::DynamoTable;
+
+/// Parallel scan segments by default: two per core, at least 4.
+pub fn default_segments() -> u32 {
+    std::thread::available_parallelism().map_or(4, |cores| (cores.get() as u32 * 2).max(4))
+}
 
 /// One field of one aggregate that differs from the recompute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
+    /// The aggregate's partition key.
     pub pk: String,
+    /// The aggregate's sort key.
     pub sk: String,
+    /// The field's name (or the average's).
     pub field: String,
-    /// `None`: the item or attribute is absent.
+    /// What the table holds; `None`: the item or attribute is absent.
     pub stored: Option<String>,
+    /// What the recompute gives; `None`: no average (nothing to divide by).
     pub expected: Option<String>,
 }
 
@@ -32,6 +44,7 @@ impl std::fmt::Display for Drift {
 /// An aggregate item as scanned.
 #[derive(Debug, Clone)]
 pub struct Scanned {
+    /// Its values and version.
     pub stored: StoredAggregate,
     /// Its kind's averages as stored, in the rules' order, normalised as numbers.
     pub averages: Vec<Option<String>>,
@@ -54,10 +67,13 @@ pub enum Keep {
 /// backfill needs to reset the ledgers.
 #[derive(Debug)]
 pub struct Audit<'r> {
+    /// What the audit keeps besides the recompute and the stored aggregates.
     pub keep: Keep,
     /// Every item scanned, tally's own included.
     pub scanned: u64,
+    /// The aggregates recomputed from the application items scanned.
     pub recompute: Recompute<'r>,
+    /// The aggregate items scanned.
     pub stored: BTreeMap<AggregateKey, Scanned>,
     /// Contribution of each application item that needs a ledger ([`needs_ledger`]: an entity
     /// with contributions, or an invalid image), as scanned; with [`Keep::Items`] only.
@@ -93,6 +109,40 @@ impl<'r> Audit<'r> {
         }
     }
 
+    /// Scans `segments` (numbers out of `total`) of `table` concurrently and folds them into one
+    /// audit, `progress` advancing by the items scanned.
+    ///
+    /// # Errors
+    /// [`ScanError`] naming the first segment (in `segments`' order) whose scan failed.
+    pub async fn scan(
+        table: &DynamoTable,
+        rules: &'r Rules,
+        segments: &[u32],
+        total: u32,
+        keep: Keep,
+        progress: &impl Progress,
+    ) -> Result<Self, ScanError> {
+        progress.begin(0, "items scanned");
+        let scans = segments.iter().map(|&segment| async move {
+            let mut audit = Audit::new(rules, keep);
+            table
+                .scan_segment(segment, total, |items| {
+                    progress.advance(items.len() as u64);
+                    items.into_iter().for_each(|item| audit.add(item));
+                })
+                .await
+                .map_err(|source| ScanError { segment, total, table: table.name().to_owned(), source: Box::new(source) })?;
+            Ok::<_, ScanError>(audit)
+        });
+        let mut whole = Audit::new(rules, keep);
+        for audit in futures::future::join_all(scans).await {
+            whole.combine(audit?);
+        }
+        progress.finish();
+        Ok(whole)
+    }
+
+    /// The rules the audit recomputes by.
     pub fn rules(&self) -> &'r Rules {
         self.recompute.rules()
     }
