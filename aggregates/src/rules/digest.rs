@@ -59,9 +59,9 @@
 
 use sha2::{Digest as _, Sha256};
 
+use super::compiled::{Add, Aggregate, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Limits, Rules, Table};
 use super::model::AttributeType;
 use super::pattern::{Capture, CaptureType, Pattern, Segment};
-use super::compiled::{Add, Aggregate, Amount, Attribute, Average, Condition, Digits, Entity, FieldId, Group, Limits, Rules, Table};
 
 /// The version of the encoding.
 const VERSION: u64 = 1;

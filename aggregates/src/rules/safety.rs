@@ -15,10 +15,10 @@
 
 use std::ops::Range;
 
+use super::compiled::{Aggregate, Entity, Limits, Table};
 use super::errors::Problem;
 use super::language::{capture_may_hold, Language};
 use super::pattern::{CaptureType, Part, Pattern};
-use super::compiled::{Aggregate, Entity, Limits, Table};
 use crate::keys::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, MAX_TRANSACTION_ACTIONS};
 
 /// Most aggregates, and most entities, a file may have: their keys are proved apart pair by

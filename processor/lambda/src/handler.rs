@@ -1,6 +1,5 @@
 //! The Lambda function: a DynamoDB stream batch in, `batchItemFailures` out.
 
-
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Diagnostic, LambdaEvent};

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use tally_engine::Engine;
 use tally_engine::rules_file::{self, RULES_ENV};
 use tally_engine::store::DynamoTable;
 use tally_engine::telemetry;
+use tally_engine::Engine;
 use tally_lambda::handler;
 
 const DEFAULT_TABLE: &str = "university";
