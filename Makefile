@@ -23,7 +23,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(TOOLS)/cargo/bin/cargo-deny
 ADVISORY_DBS := $${CARGO_HOME:-$$HOME/.cargo}/advisory-dbs
 
-.PHONY: help install java test test-rust test-lambda test-infra demo bench package template coldstart lint audit clean
+.PHONY: help install java test test-rust test-lambda test-infra test-readme demo bench package template coldstart lint audit clean
 
 help:
 	@echo "make demo    - start DynamoDB Local, run tally on a realistic workload, show and verify the aggregates"
@@ -55,7 +55,7 @@ $(DEPLOY_STAMP): requirements-deploy.txt
 	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-deploy.txt
 	touch $@
 
-test: install test-rust test-lambda test-infra
+test: install test-rust test-lambda test-infra test-readme
 
 test-rust: install
 	cargo build --workspace --all-targets $(FEATURES)
@@ -77,6 +77,11 @@ test-infra: install
 	cargo build --workspace --all-targets $(FEATURES)
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider infra/tests
+
+# The README's ```sh blocks, in order, with the debug `tally` (make demo's as scripts/demo.sh).
+test-readme: install
+	cargo build --workspace --all-targets $(FEATURES)
+	$(WITH_DDB) scripts/readme-commands.sh
 
 demo: install
 	cargo build --release -p tally-cli --bin tally
