@@ -13,7 +13,8 @@
 //! `tally_engine::stream` only.
 
 #![forbid(unsafe_code)]
-#![warn(missing_debug_implementations, rust_2018_idioms, missing_docs)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod audit;
 pub mod backfill;
