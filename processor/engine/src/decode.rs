@@ -9,7 +9,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::items::ItemKey;
-use crate::registry::is_bookkeeping_type;
+use crate::registry::{own_item, OwnItem};
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`, and what is wrong
@@ -178,17 +178,31 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
         }
     }
     let (old, new) = (rules.assess(image(&stream.old_image)), rules.assess(image(&stream.new_image)));
-    let images = [&stream.old_image, &stream.new_image];
-    let origin = match rules.owner(&key.pk, &key.sk) {
-        // Only tally writes aggregate items, each carrying its aggregate's name: an image at an
-        // aggregate's key without it is the application's, and is assessed like any other.
-        KeyOwner::Aggregate if images.into_iter().all(|image| is_own_aggregate(rules, &key, image)) => Origin::OwnAggregate,
-        // Only tally writes under the bookkeeping prefix: an image there that is not one of its
-        // items is the application's, breaking that promise. It is assessed (an entity's image is
-        // rejected), never skipped unseen as tally's.
-        KeyOwner::Bookkeeping if images.into_iter().all(|image| is_bookkeeping(rules, image)) => Origin::OwnBookkeeping,
-        _ if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
-        _ => Origin::Source,
+    // A record of tally's own write: each image absent or tally's item there, by key and type.
+    let type_attribute = rules.table().type_attribute();
+    let own = |image: &Item| {
+        let found = match image.get(type_attribute) {
+            Some(AttributeValue::S(kind)) => Some(kind.as_str()),
+            _ => None,
+        };
+        own_item(rules, &key.pk, &key.sk, found)
+    };
+    let owns = match (image(&stream.old_image).map(own), image(&stream.new_image).map(own)) {
+        (Some(old), Some(new)) if old == new => old,
+        (Some(only), None) | (None, Some(only)) => only,
+        // No image at all (a record of keys only): its key says whose it is.
+        (None, None) => match rules.owner(&key.pk, &key.sk) {
+            KeyOwner::Aggregate => rules.parse_key(&key.pk, &key.sk).map(OwnItem::Aggregate),
+            KeyOwner::Bookkeeping => Some(OwnItem::Bookkeeping),
+            KeyOwner::Application => None,
+        },
+        (Some(_), Some(_)) => None,
+    };
+    let origin = match owns {
+        Some(OwnItem::Aggregate(_)) => Origin::OwnAggregate,
+        Some(OwnItem::Bookkeeping) => Origin::OwnBookkeeping,
+        None if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+        None => Origin::Source,
     };
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
@@ -196,18 +210,6 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
 /// A record's image; an INSERT's old image and a REMOVE's new one arrive empty.
 fn image(item: &Item) -> Option<&Item> {
     (!item.is_empty()).then_some(item)
-}
-
-/// Whether a record's image is absent or one of tally's bookkeeping items, by its type.
-fn is_bookkeeping(rules: &Rules, image: &Item) -> bool {
-    image.is_empty() || matches!(image.get(rules.table().type_attribute()), Some(AttributeValue::S(kind)) if is_bookkeeping_type(kind))
-}
-
-/// Whether a record's image is absent or the aggregate item tally keeps at `key`, by its type.
-fn is_own_aggregate(rules: &Rules, key: &ItemKey, image: &Item) -> bool {
-    let Some(aggregate) = rules.parse_key(&key.pk, &key.sk) else { return image.is_empty() };
-    image.is_empty()
-        || matches!(image.get(rules.table().type_attribute()), Some(AttributeValue::S(kind)) if kind == rules.aggregate(aggregate.kind).name())
 }
 
 fn is_unknown(assessment: &RuleAssessment<'_>) -> bool {

@@ -9,6 +9,7 @@
 
 use aggregates::keys::TYPE_ATTRIBUTE;
 use aggregates::rules::{Aggregate, Rules, Table};
+use aggregates::{AggregateKey, KeyOwner};
 use serde_json::{json, Value};
 
 use crate::items::ItemKey;
@@ -57,6 +58,36 @@ pub const BOOKKEEPING: [Bookkeeping; 4] = [LEDGER, CHECKPOINT, BACKFILL_PARTIAL,
 /// nothing under the bookkeeping prefix, and an item there without one of these types is its.
 pub fn is_bookkeeping_type(entity_type: &str) -> bool {
     BOOKKEEPING.iter().any(|bookkeeping| bookkeeping.entity_type == entity_type)
+}
+
+/// One of tally's own items, as [`own_item`] recognises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnItem {
+    /// The aggregate item at this key.
+    Aggregate(AggregateKey),
+    /// A bookkeeping item: a ledger, a checkpoint, a backfill partial or the backfill marker.
+    Bookkeeping,
+}
+
+/// Which of tally's own items the item at `pk`/`sk` whose type attribute holds `found` is, or
+/// `None` when it is the application's: the one place that decides it, for the decoder (a record
+/// of tally's own write changes nothing) and for scans (tally's items are compared, the
+/// application's recomputed from).
+///
+/// tally's own items are recognised by key and type together: only tally writes aggregate items,
+/// each carrying its aggregate's name, and only tally writes under the bookkeeping prefix, each
+/// item carrying a bookkeeping type. An item at such a key without that type is the
+/// application's, whatever its key says: it is assessed by the rules like any other, never
+/// skipped unseen. (The store's writes hold to the same rule: they replace only an item with the
+/// type tally gives it.)
+pub fn own_item(rules: &Rules, pk: &str, sk: &str, found: Option<&str>) -> Option<OwnItem> {
+    match rules.owner(pk, sk) {
+        KeyOwner::Application => None,
+        KeyOwner::Aggregate => {
+            rules.parse_key(pk, sk).filter(|key| found == Some(rules.aggregate(key.kind).name())).map(OwnItem::Aggregate)
+        }
+        KeyOwner::Bookkeeping => found.is_some_and(is_bookkeeping_type).then_some(OwnItem::Bookkeeping),
+    }
 }
 
 /// Attributes tally adds to the items it writes, beyond the rules' names.

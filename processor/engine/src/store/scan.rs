@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 
 use aggregates::keys::UPDATED_AT;
-use aggregates::{AggregateId, AggregateKey, KeyOwner, Rules};
+use aggregates::{AggregateId, AggregateKey, Rules};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::items::ItemKey;
 use crate::items::{Ledger, StoredAggregate};
 use crate::registry::attributes::{BACKFILL_RUN, RULES_DIGEST, WRITTEN_BY};
-use crate::registry::is_bookkeeping_type;
+use crate::registry::{own_item, OwnItem};
 use crate::store::codec::{text, Codec, Writer};
 use crate::store::error::{classify, SdkItem, StoreError};
 use crate::store::DynamoTable;
@@ -82,32 +82,20 @@ fn written_under(item: &SdkItem) -> String {
 fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
     let rules = codec.rules();
     let Some(key) = codec.item_key(&item) else { return Ok(TableItem::Source { key: None, image: item.into() }) };
-    Ok(match rules.owner(&key.pk, &key.sk) {
-        KeyOwner::Application => TableItem::Source { key: Some(key), image: item.into() },
-        KeyOwner::Aggregate => match rules.parse_key(&key.pk, &key.sk) {
-            Some(aggregate) => {
-                let stored = match codec.read_aggregate(&aggregate, &item) {
-                    Ok(stored) => stored,
-                    // The application's item where an aggregate would be: the engine never
-                    // writes over it, and the rules read it as any image.
-                    Err(StoreError::NotOwned { .. }) => return Ok(TableItem::Source { key: Some(key), image: item.into() }),
-                    Err(err) => return Err(err),
-                };
-                let average = |name: &str| match item.get(name) {
-                    Some(AttributeValue::N(text)) => Some(text.clone()),
-                    _ => None,
-                };
-                let averages = rules.aggregate(aggregate.kind).averages().iter().map(|declared| average(declared.name())).collect();
-                TableItem::Aggregate { key: aggregate, stored, averages, rules_digest: written_under(&item) }
-            }
-            None => TableItem::Other,
-        },
-        // Only tally writes under the bookkeeping prefix; an item there without one of its types
-        // is the application's, read as the stream reads its records (an entity's is rejected).
-        KeyOwner::Bookkeeping if !text(&item, rules.table().type_attribute()).is_some_and(is_bookkeeping_type) => {
-            TableItem::Source { key: Some(key), image: item.into() }
+    // The application's item, wherever its key is (at an aggregate's, under the bookkeeping
+    // prefix), is read as the stream reads its records.
+    Ok(match own_item(rules, &key.pk, &key.sk, text(&item, rules.table().type_attribute())) {
+        None => TableItem::Source { key: Some(key), image: item.into() },
+        Some(OwnItem::Aggregate(aggregate)) => {
+            let stored = codec.read_aggregate(&aggregate, &item)?;
+            let average = |name: &str| match item.get(name) {
+                Some(AttributeValue::N(text)) => Some(text.clone()),
+                _ => None,
+            };
+            let averages = rules.aggregate(aggregate.kind).averages().iter().map(|declared| average(declared.name())).collect();
+            TableItem::Aggregate { key: aggregate, stored, averages, rules_digest: written_under(&item) }
         }
-        KeyOwner::Bookkeeping => match codec.source_of_ledger(&key) {
+        Some(OwnItem::Bookkeeping) => match codec.source_of_ledger(&key) {
             Some(source) => {
                 let rules_digest = written_under(&item);
                 let ledger = match codec.decode_ledger(&key, &item) {
@@ -127,6 +115,7 @@ fn read_item(codec: &Codec, item: SdkItem) -> Result<TableItem, StoreError> {
                     rules_digest,
                 })
             }
+            // A checkpoint, a backfill partial or the marker: not compared with anything.
             None => TableItem::Other,
         },
     })
@@ -226,7 +215,9 @@ mod tests {
             }
             other => panic!("expected an aggregate, got {other:?}"),
         }
-        assert_eq!(read_item(item(&[("pk", s("stats#university")), ("sk", s("anything"))])).unwrap(), TableItem::Other);
+        // Not an aggregate's key, though its pk is one: the application's, as the stream reads it.
+        let beside = item(&[("pk", s("stats#university")), ("sk", s("anything"))]);
+        assert!(matches!(read_item(beside).unwrap(), TableItem::Source { key: Some(_), .. }));
         let marker = item(&[("pk", s("tally#backfill")), ("sk", s("in-progress")), ("entityType", s("tally_backfill_marker"))]);
         assert_eq!(read_item(marker).unwrap(), TableItem::Other);
     }
