@@ -466,22 +466,15 @@ mod tests {
             rules_digest: legacy.into(),
         };
         audit.add_ledger_of_slice(scanned.clone());
-        audit.add(TableItem::Ledger(scanned));
+        audit.add(TableItem::Ledger(scanned.clone()));
         assert!(audit.other_rules.is_empty(), "{:?}", audit.other_rules);
         assert!(!audit.stored[&course()].foreign);
         assert!(audit.foreign_ledgers.is_empty());
         // Under other rules it is the university's, and counted.
         let learning = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules/learning.toml")).unwrap();
-        let learning: &'static Rules = Box::leak(Box::new(Rules::from_toml(&learning, "learning.toml").unwrap()));
-        let mut audit = Audit::new(learning, Keep::Aggregates);
-        audit.add(TableItem::Ledger(ScannedLedger {
-            source: item("student#s1"),
-            ledger: ledger(3),
-            by_backfill: false,
-            backfill_run: None,
-            updated_at: None,
-            rules_digest: legacy.into(),
-        }));
+        let learning = Rules::from_toml(&learning, "learning.toml").unwrap();
+        let mut audit = Audit::new(&learning, Keep::Aggregates);
+        audit.add(TableItem::Ledger(scanned));
         assert_eq!(audit.other_rules, BTreeMap::from([(legacy.to_owned(), 1)]));
     }
 
