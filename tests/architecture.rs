@@ -17,9 +17,6 @@ use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Where the workspace's sources live: every crate's `src/` under these.
-const CRATE_PARENTS: &[&str] = &["processor", "examples"];
-
 /// The adapter modules: the only sources allowed to name an AWS SDK crate.
 const ADAPTERS: &[&str] = &["processor/engine/src/store", "processor/engine/src/stream", "processor/cli/src/failure_queue.rs"];
 
@@ -40,7 +37,7 @@ const SDK_DEPENDENCIES: &[(&str, &[&str])] = &[
 ];
 
 /// The crates the workspace is made of: a layout change must update the rules above.
-const CRATES: &[&str] = &["processor/engine", "processor/jobs", "processor/lambda", "processor/cli", "examples/own-handler"];
+const CRATES: &[&str] = &["aggregates", "processor/engine", "processor/jobs", "processor/lambda", "processor/cli", "examples/own-handler"];
 
 /// Crate names (Rust identifiers) and package names (manifests) that are AWS SDK crates.
 fn is_sdk_identifier(word: &str) -> bool {
@@ -68,17 +65,12 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every crate directory under [`CRATE_PARENTS`].
+/// Every crate of the workspace: the root manifest's `members`.
 fn crate_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for parent in CRATE_PARENTS {
-        for entry in std::fs::read_dir(root.join(parent)).unwrap_or_else(|err| panic!("listing {parent}/: {err}")) {
-            let dir = entry.unwrap_or_else(|err| panic!("listing {parent}/: {err}")).path();
-            if dir.join("Cargo.toml").is_file() {
-                dirs.push(dir);
-            }
-        }
-    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("reading the root Cargo.toml");
+    let members = manifest.lines().find_map(|line| line.trim().strip_prefix("members")).expect("the workspace lists its members");
+    let mut dirs: Vec<PathBuf> = members.split('"').skip(1).step_by(2).map(|member| root.join(member)).collect();
+    assert!(!dirs.is_empty(), "no members read from `members{members}`");
     dirs.sort();
     dirs
 }

@@ -187,20 +187,23 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
         };
         own_item(rules, &key.pk, &key.sk, found)
     };
-    let owns = match (image(&stream.old_image).map(own), image(&stream.new_image).map(own)) {
-        (Some(old), Some(new)) if old == new => old,
-        (Some(only), None) | (None, Some(only)) => only,
-        // No image at all (a record of keys only): its key says whose it is.
+    let of_own = |item: Option<OwnItem>| match item? {
+        OwnItem::Aggregate(_) => Some(Origin::OwnAggregate),
+        OwnItem::Bookkeeping => Some(Origin::OwnBookkeeping),
+    };
+    let own_origin = match (image(&stream.old_image).map(own), image(&stream.new_image).map(own)) {
+        // A record of keys only: its key says whose it is.
         (None, None) => match rules.owner(&key.pk, &key.sk) {
-            KeyOwner::Aggregate => rules.parse_key(&key.pk, &key.sk).map(OwnItem::Aggregate),
-            KeyOwner::Bookkeeping => Some(OwnItem::Bookkeeping),
+            KeyOwner::Aggregate => Some(Origin::OwnAggregate),
+            KeyOwner::Bookkeeping => Some(Origin::OwnBookkeeping),
             KeyOwner::Application => None,
         },
+        (Some(only), None) | (None, Some(only)) => of_own(only),
+        (Some(old), Some(new)) if old == new => of_own(old),
         (Some(_), Some(_)) => None,
     };
-    let origin = match owns {
-        Some(OwnItem::Aggregate(_)) => Origin::OwnAggregate,
-        Some(OwnItem::Bookkeeping) => Origin::OwnBookkeeping,
+    let origin = match own_origin {
+        Some(origin) => origin,
         None if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
         None => Origin::Source,
     };
@@ -388,5 +391,29 @@ mod tests {
         let err = decode_record(0, &record(value), "university", Rules::university()).unwrap_err();
         assert!(err.is_bad_sequence_number(), "{err:?}");
         assert_eq!(err.kind, DecodeErrorKind::BadSequenceNumber("12x".to_owned()));
+    }
+
+    #[test]
+    fn a_record_naming_two_items_or_another_service_is_not_identified() {
+        let keys = json!({"pk": {"S": "course#c1"}, "sk": {"S": "student#s1"}});
+        let mut value = base(keys, json!({"pk": {"S": "course#c2"}, "sk": {"S": "student#s1"}}));
+        let err = decode_record(0, &record(value.clone()), "university", Rules::university()).unwrap_err();
+        assert!(err.is_key_mismatch(), "{err:?}");
+        assert_eq!(err.to_string(), "record 0 (eventID `e1`): `dynamodb.NewImage.pk` differs from `dynamodb.Keys.pk`");
+        value["eventSourceARN"] = json!("arn:aws:kinesis:us-east-1:000000000000:stream/orders");
+        let err = decode_record(0, &record(value), "university", Rules::university()).unwrap_err();
+        assert!(err.is_not_a_stream_arn() && !err.is_key_mismatch(), "{err:?}");
+    }
+
+    #[test]
+    fn a_record_of_keys_only_is_classified_by_its_key() {
+        let at = |pk: &str, sk: &str| {
+            let value = base(json!({"pk": {"S": pk}, "sk": {"S": sk}}), json!(null));
+            decode_record(0, &record(value), "university", Rules::university()).expect("decodes").origin
+        };
+        assert_eq!(at("course#c1", "stats"), Origin::OwnAggregate);
+        assert_eq!(at("stats#university", "anything"), Origin::OwnAggregate, "in the aggregates' key space, as before");
+        assert_eq!(at("tally#ledger#course#c1", "student#s1"), Origin::OwnBookkeeping);
+        assert_eq!(at("course#c1", "student#s1"), Origin::Unknown);
     }
 }

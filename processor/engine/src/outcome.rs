@@ -108,13 +108,14 @@ impl BatchOutcome {
 
     /// The answer to Lambda for the batch `records` this is the outcome of, with
     /// `ReportBatchItemFailures`: every record from the first not applied to the end of the batch,
-    /// by sequence number, to be delivered again; none when all were applied.
+    /// by sequence number, to be delivered again; none when all were applied. Given records that
+    /// are not the outcome's batch (fewer than its first unapplied one), it reports all of them:
+    /// a redelivery is harmless, a success claimed for records not applied loses them.
     pub fn response(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         if let Some(from) = self.failed_from() {
-            response.batch_item_failures = records
-                .get(from..)
-                .unwrap_or_default()
+            let unapplied = if from < records.len() { &records[from..] } else { records };
+            response.batch_item_failures = unapplied
                 .iter()
                 .map(|record| {
                     let mut failure = DynamoDbBatchItemFailure::default();
@@ -307,6 +308,31 @@ mod tests {
         let key = ItemKey { pk: "course#c1".into(), sk: format!("e{index}") };
         let cause = StoreError::Refused(Failure::new("TransactWriteItems", "too big"));
         Refused { index, event_id: format!("ev{index}"), key, cause }
+    }
+
+    fn records(count: usize) -> Vec<EventRecord> {
+        (0..count)
+            .map(|index| {
+                let mut record = EventRecord::default();
+                record.change.sequence_number = Some(format!("{index:03}"));
+                record
+            })
+            .collect()
+    }
+
+    fn reported(response: &DynamoDbEventResponse) -> Vec<String> {
+        response.batch_item_failures.iter().filter_map(|failure| failure.item_identifier.clone()).collect()
+    }
+
+    #[test]
+    fn the_response_asks_again_for_every_record_from_the_first_unapplied_one() {
+        let batch = records(4);
+        let applied = BatchOutcome { records: 4, ..BatchOutcome::default() };
+        assert!(applied.response(&batch).batch_item_failures.is_empty());
+        let cut = BatchOutcome { records: 4, failure: Some(BatchFailure { from: 2, cause: None, refused: vec![refused(2)] }), ..BatchOutcome::default() };
+        assert_eq!(reported(&cut.response(&batch)), ["002", "003"]);
+        // Paired with records that are not its batch, it never claims a success.
+        assert_eq!(reported(&cut.response(&batch[..1])), ["000"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aggregates::{AggregateKey, AggregateValues, Deltas, Rules};
 
 use crate::decode::{Change, Origin};
-use crate::items::{first_version, AggregateWrite, Assumption, ItemKey, Ledger, LedgerWrite, StoredAggregate};
+use crate::items::{first_version, next_version, AggregateWrite, Assumption, ItemKey, Ledger, LedgerWrite, StoredAggregate};
 use crate::registry::LEDGER;
 use crate::sequence::SequenceNumber;
 
@@ -177,7 +177,7 @@ pub fn plan(items: &[ItemChanges], pending: &[usize], snapshot: &Snapshot, max_a
             let before = projected.get(&key).cloned().unwrap_or_else(|| snapshot.aggregates.get(&key).cloned().flatten());
             let mut values = before.as_ref().map(|stored| stored.values.clone()).unwrap_or_else(|| AggregateValues::zero(rules, key.kind));
             values.apply(&key, &deltas);
-            let stored = StoredAggregate { values, version: before.as_ref().map_or_else(first_version, |stored| stored.version + 1) };
+            let stored = StoredAggregate { values, version: next_version(before.as_ref().map(|stored| stored.version)) };
             projected.insert(key.clone(), Some(stored.clone()));
             current.aggregates.push(AggregateWrite { key, expected_version: before.map(|stored| stored.version), stored });
         }

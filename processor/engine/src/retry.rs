@@ -108,7 +108,7 @@ pub enum RetryError {
     #[error(transparent)]
     Failed(StoreError),
     /// Still failing transiently when the budget left no time for another attempt.
-    #[error("giving up after retries: {0}")]
+    #[error("giving up after retries: {0}: deadline reached before the next attempt")]
     GaveUp(StoreError),
 }
 
@@ -116,13 +116,6 @@ impl RetryError {
     /// Whether the budget ran out while the failure was still transient.
     pub fn is_gave_up(&self) -> bool {
         matches!(self, RetryError::GaveUp(_))
-    }
-
-    /// The last failure.
-    pub fn store_error(&self) -> &StoreError {
-        match self {
-            RetryError::Failed(err) | RetryError::GaveUp(err) => err,
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::ScanError;
 use crate::Progress;
 use tally_engine::items::ItemKey;
-use tally_engine::items::{first_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
+use tally_engine::items::{next_version, AggregateWrite, Ledger, LedgerWrite, StoredAggregate};
 use tally_engine::sequence::SequenceNumber;
 use tally_engine::store::scan::{ScannedLedger, TableItem};
 use tally_engine::store::DynamoTable;
@@ -277,7 +277,7 @@ impl<'r> Audit<'r> {
                 AggregateWrite {
                     key: key.clone(),
                     expected_version: version,
-                    stored: StoredAggregate { values, version: version.map_or_else(first_version, |v| v + 1) },
+                    stored: StoredAggregate { values, version: next_version(version) },
                 }
             })
             .collect();
@@ -296,7 +296,7 @@ impl<'r> Audit<'r> {
                 item: item.clone(),
                 expected_version: existing.map(|ledger| ledger.version),
                 ledger: Ledger {
-                    version: existing.map_or_else(first_version, |ledger| ledger.version + 1),
+                    version: next_version(existing.map(|ledger| ledger.version)),
                     sequence,
                     contribution: contribution.clone(),
                     assumed: None,

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::*;
 use crate::items::ItemKey;
 use crate::items::{AggregateWrite, StoredAggregate};
+use crate::store::Verdict;
 use crate::store::memory::{Call, Fault, MemoryTable};
 use crate::store::SdkItem;
 use build::{assignment, changes, enrollment, expected, held, instructor, key, ledger, submission, Rec};
@@ -302,6 +303,24 @@ async fn throttled_reads_and_commits_are_retried_with_backoff_until_the_batch_ap
     assert_eq!(held(engine.store()), expected(&batch));
     // The waits are 15-30 ms, 30-60 ms and 60-120 ms.
     assert!(start.elapsed() >= Duration::from_millis(105), "retried without waiting: {:?}", start.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_until_the_deadline_the_batch_names_the_last_failure_as_the_store_gave_it() {
+    let batch = [Rec::insert(1, enrollment("c1", "s1"))];
+    let engine = Engine::new(university(), memory_table());
+    for _ in 0..50 {
+        engine.store().inject(Call::Read, Fault::Throttle);
+    }
+    let outcome = engine.process(&changes(&batch), Instant::now() + Duration::from_secs(1)).await;
+
+    let failure = outcome.failure.as_ref().expect("the deadline cut the batch short");
+    match &failure.cause {
+        Some(Cause::Deadline { last_failure: Some(last), .. }) => assert!(last.verdict() == Verdict::Retry, "{last:?}"),
+        other => panic!("expected the deadline with the last failure, got {other:?}"),
+    }
+    assert!(failure.to_string().ends_with("; last failure: transient DynamoDB failure in BatchGetItem: injected: throttled"), "{failure}");
+    assert!(failure.is_retryable() && engine.store().items().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -182,7 +182,9 @@ mod tests {
         for expected_version in [None, Some(0)] {
             let stored = StoredAggregate { values: aggregates::AggregateValues::zero(rules, key.kind), version: 1 };
             let write = AggregateWrite { key: key.clone(), expected_version, stored };
-            let err = write_aggregates(&table, rules, &[write], &()).await.unwrap_err().to_string();
+            let err = write_aggregates(&table, rules, &[write], &()).await.unwrap_err();
+            assert!(err.is_not_owned() && !err.is_raced(), "{err:?}");
+            let err = err.to_string();
             assert!(err.starts_with("item pk=`course#c1` sk=`stats` is not tally's `stats`"), "{expected_version:?}: {err}");
             assert_eq!(table.items().get(&at), Some(&note));
         }
@@ -194,7 +196,9 @@ mod tests {
         let scanned = streamed();
         write(&table, &scanned, Writer::Stream).await.unwrap();
         write(&table, &reset(&scanned.ledger), Writer::Stream).await.unwrap();
-        let err = write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.unwrap_err().to_string();
+        let err = write(&table, &reset(&scanned.ledger), Writer::Backfill { run: None }).await.unwrap_err();
+        assert!(err.is_raced() && !err.is_not_owned(), "{err:?}");
+        let err = err.to_string();
         assert!(err.starts_with("1 item(s) changed while backfill ran"), "{err}");
         assert!(err.contains("pk=`tally#ledger#course#c1` sk=`student#s1`"), "{err}");
     }

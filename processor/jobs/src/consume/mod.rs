@@ -235,8 +235,8 @@ impl<'a, T: Store> Consumer<'a, T> {
         let mut budget = RetryBudget::unbounded();
         while let Some((start, end)) = queue.pop_front() {
             let records = &batch[start..end];
-            let changes = match self.engine.decode(records) {
-                Ok(changes) => changes,
+            let outcome = match self.engine.apply(records, tokio::time::Instant::now() + self.options.batch_timeout).await {
+                Ok(outcome) => outcome,
                 Err(err) if records.len() == 1 => {
                     tracing::error!(shard, error = %err, "Record cannot be identified; its position goes to the failure log.");
                     self.log_failure(shard, records, attempts, &err.to_string())?;
@@ -251,7 +251,6 @@ impl<'a, T: Store> Consumer<'a, T> {
                     continue;
                 }
             };
-            let outcome = self.engine.process(&changes, tokio::time::Instant::now() + self.options.batch_timeout).await;
             self.summary.totals.add(&outcome);
             let Some(failure) = outcome.failure else { continue };
             if let Some(Cause::Store(_)) = &failure.cause {
@@ -288,7 +287,10 @@ impl<'a, T: Store> Consumer<'a, T> {
     }
 }
 
-/// Whether `record` is of one of tally's bookkeeping items (a ledger, a checkpoint...).
+/// Whether `record` is at a key under the bookkeeping prefix (a ledger, a checkpoint...): the
+/// checkpoint policy only, by key alone. Whether such an item is tally's is the registry's to say
+/// (`tally_engine::registry::own_item`), and the engine asks it; here a batch of nothing but such
+/// keys only decides not to write a checkpoint, which would be one more such record.
 fn is_bookkeeping(rules: &aggregates::Rules, record: &EventRecord) -> bool {
     let key = |name| match record.change.keys.get(name) {
         Some(serde_dynamo::AttributeValue::S(value)) => value.as_str(),
