@@ -16,6 +16,7 @@ use crate::Context;
 use tally_jobs::audit::default_segments;
 use tally_jobs::backfill::{Backfill, BackfillOptions, BackfillReport, Kind, Pending, Scope, Slice};
 
+/// The flags of `tally backfill`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("segmented").args(["segment", "combine"])))]
 pub struct Opts {

@@ -15,6 +15,7 @@ use tally_engine::Engine;
 use tally_jobs::backfill::in_progress;
 use tally_jobs::consume::{ConsumeOptions, Consumer};
 
+/// Where `--from` starts a shard that has no checkpoint yet.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum From {
     /// The oldest record still in the stream (24 h).
@@ -23,6 +24,7 @@ pub enum From {
     Latest,
 }
 
+/// The flags of `tally consume`.
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Where to start a shard that has no checkpoint yet.
@@ -52,6 +54,11 @@ pub struct Opts {
     pub stream_arn: Option<String>,
 }
 
+/// Applies the stream's batches from each shard's checkpoint (a shard without one from `--from`),
+/// until SIGINT/SIGTERM or, with `--until-caught-up`, until every shard is drained.
+///
+/// Exit status: 0 done, 1 records sent to the failure log, 2 error (a failure retrying cannot fix
+/// included; the checkpoint stays before its batch).
 pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let table = ctx.open().await?;
     let arn = match opts.stream_arn {

@@ -18,19 +18,26 @@ const MAX_RECEIVE: i32 = 10;
 #[derive(Debug, thiserror::Error)]
 #[error("SQS {operation} on {queue_url} failed: {message}")]
 pub struct QueueError {
+    /// The SQS action that failed: `ReceiveMessage` or `DeleteMessage`.
     pub operation: &'static str,
+    /// The queue's URL.
     pub queue_url: String,
+    /// What SQS answered: its error code and message, else the SDK's error.
     pub message: String,
 }
 
 /// One received message: its body and the handle that deletes it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The message's SQS id, the same each time it is received.
     pub message_id: String,
+    /// The handle of its latest receipt, the one that deletes it.
     pub receipt_handle: String,
+    /// The message's body: Lambda's on-failure message, as JSON text.
     pub body: String,
 }
 
+/// The failure queue at one URL: its messages received, and each deleted once its range is applied.
 #[derive(Debug, Clone)]
 pub struct FailureQueue {
     client: SqsClient,
@@ -45,6 +52,7 @@ impl FailureQueue {
         FailureQueue { client, url: url.into() }
     }
 
+    /// The queue's URL.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -8,9 +8,14 @@ use clap::Args;
 use crate::Context;
 use tally_engine::store::schema::{create_table, enable_point_in_time_recovery, Created, Recovery};
 
+/// The flags of `tally init`: none but the common ones.
 #[derive(Debug, Args)]
 pub struct Opts {}
 
+/// Creates the table the rules describe, or checks that the existing one is keyed as they say,
+/// and turns on point-in-time recovery where the endpoint has it.
+///
+/// Exit status: 0 done, 2 error.
 pub async fn cmd(ctx: &Context, _opts: Opts) -> anyhow::Result<ExitCode> {
     let table = ctx.connect().await;
     // Keys, indexes, stream and TTL come with the table; encryption at rest is always on

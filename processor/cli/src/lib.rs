@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 #![recursion_limit = "256"]
+#![deny(missing_docs)]
 
 pub mod backfill;
 pub mod consume;
@@ -29,14 +30,15 @@ use std::sync::Arc;
 use aggregates::Rules;
 use tally_engine::store::DynamoTable;
 use tally_engine::stream::{StreamReader, Streams};
-use tally_engine::Engine;
 
 /// Exact aggregates from a DynamoDB stream: the tally engine, run by hand.
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, propagate_version = true, rename_all = "kebab-case")]
 pub struct Cli {
+    /// Flags every command takes.
     #[command(flatten)]
     pub common: Common,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,8 +65,11 @@ pub struct Common {
     rules: Option<std::ffi::OsString>,
 }
 
+/// The commands: those on a table, run under the rules loaded first, and `tally rules`, which
+/// loads the rules it reports on itself.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A command on the table.
     #[command(flatten)]
     Table(TableCommand),
     /// Check a rules file, explain what it makes of an item image, or derive the stream filter
@@ -148,11 +153,6 @@ impl Context {
     /// in it encoded by the context's rules.
     pub async fn connect(&self) -> DynamoTable {
         DynamoTable::connect(self.table.clone(), self.endpoint.as_deref(), self.region.as_deref(), Arc::clone(&self.rules)).await
-    }
-
-    /// An engine over the table, as [`Context::connect`] gives it.
-    pub async fn engine(&self) -> Engine<DynamoTable> {
-        Engine::new(Arc::clone(&self.rules), self.connect().await)
     }
 
     /// The table, as [`Context::connect`] gives it, once it is known to be keyed as the rules

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The progress of one count of work (files, writes, items) toward a total, if known.
 #[derive(Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -39,6 +40,7 @@ impl Progress {
         Progress { bar, plain, unit, total, done: AtomicU64::new(0), last_line: Mutex::new(Instant::now()) }
     }
 
+    /// Counts `by` more done: on the bar, or in a plain line at most every 2 s.
     pub fn advance(&self, by: u64) {
         let done = self.done.fetch_add(by, Ordering::Relaxed) + by;
         if let Some(bar) = &self.bar {
@@ -55,6 +57,7 @@ impl Progress {
         }
     }
 
+    /// Clears the bar, or prints the last plain line.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

@@ -20,6 +20,7 @@ use tally_engine::stream::STREAM_RETENTION;
 use tally_engine::Engine;
 use tally_jobs::backfill::in_progress;
 
+/// The flags of `tally replay`.
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Event files (`{"Records": [...]}`) or directories of them, taken in lexical order.
@@ -46,14 +47,18 @@ pub struct Opts {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", .path.display())]
 pub struct FileError {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub problem: String,
 }
 
 /// One file, parsed and decoded, ready to apply.
 #[derive(Debug)]
 pub struct Batch<'r> {
+    /// The file.
     pub path: PathBuf,
+    /// Its records, decoded, in order.
     pub changes: Vec<Change<'r>>,
     /// When DynamoDB wrote each record (`dynamodb.ApproximateCreationDateTime`), by position.
     pub written_at: Vec<DateTime<Utc>>,
@@ -248,15 +253,19 @@ impl std::fmt::Display for OtherTable<'_> {
 
 /// What a replay did.
 #[derive(Debug, Default, Serialize)]
-pub struct Summary {
-    pub files: usize,
+struct Summary {
+    files: usize,
     #[serde(flatten)]
-    pub totals: Totals,
-    pub elapsed_ms: u128,
+    totals: Totals,
+    elapsed_ms: u128,
     /// Set when a batch could not be applied in full.
-    pub failure: Option<String>,
+    failure: Option<String>,
 }
 
+/// Loads and checks every file, then applies them through the engine in order, stopping at the
+/// first batch not applied in full.
+///
+/// Exit status: 0 every file applied, 2 error (a file refused, so nothing written, included).
 pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // Records of `--source-table` are decoded as the table's own; the engine writes them to

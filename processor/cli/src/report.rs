@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::Context;
 
+/// The flags of `tally report`.
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Items to show per aggregate (the top ones by its first field); per-day aggregates show
@@ -30,6 +31,9 @@ struct Section<'r> {
     rows: Vec<Vec<String>>,
 }
 
+/// Prints the aggregates chosen, one section each; writes nothing.
+///
+/// Exit status: 0 done, 2 error (an unknown `--aggregate` included).
 pub async fn cmd(ctx: &Context, opts: Opts) -> anyhow::Result<ExitCode> {
     let rules = ctx.rules();
     let kinds = chosen(rules, &opts.aggregates)?;

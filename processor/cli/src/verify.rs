@@ -8,6 +8,7 @@ use crate::progress::Stages;
 use crate::Context;
 use tally_jobs::audit::default_segments;
 
+/// The flags of `tally verify`.
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Parallel scan segments (default: two per core, at least 4).

@@ -19,12 +19,15 @@ use tally_engine::rules_file::{self, LoadError};
 
 use crate::Common;
 
+/// The flags of `tally rules`: its subcommand.
 #[derive(Debug, Args)]
 pub struct Opts {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: RulesCommand,
 }
 
+/// The subcommands of `tally rules`.
 #[derive(Debug, Subcommand)]
 #[command(rename_all = "kebab-case")]
 pub enum RulesCommand {
@@ -40,6 +43,7 @@ pub enum RulesCommand {
     Filter(FilterOpts),
 }
 
+/// The flags of `tally rules filter`.
 #[derive(Debug, Args)]
 pub struct FilterOpts {
     /// Rules file (TOML); defaults to --rules / TALLY_RULES, else the embedded university rules.
