@@ -329,7 +329,11 @@ mod tests {
         let batch = records(4);
         let applied = BatchOutcome { records: 4, ..BatchOutcome::default() };
         assert!(applied.response(&batch).batch_item_failures.is_empty());
-        let cut = BatchOutcome { records: 4, failure: Some(BatchFailure { from: 2, cause: None, refused: vec![refused(2)] }), ..BatchOutcome::default() };
+        let cut = BatchOutcome {
+            records: 4,
+            failure: Some(BatchFailure { from: 2, cause: None, refused: vec![refused(2)] }),
+            ..BatchOutcome::default()
+        };
         assert_eq!(reported(&cut.response(&batch)), ["002", "003"]);
         // Paired with records that are not its batch, it never claims a success.
         assert_eq!(reported(&cut.response(&batch[..1])), ["000"]);

@@ -15,9 +15,9 @@ use serde_json::json;
 use super::*;
 use crate::items::ItemKey;
 use crate::items::{AggregateWrite, StoredAggregate};
-use crate::store::Verdict;
 use crate::store::memory::{Call, Fault, MemoryTable};
 use crate::store::SdkItem;
+use crate::store::Verdict;
 use build::{assignment, changes, enrollment, expected, held, instructor, key, ledger, submission, Rec};
 
 /// Stream records as Lambda delivers them, and what the aggregates should hold after them.
