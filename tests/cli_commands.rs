@@ -131,7 +131,7 @@ async fn seed_backfill_verify_and_repairing_a_corrupted_aggregate() {
     let table = table(&name).await;
     let course = aggregate(&table, "course#c001", "stats").await.expect("c001 has stats");
     let enrolled = number(&Some(course), "enrollmentCount").unwrap();
-    tally_engine::store::connect(None, None)
+    connect(None, None)
         .await
         .update_item()
         .table_name(&name)
@@ -166,7 +166,7 @@ async fn an_unfinished_backfill_fails_verify_and_stops_the_commands_that_process
     json(tally(&name).args(["seed", "--ops", "20", "--seed", "4"]));
     // What a backfill killed between its aggregate and its ledger writes leaves behind.
     let marked = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    tally_engine::store::connect(None, None)
+    connect(None, None)
         .await
         .put_item()
         .table_name(&name)
@@ -281,7 +281,7 @@ async fn backfill_counts_once_what_the_stream_still_holds_for_items_it_did_not_c
         .send()
         .await
         .unwrap();
-    tally_engine::store::connect(None, None)
+    connect(None, None)
         .await
         .update_item()
         .table_name(&name)

@@ -807,11 +807,14 @@ fn generated_rules_files_are_refused_or_keep_aggregates_exact() {
 #[cfg(feature = "dynamodb-local")]
 mod on_dynamodb_local {
     use super::*;
+    use aws_sdk_dynamodb::Client as DynamoDbClient;
     use tally_engine::store::{connect, schema, DynamoTable};
 
     /// A table created from the generated rules, as `tally init` creates it.
     pub(super) struct Dynamo {
         pub engine: Engine<DynamoTable>,
+        /// The application's own client, for its writes.
+        client: DynamoDbClient,
     }
 
     impl Dynamo {
@@ -838,12 +841,12 @@ mod on_dynamodb_local {
 
         async fn put(&self, _key: &Key, item: SdkItem) {
             let table = self.table();
-            support::client().await.put_item().table_name(table.name()).set_item(Some(item)).send().await.expect("the application's put");
+            self.client.put_item().table_name(table.name()).set_item(Some(item)).send().await.expect("the application's put");
         }
 
         async fn delete(&self, key: &Key) {
             let table = self.table();
-            let delete = support::client().await.delete_item().table_name(table.name()).set_key(Some(self.key(key)));
+            let delete = self.client.delete_item().table_name(table.name()).set_key(Some(self.key(key)));
             delete.send().await.expect("the application's delete");
         }
 
@@ -863,7 +866,7 @@ mod on_dynamodb_local {
                 Some(SdkValue::S(text)) => text.clone(),
                 other => panic!("a table item's `{name}` is {other:?}"),
             };
-            super::support::scan(&support::client().await, table.name())
+            super::support::scan(&self.client, table.name())
                 .await
                 .into_iter()
                 .map(|item| ((text(&item, rules.pk()), text(&item, rules.sk())), item))
@@ -876,7 +879,7 @@ mod on_dynamodb_local {
         let rules = Arc::new(rules.clone());
         let table = DynamoTable::new(connect(None, None).await, name, Arc::clone(&rules));
         schema::create_table(&table).await.expect("creating a table on DynamoDB Local (is it running? use `make test`)");
-        Dynamo { engine: Engine::new(rules, table) }
+        Dynamo { engine: Engine::new(rules, table), client: support::client().await }
     }
 }
 

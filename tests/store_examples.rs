@@ -52,22 +52,14 @@ async fn fresh_table(rules: &'static Rules, name: &str) -> DynamoTable {
 async fn expire_ledgers(table: &DynamoTable, rules: &Rules) -> usize {
     let rules = rules.table();
     let prefix = LEDGER.pk_prefix(rules);
-    let items: Vec<_> = tally_engine::store::connect(None, None)
-        .await
-        .scan()
-        .table_name(table.name())
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .expect("scanning");
+    let client = connect(None, None).await;
+    let items: Vec<_> = client.scan().table_name(table.name()).into_paginator().items().send().try_collect().await.expect("scanning");
     let mut expired = 0;
     for item in items {
         let key = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned().unwrap_or_default();
         if key(rules.pk()).starts_with(&prefix) {
             let (pk, sk) = (key(rules.pk()), key(rules.sk()));
-            let delete = tally_engine::store::connect(None, None).await.delete_item().table_name(table.name());
+            let delete = client.delete_item().table_name(table.name());
             let delete = delete.key(rules.pk(), aws_sdk_dynamodb::types::AttributeValue::S(pk));
             delete.key(rules.sk(), aws_sdk_dynamodb::types::AttributeValue::S(sk)).send().await.expect("deleting a ledger");
             expired += 1;
@@ -124,7 +116,7 @@ async fn run(rules: &'static Rules, name: &str, workload: &Workload, delivery_se
     prop_assert!(drift.is_empty(), "{} record(s), {} deliveries: {:#?}", workload.records.len(), exercised.deliveries, drift);
     prop_assert!(audit.other_rules.is_empty(), "{:?}", audit.other_rules);
     exercised.aggregates = audit.stored.len();
-    tally_engine::store::connect(None, None).await.delete_table().table_name(table.name()).send().await.expect("deleting the test table");
+    connect(None, None).await.delete_table().table_name(table.name()).send().await.expect("deleting the test table");
     Ok(exercised)
 }
 

@@ -275,10 +275,10 @@ async fn ledgers(table: &DynamoTable) -> Vec<(String, String, String)> {
 /// deletes only a ledger not written since it expired.
 async fn expire(table: &DynamoTable, ledgers: Vec<(String, String, String)>, dice: &mut Dice<'_>) -> usize {
     let mut deleted = 0;
+    let client = support::client().await;
     for (pk, sk, version) in ledgers {
         tokio::time::sleep(Duration::from_millis(dice.roll(15) as u64)).await;
-        let result = support::client()
-            .await
+        let result = client
             .delete_item()
             .table_name(table.name())
             .key("pk", AttributeValue::S(pk))

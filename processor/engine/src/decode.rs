@@ -9,7 +9,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::items::ItemKey;
-use crate::registry::{own_item, OwnItem};
+use crate::registry::own_item;
 use crate::sequence::SequenceNumber;
 
 /// A record tally cannot identify. Names the record by position and `eventID`, and what is wrong
@@ -178,34 +178,24 @@ fn decode_record<'r>(index: usize, record: &EventRecord, table_name: &str, rules
         }
     }
     let (old, new) = (rules.assess(image(&stream.old_image)), rules.assess(image(&stream.new_image)));
-    // A record of tally's own write: each image absent or tally's item there, by key and type.
+    // A record of tally's own write: at one of tally's keys, every image it has is tally's item
+    // there, by key and type (a record of keys only goes by its key). An application's record,
+    // the common case, is told by its key alone.
+    let key_owner = rules.owner(&key.pk, &key.sk);
     let type_attribute = rules.table().type_attribute();
-    let own = |image: &Item| {
-        let found = match image.get(type_attribute) {
-            Some(AttributeValue::S(kind)) => Some(kind.as_str()),
-            _ => None,
-        };
-        own_item(rules, &key.pk, &key.sk, found)
-    };
-    let of_own = |item: Option<OwnItem>| match item? {
-        OwnItem::Aggregate(_) => Some(Origin::OwnAggregate),
-        OwnItem::Bookkeeping => Some(Origin::OwnBookkeeping),
-    };
-    let own_origin = match (image(&stream.old_image).map(own), image(&stream.new_image).map(own)) {
-        // A record of keys only: its key says whose it is.
-        (None, None) => match rules.owner(&key.pk, &key.sk) {
-            KeyOwner::Aggregate => Some(Origin::OwnAggregate),
-            KeyOwner::Bookkeeping => Some(Origin::OwnBookkeeping),
-            KeyOwner::Application => None,
-        },
-        (Some(only), None) | (None, Some(only)) => of_own(only),
-        (Some(old), Some(new)) if old == new => of_own(old),
-        (Some(_), Some(_)) => None,
-    };
-    let origin = match own_origin {
-        Some(origin) => origin,
-        None if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
-        None => Origin::Source,
+    let own = key_owner != KeyOwner::Application
+        && [&stream.old_image, &stream.new_image].into_iter().filter(|image| !image.is_empty()).all(|image| {
+            let found = match image.get(type_attribute) {
+                Some(AttributeValue::S(kind)) => Some(kind.as_str()),
+                _ => None,
+            };
+            own_item(rules, &key.pk, &key.sk, found).is_some()
+        });
+    let origin = match key_owner {
+        KeyOwner::Aggregate if own => Origin::OwnAggregate,
+        KeyOwner::Bookkeeping if own => Origin::OwnBookkeeping,
+        _ if is_unknown(&old) && is_unknown(&new) => Origin::Unknown,
+        _ => Origin::Source,
     };
     Ok(Change { index, event_id: record.event_id.clone(), sequence, key, origin, old, new, ttl_deletion })
 }
