@@ -13,7 +13,7 @@ WITH_DDB := scripts/with-dynamodb-local.sh
 WITH_SQS := scripts/with-sqs-local.sh
 FEATURES := --features dynamodb-local
 # Property-test cases against DynamoDB Local; raise for a longer soak.
-TALLY_ORACLE_CASES ?= 200
+TALLY_ORACLE_CASES ?= 150
 export TALLY_ORACLE_CASES
 ORACLE := aggregates_equal_a_recompute_whatever_the_delivery
 # Tests that print counts of what they injected; run apart with --nocapture.

@@ -37,7 +37,7 @@ use tally_jobs::audit::{Audit, Keep};
 
 /// Cases per rule set; `TALLY_ORACLE_CASES` (the university oracle's) scales them for a soak.
 fn cases() -> u32 {
-    let university: u32 = std::env::var("TALLY_ORACLE_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(200);
+    let university: u32 = std::env::var("TALLY_ORACLE_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(150);
     (university / 10).max(4)
 }
 

@@ -19,7 +19,7 @@
 //! writer's read and its commit, too), conditioned as TTL's are on the ledger not having been
 //! written since, and the second epoch touches the same items again.
 //!
-//! `TALLY_ORACLE_CASES` sets the number of cases (default 200).
+//! `TALLY_ORACLE_CASES` sets the number of cases (default 150, as `make test` runs it).
 #![cfg(feature = "dynamodb-local")]
 
 mod support;
@@ -305,7 +305,7 @@ struct Case {
 }
 
 fn cases() -> u32 {
-    std::env::var("TALLY_ORACLE_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(200)
+    std::env::var("TALLY_ORACLE_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(150)
 }
 
 proptest! {
